@@ -1,0 +1,885 @@
+//! The connection state machine (RFC 6455 §5, §6, §7): bytes in, events and bytes out.
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, Status};
+use crate::mask::apply_mask;
+use crate::utf8::Utf8Validator;
+
+/// Which end of the connection this is. It decides who masks (§5.1) and who closes the TCP
+/// connection first (§7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The end that sent the opening handshake: masks every frame it sends.
+    Client,
+    /// The end that accepted it: sends unmasked frames, requires masked ones.
+    Server,
+}
+
+/// How data frames are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// One [`Event::Message`] per complete message, fragments assembled (up to
+    /// [`Config::max_message_size`]).
+    #[default]
+    Messages,
+    /// [`Event::Chunk`]s as payload arrives, so a caller can forward a message of any size in
+    /// bounded memory. Text chunks are validated UTF-8 so far, but a chunk may end in the middle
+    /// of a code point.
+    Chunks,
+}
+
+/// Limits and behaviour of a [`Connection`]. Every limit is finite; see `docs/limits.md`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest payload one frame may declare; a larger one fails the connection with 1009.
+    /// Default 16 MiB.
+    pub max_frame_size: usize,
+    /// The largest message, all fragments together; a larger one fails the connection with
+    /// 1009. Checked from each frame header, before any of its payload is buffered. Default
+    /// 64 MiB.
+    pub max_message_size: usize,
+    /// Answer each ping with a pong carrying the same payload (§5.5.2). Default on.
+    pub auto_pong: bool,
+    /// Whole messages or streamed chunks. Default [`Delivery::Messages`].
+    pub delivery: Delivery,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            auto_pong: true,
+            delivery: Delivery::Messages,
+        }
+    }
+}
+
+/// The type of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text.
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+impl MessageKind {
+    fn opcode(self) -> OpCode {
+        match self {
+            Self::Text => OpCode::Text,
+            Self::Binary => OpCode::Binary,
+        }
+    }
+}
+
+/// A complete message, borrowed from the connection until the next call that changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, validated UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Binary(data) => data,
+        }
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::Text(_) => MessageKind::Text,
+            Self::Binary(_) => MessageKind::Binary,
+        }
+    }
+}
+
+/// A piece of a message's payload, in [`Delivery::Chunks`] mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// The message's type, from its first frame.
+    pub kind: MessageKind,
+    /// Unmasked payload bytes; may be empty.
+    pub data: &'a [u8],
+    /// This is the first chunk of the message.
+    pub first: bool,
+    /// This is the last chunk of the message.
+    pub last: bool,
+}
+
+/// What the peer did, reported by [`Connection::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A complete message ([`Delivery::Messages`]).
+    Message(Message<'a>),
+    /// Part of a message ([`Delivery::Chunks`]).
+    Chunk(Chunk<'a>),
+    /// A ping. With [`Config::auto_pong`] the pong is already queued.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame. If we had not sent one, the answering close is already queued;
+    /// either way the close handshake is complete.
+    Close(CloseFrame<'a>),
+    /// The peer broke the protocol. A close frame with the error's
+    /// [`close_code`](ProtocolError::close_code) is queued; the connection is closed and
+    /// ignores further input.
+    Failed(ProtocolError),
+    /// The peer closed the transport before the close handshake completed (code 1006).
+    Disconnected,
+}
+
+/// The close state of a connection (§7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's; its data frames are still reported.
+    CloseSent,
+    /// The close handshake completed, the connection failed, or the transport ended. No frames
+    /// are sent or received.
+    Closed,
+}
+
+/// A source of masking keys for a client connection (§5.3: "The masking key needs to be
+/// unpredictable ... MUST be derived from a strong source of entropy").
+///
+/// Any `FnMut() -> [u8; 4]` is one. Tests pass a fixed sequence; transports a system RNG.
+pub trait MaskKeySource: Send {
+    /// The key for the next frame.
+    fn next_key(&mut self) -> [u8; 4];
+}
+
+impl<F: FnMut() -> [u8; 4] + Send> MaskKeySource for F {
+    fn next_key(&mut self) -> [u8; 4] {
+        self()
+    }
+}
+
+/// Output buffers above this capacity are released once drained, so that one large message
+/// does not pin memory for the connection's lifetime.
+const RETAINED_BUFFER: usize = 64 << 10;
+
+/// The frame whose payload is being read.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    mask_offset: usize,
+}
+
+/// The data message being received.
+#[derive(Debug, Clone, Copy)]
+struct InMessage {
+    kind: MessageKind,
+    /// Payload bytes declared so far, all frames.
+    declared: u64,
+    /// A chunk of it has been reported.
+    started: bool,
+}
+
+/// Where an event's bytes live, as indices, so that the state machine can advance without
+/// holding a borrow.
+#[derive(Debug, Clone)]
+enum Ev {
+    Message {
+        kind: MessageKind,
+        range: Range<usize>,
+        assembled: bool,
+    },
+    Chunk {
+        kind: MessageKind,
+        range: Range<usize>,
+        first: bool,
+        last: bool,
+    },
+    Ping(Range<usize>),
+    Pong(Range<usize>),
+    Close {
+        code: CloseCode,
+        reason: Range<usize>,
+    },
+    Failed(ProtocolError),
+    Disconnected,
+}
+
+/// One WebSocket connection, after the opening handshake, with no I/O of its own.
+///
+/// Drive it like this:
+/// 1. Put the bytes read from the transport in with [`receive_data`](Self::receive_data) (or
+///    read straight into [`input_buffer`](Self::input_buffer) and call
+///    [`input_written`](Self::input_written)); on end of stream call
+///    [`receive_eof`](Self::receive_eof).
+/// 2. Call [`poll_event`](Self::poll_event) until it returns `None`. Events borrow the
+///    connection: copy out what you keep.
+/// 3. Queue sends with [`send_text`](Self::send_text), [`send_binary`](Self::send_binary),
+///    [`send_fragment`](Self::send_fragment), [`send_ping`](Self::send_ping),
+///    [`close`](Self::close).
+/// 4. Write [`pending_output`](Self::pending_output) to the transport and report what was
+///    written with [`consume_output`](Self::consume_output). Automatic pongs and close replies
+///    are queued there too, so drain it after polling events.
+/// 5. When [`should_close_transport`](Self::should_close_transport) is true and the output is
+///    drained, close the transport.
+///
+/// ```
+/// use ws_proto::{Config, Connection, Event, Message};
+///
+/// let mut server = Connection::server(Config::default());
+/// // A masked "Hello" from a client (RFC 6455 §5.7).
+/// server.receive_data(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+/// let Some(Event::Message(Message::Text(text))) = server.poll_event() else { panic!() };
+/// let reply = text.to_uppercase();
+/// server.send_text(&reply)?;
+/// assert_eq!(server.pending_output(), b"\x81\x05HELLO");
+/// # Ok::<(), ws_proto::SendError>(())
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Config,
+    keys: Option<Box<dyn MaskKeySource>>,
+    state: State,
+    /// The connection failed us or the peer; the transport should close now.
+    failed: bool,
+    eof: bool,
+
+    /// Read buffer: `input[in_start..in_end]` is unprocessed. Kept fully initialised so reads
+    /// can go straight into it.
+    input: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    /// Assembly buffer for messages that arrive in more than one piece.
+    assembly: Vec<u8>,
+    /// The last event borrowed `assembly`; clear it on the next poll.
+    assembly_delivered: bool,
+    utf8: Utf8Validator,
+
+    output: Vec<u8>,
+    out_start: usize,
+    /// The type of the fragmented message we are sending, if one is open.
+    sending: Option<MessageKind>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("buffered_input", &(self.in_end - self.in_start))
+            .field("pending_output", &(self.output.len() - self.out_start))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server-side connection.
+    pub fn server(config: Config) -> Self {
+        Self::new(Role::Server, config, None)
+    }
+
+    /// A client-side connection, masking each frame with a key from `keys`.
+    pub fn client(config: Config, keys: impl MaskKeySource + 'static) -> Self {
+        Self::new(Role::Client, config, Some(Box::new(keys)))
+    }
+
+    fn new(role: Role, config: Config, keys: Option<Box<dyn MaskKeySource>>) -> Self {
+        Self {
+            role,
+            config,
+            keys,
+            state: State::Open,
+            failed: false,
+            eof: false,
+            input: Vec::new(),
+            in_start: 0,
+            in_end: 0,
+            frame: None,
+            message: None,
+            assembly: Vec::new(),
+            assembly_delivered: false,
+            utf8: Utf8Validator::new(),
+            output: Vec::new(),
+            out_start: 0,
+            sending: None,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The close state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether the transport should be closed once [`pending_output`](Self::pending_output)
+    /// is written: after a failure, after the transport's end, or when the close handshake is
+    /// complete on the server (§7.1.1: "the server MUST close the underlying TCP connection
+    /// immediately"; a client waits for the server to do it, with a timeout of its own).
+    pub fn should_close_transport(&self) -> bool {
+        self.state == State::Closed && (self.role == Role::Server || self.failed || self.eof)
+    }
+
+    // ---- input -------------------------------------------------------------------------------
+
+    /// Feeds bytes read from the transport. Bytes after the connection closed are dropped.
+    pub fn receive_data(&mut self, data: &[u8]) {
+        if self.state == State::Closed || data.is_empty() {
+            return;
+        }
+        let buf = self.input_buffer(data.len());
+        buf[..data.len()].copy_from_slice(data);
+        self.input_written(data.len());
+    }
+
+    /// Space for at least `min` bytes to be read straight into, avoiding the copy that
+    /// [`receive_data`](Self::receive_data) makes. Report what was written with
+    /// [`input_written`](Self::input_written).
+    pub fn input_buffer(&mut self, min: usize) -> &mut [u8] {
+        self.compact_input();
+        if self.input.len() - self.in_end < min {
+            let want = (self.in_end + min).next_power_of_two();
+            self.input.resize(want, 0);
+        }
+        &mut self.input[self.in_end..]
+    }
+
+    /// Records that `n` bytes were written at the start of [`input_buffer`](Self::input_buffer).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than that buffer's length.
+    pub fn input_written(&mut self, n: usize) {
+        assert!(
+            self.in_end + n <= self.input.len(),
+            "input_written past the input buffer"
+        );
+        if self.state == State::Closed {
+            return;
+        }
+        self.in_end += n;
+    }
+
+    /// Records the end of the transport's input stream.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Bytes buffered but not yet processed: at most one partial frame header or control frame
+    /// once [`poll_event`](Self::poll_event) has returned `None`.
+    pub fn buffered_input(&self) -> usize {
+        self.in_end - self.in_start
+    }
+
+    /// Frees buffers that hold nothing, so an idle connection costs only this struct. Call it
+    /// when the connection goes idle; buffers are allocated again on demand.
+    pub fn release_idle_buffers(&mut self) {
+        if self.in_start == self.in_end {
+            self.input = Vec::new();
+            self.in_start = 0;
+            self.in_end = 0;
+        }
+        if self.message.is_none() {
+            self.assembly = Vec::new();
+            self.assembly_delivered = false;
+        }
+        if self.out_start == self.output.len() {
+            self.output = Vec::new();
+            self.out_start = 0;
+        }
+    }
+
+    fn compact_input(&mut self) {
+        if self.in_start == self.in_end {
+            self.in_start = 0;
+            self.in_end = 0;
+        } else if self.in_start > 0 {
+            self.input.copy_within(self.in_start..self.in_end, 0);
+            self.in_end -= self.in_start;
+            self.in_start = 0;
+        }
+    }
+
+    // ---- events ------------------------------------------------------------------------------
+
+    /// The next event, or `None` when more input is needed.
+    ///
+    /// The event borrows the connection's buffers: copy out what you keep before calling a
+    /// `&mut self` method again.
+    #[must_use = "events report messages and failures"]
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        let ev = self.advance()?;
+        Some(match ev {
+            Ev::Message {
+                kind,
+                range,
+                assembled,
+            } => {
+                let bytes = if assembled {
+                    &self.assembly[range]
+                } else {
+                    &self.input[range]
+                };
+                Event::Message(match kind {
+                    MessageKind::Binary => Message::Binary(bytes),
+                    MessageKind::Text => {
+                        // Validated as it arrived; this conversion cannot fail.
+                        Message::Text(simdutf8::basic::from_utf8(bytes).unwrap_or_default())
+                    }
+                })
+            }
+            Ev::Chunk {
+                kind,
+                range,
+                first,
+                last,
+            } => Event::Chunk(Chunk {
+                kind,
+                data: &self.input[range],
+                first,
+                last,
+            }),
+            Ev::Ping(range) => Event::Ping(&self.input[range]),
+            Ev::Pong(range) => Event::Pong(&self.input[range]),
+            Ev::Close { code, reason } => Event::Close(CloseFrame {
+                code,
+                reason: std::str::from_utf8(&self.input[reason]).unwrap_or_default(),
+            }),
+            Ev::Failed(err) => Event::Failed(err),
+            Ev::Disconnected => Event::Disconnected,
+        })
+    }
+
+    fn advance(&mut self) -> Option<Ev> {
+        if self.assembly_delivered {
+            self.assembly_delivered = false;
+            self.assembly.clear();
+            if self.assembly.capacity() > RETAINED_BUFFER {
+                self.assembly = Vec::new();
+            }
+        }
+        loop {
+            if self.state == State::Closed {
+                return None;
+            }
+            let step = match self.frame {
+                Some(frame) => self.read_payload(frame),
+                None => self.read_header(),
+            };
+            match step {
+                Step::Event(ev) => return Some(ev),
+                Step::Continue => {}
+                Step::NeedInput => {
+                    if self.eof {
+                        self.state = State::Closed;
+                        return Some(Ev::Disconnected);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, err: ProtocolError) -> Step {
+        // §7.1.7: "the endpoint MUST _Close the WebSocket Connection_, and MAY report the
+        // problem to the user" after sending a close frame with an appropriate code.
+        if self.state == State::Open {
+            self.queue_close_frame(err.close_code(), "");
+        }
+        self.state = State::Closed;
+        self.failed = true;
+        self.in_start = self.in_end;
+        self.frame = None;
+        self.message = None;
+        Step::Event(Ev::Failed(err))
+    }
+
+    fn read_header(&mut self) -> Step {
+        let available = &self.input[self.in_start..self.in_end];
+        let (header, header_len) = match FrameHeader::parse(available) {
+            Ok(Status::Complete(header, len)) => (header, len),
+            Ok(Status::Partial) => return Step::NeedInput,
+            Err(err) => return self.fail(err),
+        };
+        // §5.2: "If a nonzero value is received and none of the negotiated extensions defines
+        // the meaning of such a nonzero value, the receiving endpoint MUST _Fail the WebSocket
+        // Connection_." No extension is negotiated yet.
+        if header.rsv != 0 {
+            return self.fail(ProtocolError::ReservedBits);
+        }
+        // §5.1: a server MUST close on an unmasked client frame; a client on a masked server
+        // frame.
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return self.fail(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return self.fail(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if header.opcode.is_control() {
+            // Control payloads are at most 125 bytes (checked by the parser): wait for all of it.
+            let len = header.payload_len as usize;
+            if available.len() < header_len + len {
+                return Step::NeedInput;
+            }
+            let start = self.in_start + header_len;
+            self.in_start = start + len;
+            return self.control_frame(header, start..start + len);
+        }
+        self.data_header(header, header_len)
+    }
+
+    fn data_header(&mut self, header: FrameHeader, header_len: usize) -> Step {
+        let len = header.payload_len;
+        let message = match (header.opcode, self.message) {
+            (OpCode::Continuation, None) => {
+                return self.fail(ProtocolError::UnexpectedContinuation);
+            }
+            (OpCode::Continuation, Some(message)) => message,
+            (_, Some(_)) => return self.fail(ProtocolError::ExpectedContinuation),
+            (opcode, None) => {
+                let kind = if opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                self.utf8 = Utf8Validator::new();
+                InMessage {
+                    kind,
+                    declared: 0,
+                    started: false,
+                }
+            }
+        };
+        // Limits come from the header, before any payload is buffered.
+        if len > self.config.max_frame_size as u64 {
+            return self.fail(ProtocolError::FrameTooLarge);
+        }
+        let declared = message.declared + len;
+        if declared > self.config.max_message_size as u64 {
+            return self.fail(ProtocolError::MessageTooLarge);
+        }
+        self.in_start += header_len;
+        let frame = InFrame {
+            fin: header.fin,
+            mask: header.mask,
+            remaining: len,
+            mask_offset: 0,
+        };
+
+        // The common case: a whole single-frame message already in the buffer is reported in
+        // place, copied nowhere.
+        let whole_in_buffer = (self.in_end - self.in_start) as u64 >= len;
+        if self.config.delivery == Delivery::Messages
+            && header.fin
+            && header.opcode != OpCode::Continuation
+            && whole_in_buffer
+        {
+            let range = self.in_start..self.in_start + len as usize;
+            self.in_start = range.end;
+            if let Some(key) = header.mask {
+                apply_mask(&mut self.input[range.clone()], key, 0);
+            }
+            if message.kind == MessageKind::Text
+                && simdutf8::basic::from_utf8(&self.input[range.clone()]).is_err()
+            {
+                return self.fail(ProtocolError::InvalidUtf8);
+            }
+            return Step::Event(Ev::Message {
+                kind: message.kind,
+                range,
+                assembled: false,
+            });
+        }
+        self.message = Some(InMessage {
+            declared,
+            ..message
+        });
+        self.frame = Some(frame);
+        Step::Continue
+    }
+
+    fn read_payload(&mut self, mut frame: InFrame) -> Step {
+        let available = (self.in_end - self.in_start) as u64;
+        let n = available.min(frame.remaining) as usize;
+        if n == 0 && frame.remaining > 0 {
+            return Step::NeedInput;
+        }
+        let Some(mut message) = self.message else {
+            unreachable!("a data frame is read only inside a message");
+        };
+        let range = self.in_start..self.in_start + n;
+        self.in_start = range.end;
+        if let Some(key) = frame.mask {
+            frame.mask_offset = apply_mask(&mut self.input[range.clone()], key, frame.mask_offset);
+        }
+        frame.remaining -= n as u64;
+        let frame_done = frame.remaining == 0;
+        let last = frame_done && frame.fin;
+        if message.kind == MessageKind::Text {
+            let checked = self.utf8.feed(&self.input[range.clone()]);
+            let checked = if last {
+                checked.and_then(|()| self.utf8.finish())
+            } else {
+                checked
+            };
+            if let Err(err) = checked {
+                return self.fail(err);
+            }
+        }
+        self.frame = if frame_done { None } else { Some(frame) };
+        let first = !message.started;
+        message.started = true;
+        self.message = if last { None } else { Some(message) };
+
+        match self.config.delivery {
+            Delivery::Messages => {
+                if self.assembly.len() + n > self.config.max_message_size {
+                    // Unreachable while declared lengths are checked, kept as a backstop.
+                    return self.fail(ProtocolError::MessageTooLarge);
+                }
+                self.assembly.extend_from_slice(&self.input[range]);
+                if last {
+                    self.assembly_delivered = true;
+                    let range = 0..self.assembly.len();
+                    return Step::Event(Ev::Message {
+                        kind: message.kind,
+                        range,
+                        assembled: true,
+                    });
+                }
+                Step::Continue
+            }
+            Delivery::Chunks => {
+                if n > 0 || first || last {
+                    Step::Event(Ev::Chunk {
+                        kind: message.kind,
+                        range,
+                        first,
+                        last,
+                    })
+                } else {
+                    Step::Continue
+                }
+            }
+        }
+    }
+
+    fn control_frame(&mut self, header: FrameHeader, range: Range<usize>) -> Step {
+        if let Some(key) = header.mask {
+            apply_mask(&mut self.input[range.clone()], key, 0);
+        }
+        match header.opcode {
+            OpCode::Ping => {
+                // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+                // response ... unless it already received a Close frame." We also stop once we
+                // sent one: nothing may follow our close frame.
+                if self.config.auto_pong && self.state == State::Open {
+                    let (start, end) = (range.start, range.end);
+                    self.queue_frame_from_input(OpCode::Pong, start..end);
+                }
+                Step::Event(Ev::Ping(range))
+            }
+            OpCode::Pong => Step::Event(Ev::Pong(range)),
+            OpCode::Close => {
+                let close = match CloseFrame::parse(&self.input[range.clone()]) {
+                    Ok(close) => close,
+                    Err(err) => return self.fail(err),
+                };
+                let code = close.code;
+                let reason = range.start + 2.min(range.len())..range.end;
+                if self.state == State::Open {
+                    // §5.5.1: "the endpoint MUST send a Close frame in response ... typically
+                    // echoing the status code it received".
+                    if code == CloseCode::NO_STATUS {
+                        self.queue_frame(OpCode::Close, true, &[]);
+                    } else {
+                        self.queue_close_frame(code, "");
+                    }
+                }
+                self.state = State::Closed;
+                self.in_start = self.in_end;
+                self.frame = None;
+                self.message = None;
+                Step::Event(Ev::Close { code, reason })
+            }
+            _ => unreachable!("data opcodes are not control frames"),
+        }
+    }
+
+    // ---- output ------------------------------------------------------------------------------
+
+    /// Bytes waiting to be written to the transport.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.output[self.out_start..]
+    }
+
+    /// Records that the first `n` bytes of [`pending_output`](Self::pending_output) were
+    /// written.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than is pending.
+    pub fn consume_output(&mut self, n: usize) {
+        assert!(
+            self.out_start + n <= self.output.len(),
+            "consumed more output than pending"
+        );
+        self.out_start += n;
+        if self.out_start == self.output.len() {
+            self.output.clear();
+            self.out_start = 0;
+            if self.output.capacity() > RETAINED_BUFFER {
+                self.output = Vec::new();
+            }
+        }
+    }
+
+    /// Sends a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_message(MessageKind::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_message(MessageKind::Binary, data)
+    }
+
+    fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        self.queue_frame(kind.opcode(), true, data);
+        Ok(())
+    }
+
+    /// Sends one frame of a fragmented message (§5.4): the first call for a message opens it
+    /// with `kind`, later calls continue it with the same `kind`, and `fin` ends it. Control
+    /// frames may be sent between fragments.
+    ///
+    /// The caller is responsible for text fragments concatenating to valid UTF-8.
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let opcode = match self.sending {
+            None => kind.opcode(),
+            Some(open) if open == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentMismatch),
+        };
+        self.sending = if fin { None } else { Some(kind) };
+        self.queue_frame(opcode, fin, data);
+        Ok(())
+    }
+
+    /// Sends a ping with up to 125 bytes of payload.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Sends an unsolicited pong (§5.5.3: "A Pong frame MAY be sent unsolicited") with up to
+    /// 125 bytes of payload.
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlFrameTooLong);
+        }
+        self.queue_frame(opcode, true, payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake (§7.1.2) with `code` and a reason of up to 123 bytes.
+    ///
+    /// Data frames from the peer are still reported until its close frame arrives.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.check_open()?;
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::ReasonTooLong);
+        }
+        self.queue_close_frame(code, reason);
+        self.state = State::CloseSent;
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        // §5.5.1: "After sending a Close frame, the endpoint MUST NOT send any further data
+        // frames."
+        if self.state == State::Open {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
+        }
+    }
+
+    fn queue_close_frame(&mut self, code: CloseCode, reason: &str) {
+        let mut body = [0; MAX_CONTROL_PAYLOAD];
+        body[..2].copy_from_slice(&code.0.to_be_bytes());
+        body[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.queue_frame(OpCode::Close, true, &body[..2 + reason.len()]);
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        // §5.3: a client masks every frame with a fresh key.
+        self.keys.as_mut().map(|keys| keys.next_key())
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.next_mask();
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode_to_vec(&mut self.output);
+        let start = self.output.len();
+        self.output.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.output[start..], key, 0);
+        }
+    }
+
+    fn queue_frame_from_input(&mut self, opcode: OpCode, range: Range<usize>) {
+        let mut payload = [0; MAX_CONTROL_PAYLOAD];
+        let len = range.len();
+        payload[..len].copy_from_slice(&self.input[range]);
+        self.queue_frame(opcode, true, &payload[..len]);
+    }
+}
+
+enum Step {
+    Event(Ev),
+    Continue,
+    NeedInput,
+}

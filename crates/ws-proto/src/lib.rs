@@ -1,0 +1,65 @@
+//! Sans-IO WebSocket protocol (RFC 6455).
+//!
+//! This crate is the protocol and nothing else: it reads no socket, spawns no task, reads no
+//! clock and draws no random numbers. Callers feed it bytes and drain events and bytes to
+//! write, so any runtime (or none) can drive it. `ws-transport` drives it over async streams.
+//!
+//! Start with:
+//! - [`RequestParser`] and [`Request::websocket`] for the server's opening handshake, or
+//!   [`ClientRequest`] for the client's;
+//! - [`Connection`], the state machine for everything after the handshake;
+//! - [`Config`], the limits (all finite by default).
+//!
+//! The drive loop, on a server:
+//!
+//! ```
+//! use ws_proto::{Config, Connection, Event, Message};
+//!
+//! # fn read_from_socket(_: &mut [u8]) -> usize { 0 }
+//! # fn write_to_socket(_: &[u8]) {}
+//! let mut conn = Connection::server(Config::default());
+//! loop {
+//!     let n = read_from_socket(conn.input_buffer(4096));
+//!     if n == 0 { conn.receive_eof() } else { conn.input_written(n) }
+//!     while let Some(event) = conn.poll_event() {
+//!         if let Event::Message(Message::Text(text)) = event {
+//!             let reply = text.to_owned();
+//!             conn.send_text(&reply).ok(); // Err only if we already closed
+//!         }
+//!     }
+//!     write_to_socket(conn.pending_output());
+//!     conn.consume_output(conn.pending_output().len());
+//!     if conn.should_close_transport() || n == 0 { break }
+//! }
+//! ```
+//!
+//! A peer that breaks the protocol is not an `Err`: the connection queues a close frame with
+//! the right code (1002, 1007, 1009) and reports [`Event::Failed`]. `Err` is for misuse of the
+//! API, such as sending after close.
+
+#![forbid(unsafe_code)]
+
+mod close;
+mod connection;
+mod error;
+mod extensions;
+mod frame;
+mod handshake;
+mod mask;
+mod utf8;
+
+pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+pub use connection::{
+    Chunk, Config, Connection, Delivery, Event, MaskKeySource, Message, MessageKind, Role, State,
+};
+pub use error::{ProtocolError, SendError};
+pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
+pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
+pub use handshake::{
+    Accepted, ClientHandshake, ClientRequest, HandshakeError, HandshakeLimits, Header,
+    ProtocolNotOffered, Request, RequestParser, Response, ResponseError, Upgrade, accept_key,
+};
+pub use mask::apply_mask;
+#[doc(hidden)]
+pub use mask::apply_mask_bytewise;
+pub use utf8::Utf8Validator;
