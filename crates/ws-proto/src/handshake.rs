@@ -152,10 +152,12 @@ impl HeadBuffer {
     }
 
     /// Adds bytes; returns the head length once the blank line that ends it is seen.
+    /// Once the head is complete, later bytes are appended to [`remaining`](Self::remaining)
+    /// and `None` is returned, so each head is reported once.
     fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, HandshakeError> {
-        if let Some(len) = self.head_len {
+        if self.head_len.is_some() {
             self.buf.extend_from_slice(data);
-            return Ok(Some(len));
+            return Ok(None);
         }
         self.buf.extend_from_slice(data);
         // Resume two bytes back so that a terminator split across feeds is seen.
@@ -231,8 +233,8 @@ impl RequestParser {
         }
     }
 
-    /// Adds bytes read from the peer. Returns the request once its head is complete; after
-    /// that, more bytes are appended to [`remaining`](Self::remaining).
+    /// Adds bytes read from the peer. Returns the request once, when its head is complete;
+    /// bytes fed after that are appended to [`remaining`](Self::remaining).
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
         let Some(len) = self.head.feed(data)? else {
             return Ok(None);
@@ -638,8 +640,9 @@ pub struct ClientHandshake {
 }
 
 impl ClientHandshake {
-    /// Adds bytes read from the server. Returns the accepted response once its head is
-    /// complete and valid (§4.1, "the client MUST _Fail the WebSocket Connection_" otherwise).
+    /// Adds bytes read from the server. Returns the accepted response once, when its head is
+    /// complete and valid (bytes fed after that are appended to
+    /// [`remaining`](Self::remaining)) (§4.1, "the client MUST _Fail the WebSocket Connection_" otherwise).
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Accepted>, ResponseError> {
         let len = match self.head.feed(data) {
             Ok(Some(len)) => len,

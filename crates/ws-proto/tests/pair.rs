@@ -1,0 +1,122 @@
+//! A client and a server driven against each other in memory, without sockets.
+
+mod common;
+
+use common::*;
+use ws_proto::{CloseCode, Config, MessageKind, State};
+
+#[test]
+fn messages_flow_both_ways() {
+    let mut client = client(Config::default());
+    let mut server = server();
+    client.send_text("hello").unwrap();
+    client.send_binary(&[1, 2, 3]).unwrap();
+    assert_eq!(
+        transfer(&mut client, &mut server),
+        [Owned::Text("hello".into()), Owned::Binary(vec![1, 2, 3])]
+    );
+    server.send_text("welcome").unwrap();
+    server
+        .send_fragment(MessageKind::Binary, &[9; 70_000], false)
+        .unwrap();
+    server
+        .send_fragment(MessageKind::Binary, &[8; 10], true)
+        .unwrap();
+    let mut expected = vec![9; 70_000];
+    expected.extend([8; 10]);
+    assert_eq!(
+        transfer(&mut server, &mut client),
+        [Owned::Text("welcome".into()), Owned::Binary(expected)]
+    );
+}
+
+#[test]
+fn pings_are_answered_automatically() {
+    let mut client = client(Config::default());
+    let mut server = server();
+    client.send_ping(b"are you there").unwrap();
+    assert_eq!(
+        transfer(&mut client, &mut server),
+        [Owned::Ping(b"are you there".to_vec())]
+    );
+    assert_eq!(
+        transfer(&mut server, &mut client),
+        [Owned::Pong(b"are you there".to_vec())]
+    );
+    server.send_ping(b"and you").unwrap();
+    assert_eq!(
+        transfer(&mut server, &mut client),
+        [Owned::Ping(b"and you".to_vec())]
+    );
+    assert_eq!(
+        transfer(&mut client, &mut server),
+        [Owned::Pong(b"and you".to_vec())]
+    );
+}
+
+#[test]
+fn client_initiated_close_handshake() {
+    let mut client = client(Config::default());
+    let mut server = server();
+    client.close(CloseCode::NORMAL, "done").unwrap();
+    assert_eq!(client.state(), State::CloseSent);
+    assert_eq!(
+        transfer(&mut client, &mut server),
+        [Owned::Close(CloseCode::NORMAL, "done".into())]
+    );
+    assert!(server.should_close_transport());
+    assert_eq!(
+        transfer(&mut server, &mut client),
+        [Owned::Close(CloseCode::NORMAL, String::new())]
+    );
+    assert_eq!(client.state(), State::Closed);
+    // The server closes TCP first; the client sees EOF with nothing more to report.
+    assert!(!client.should_close_transport());
+    client.receive_eof();
+    assert_eq!(drain(&mut client), []);
+    assert!(client.should_close_transport());
+}
+
+#[test]
+fn server_initiated_close_handshake() {
+    let mut client = client(Config::default());
+    let mut server = server();
+    server.close(CloseCode::GOING_AWAY, "restart").unwrap();
+    assert_eq!(
+        transfer(&mut server, &mut client),
+        [Owned::Close(CloseCode::GOING_AWAY, "restart".into())]
+    );
+    assert_eq!(
+        transfer(&mut client, &mut server),
+        [Owned::Close(CloseCode::GOING_AWAY, String::new())]
+    );
+    assert_eq!(
+        (client.state(), server.state()),
+        (State::Closed, State::Closed)
+    );
+    assert!(server.should_close_transport());
+}
+
+#[test]
+fn simultaneous_close() {
+    let mut client = client(Config::default());
+    let mut server = server();
+    client.close(CloseCode::NORMAL, "").unwrap();
+    server.close(CloseCode::GOING_AWAY, "").unwrap();
+    let to_server = take_output(&mut client);
+    let to_client = take_output(&mut server);
+    assert_eq!(
+        feed(&mut server, &to_server),
+        [Owned::Close(CloseCode::NORMAL, String::new())]
+    );
+    assert_eq!(
+        feed(&mut client, &to_client),
+        [Owned::Close(CloseCode::GOING_AWAY, String::new())]
+    );
+    // Neither answers again: each already sent its close frame.
+    assert!(server.pending_output().is_empty() && client.pending_output().is_empty());
+    assert_eq!(
+        (client.state(), server.state()),
+        (State::Closed, State::Closed)
+    );
+}
