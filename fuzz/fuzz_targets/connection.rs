@@ -1,0 +1,84 @@
+//! Frame parser and connection state machine: arbitrary bytes, split at arbitrary points, in
+//! both roles and both delivery modes. Checks that nothing panics, that every run ends, and
+//! that the events do not depend on how the input was split.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ws_proto::{Config, Connection, Delivery, Event, Message};
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Message(Vec<u8>),
+    Chunk(Vec<u8>),
+    Control(Vec<u8>),
+    Close(u16),
+    Failed(String),
+    Disconnected,
+}
+
+fn run(role_client: bool, delivery: Delivery, input: &[u8], cuts: &[usize]) -> (Vec<Seen>, Vec<u8>) {
+    let mut config = Config::default();
+    config.max_frame_size = 4096;
+    config.max_message_size = 8192;
+    config.delivery = delivery;
+    let mut conn = if role_client {
+        Connection::client(config, || [1, 2, 3, 4])
+    } else {
+        Connection::server(config)
+    };
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &cut in cuts.iter().chain([input.len()].iter()) {
+        let cut = cut.clamp(start, input.len());
+        conn.receive_data(&input[start..cut]);
+        start = cut;
+        collect(&mut conn, &mut seen, &mut out);
+    }
+    conn.receive_eof();
+    collect(&mut conn, &mut seen, &mut out);
+    assert!(conn.should_close_transport() || !seen.is_empty());
+    (merge(seen), out)
+}
+
+fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>) {
+    while let Some(event) = conn.poll_event() {
+        seen.push(match event {
+            Event::Message(Message::Text(t)) => Seen::Message(t.as_bytes().to_vec()),
+            Event::Message(Message::Binary(b)) => Seen::Message(b.to_vec()),
+            Event::Chunk(c) => Seen::Chunk(c.data.to_vec()),
+            Event::Ping(p) | Event::Pong(p) => Seen::Control(p.to_vec()),
+            Event::Close(c) => Seen::Close(c.code.0),
+            Event::Failed(e) => Seen::Failed(e.to_string()),
+            Event::Disconnected => Seen::Disconnected,
+            _ => Seen::Disconnected,
+        });
+    }
+    out.extend_from_slice(conn.pending_output());
+    let n = conn.pending_output().len();
+    conn.consume_output(n);
+}
+
+/// Adjacent chunks merged: chunk boundaries legitimately follow the input's.
+fn merge(seen: Vec<Seen>) -> Vec<Seen> {
+    let mut merged: Vec<Seen> = Vec::new();
+    for s in seen {
+        if let (Seen::Chunk(data), Some(Seen::Chunk(prev))) = (&s, merged.last_mut()) {
+            prev.extend_from_slice(data);
+            continue;
+        }
+        merged.push(s);
+    }
+    merged
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&control, input)) = data.split_first() else { return };
+    let client = control & 1 != 0;
+    let delivery = if control & 2 != 0 { Delivery::Chunks } else { Delivery::Messages };
+    let whole = run(client, delivery, input, &[]);
+    let step = usize::from(control >> 2) + 1;
+    let cuts: Vec<usize> = (step..input.len()).step_by(step).collect();
+    let split = run(client, delivery, input, &cuts);
+    assert_eq!(whole, split);
+});
