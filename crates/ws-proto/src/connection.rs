@@ -249,7 +249,6 @@ enum Ev {
 pub struct Connection {
     role: Role,
     config: Config,
-    keys: Option<Box<dyn MaskKeySource>>,
     state: State,
     /// The connection failed us or the peer; the transport should close now.
     failed: bool,
@@ -268,10 +267,7 @@ pub struct Connection {
     assembly_delivered: bool,
     utf8: Utf8Validator,
 
-    output: Vec<u8>,
-    out_start: usize,
-    /// The type of the fragmented message we are sending, if one is open.
-    sending: Option<MessageKind>,
+    out: Output,
 }
 
 impl fmt::Debug for Connection {
@@ -280,7 +276,7 @@ impl fmt::Debug for Connection {
             .field("role", &self.role)
             .field("state", &self.state)
             .field("buffered_input", &(self.in_end - self.in_start))
-            .field("pending_output", &(self.output.len() - self.out_start))
+            .field("pending_output", &(self.out.buf.len() - self.out.start))
             .finish_non_exhaustive()
     }
 }
@@ -300,7 +296,6 @@ impl Connection {
         Self {
             role,
             config,
-            keys,
             state: State::Open,
             failed: false,
             eof: false,
@@ -312,9 +307,12 @@ impl Connection {
             assembly: Vec::new(),
             assembly_delivered: false,
             utf8: Utf8Validator::new(),
-            output: Vec::new(),
-            out_start: 0,
-            sending: None,
+            out: Output {
+                keys,
+                buf: Vec::new(),
+                start: 0,
+                sending: None,
+            },
         }
     }
 
@@ -404,9 +402,9 @@ impl Connection {
             self.assembly = Vec::new();
             self.assembly_delivered = false;
         }
-        if self.out_start == self.output.len() {
-            self.output = Vec::new();
-            self.out_start = 0;
+        if self.out.start == self.out.buf.len() {
+            self.out.buf = Vec::new();
+            self.out.start = 0;
         }
     }
 
@@ -430,45 +428,7 @@ impl Connection {
     #[must_use = "events report messages and failures"]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let ev = self.advance()?;
-        Some(match ev {
-            Ev::Message {
-                kind,
-                range,
-                assembled,
-            } => {
-                let bytes = if assembled {
-                    &self.assembly[range]
-                } else {
-                    &self.input[range]
-                };
-                Event::Message(match kind {
-                    MessageKind::Binary => Message::Binary(bytes),
-                    MessageKind::Text => {
-                        // Validated as it arrived; this conversion cannot fail.
-                        Message::Text(simdutf8::basic::from_utf8(bytes).unwrap_or_default())
-                    }
-                })
-            }
-            Ev::Chunk {
-                kind,
-                range,
-                first,
-                last,
-            } => Event::Chunk(Chunk {
-                kind,
-                data: &self.input[range],
-                first,
-                last,
-            }),
-            Ev::Ping(range) => Event::Ping(&self.input[range]),
-            Ev::Pong(range) => Event::Pong(&self.input[range]),
-            Ev::Close { code, reason } => Event::Close(CloseFrame {
-                code,
-                reason: std::str::from_utf8(&self.input[reason]).unwrap_or_default(),
-            }),
-            Ev::Failed(err) => Event::Failed(err),
-            Ev::Disconnected => Event::Disconnected,
-        })
+        Some(make_event(ev, &self.input, &self.assembly))
     }
 
     fn advance(&mut self) -> Option<Ev> {
@@ -694,8 +654,8 @@ impl Connection {
                 // response ... unless it already received a Close frame." We also stop once we
                 // sent one: nothing may follow our close frame.
                 if self.config.auto_pong && self.state == State::Open {
-                    let (start, end) = (range.start, range.end);
-                    self.queue_frame_from_input(OpCode::Pong, start..end);
+                    self.out
+                        .queue_frame(OpCode::Pong, true, &self.input[range.clone()]);
                 }
                 Step::Event(Ev::Ping(range))
             }
@@ -711,7 +671,7 @@ impl Connection {
                     // §5.5.1: "the endpoint MUST send a Close frame in response ... typically
                     // echoing the status code it received".
                     if code == CloseCode::NO_STATUS {
-                        self.queue_frame(OpCode::Close, true, &[]);
+                        self.out.queue_frame(OpCode::Close, true, &[]);
                     } else {
                         self.queue_close_frame(code, "");
                     }
@@ -730,7 +690,7 @@ impl Connection {
 
     /// Bytes waiting to be written to the transport.
     pub fn pending_output(&self) -> &[u8] {
-        &self.output[self.out_start..]
+        &self.out.buf[self.out.start..]
     }
 
     /// Records that the first `n` bytes of [`pending_output`](Self::pending_output) were
@@ -740,20 +700,198 @@ impl Connection {
     ///
     /// If `n` is more than is pending.
     pub fn consume_output(&mut self, n: usize) {
+        let out = &mut self.out;
         assert!(
-            self.out_start + n <= self.output.len(),
+            out.start + n <= out.buf.len(),
             "consumed more output than pending"
         );
-        self.out_start += n;
-        if self.out_start == self.output.len() {
-            self.output.clear();
-            self.out_start = 0;
-            if self.output.capacity() > RETAINED_BUFFER {
-                self.output = Vec::new();
+        out.start += n;
+        if out.start == out.buf.len() {
+            out.buf.clear();
+            out.start = 0;
+            if out.buf.capacity() > RETAINED_BUFFER {
+                out.buf = Vec::new();
             }
         }
     }
 
+    /// The sending side, to queue frames.
+    pub fn sender(&mut self) -> Sender<'_> {
+        Sender {
+            out: &mut self.out,
+            state: &mut self.state,
+        }
+    }
+
+    /// Like [`poll_event`](Self::poll_event), with a [`Sender`] usable while the event is
+    /// borrowed, so that a reply can be queued straight from the received payload (an echo
+    /// copies each byte once, from the input buffer to the output buffer).
+    ///
+    /// ```
+    /// use ws_proto::{Config, Connection, Event};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// server.receive_data(&[0x82, 0x83, 1, 2, 3, 4, 0x60, 0x60, 0x60]); // b"abc" masked
+    /// while let Some((event, mut sender)) = server.poll_event_with_sender() {
+    ///     if let Event::Message(message) = event {
+    ///         sender.send_message(message.kind(), message.as_bytes())?;
+    ///     }
+    /// }
+    /// assert_eq!(server.pending_output(), b"\x82\x03abc");
+    /// # Ok::<(), ws_proto::SendError>(())
+    /// ```
+    #[must_use = "events report messages and failures"]
+    pub fn poll_event_with_sender(&mut self) -> Option<(Event<'_>, Sender<'_>)> {
+        let ev = self.advance()?;
+        let event = make_event(ev, &self.input, &self.assembly);
+        Some((
+            event,
+            Sender {
+                out: &mut self.out,
+                state: &mut self.state,
+            },
+        ))
+    }
+
+    /// Sends a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.sender().send_text(text)
+    }
+
+    /// Sends a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.sender().send_binary(data)
+    }
+
+    /// Sends one frame of a fragmented message; see [`Sender::send_fragment`].
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.sender().send_fragment(kind, data, fin)
+    }
+
+    /// Sends a ping with up to 125 bytes of payload.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.sender().send_ping(payload)
+    }
+
+    /// Sends an unsolicited pong (§5.5.3: "A Pong frame MAY be sent unsolicited") with up to
+    /// 125 bytes of payload.
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.sender().send_pong(payload)
+    }
+
+    /// Starts the close handshake (§7.1.2) with `code` and a reason of up to 123 bytes.
+    ///
+    /// Data frames from the peer are still reported until its close frame arrives.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.sender().close(code, reason)
+    }
+
+    fn queue_close_frame(&mut self, code: CloseCode, reason: &str) {
+        self.out.queue_close_frame(code, reason);
+    }
+}
+
+/// Builds the public event from indices into the connection's buffers.
+fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8]) -> Event<'a> {
+    match ev {
+        Ev::Message {
+            kind,
+            range,
+            assembled,
+        } => {
+            let bytes = if assembled {
+                &assembly[range]
+            } else {
+                &input[range]
+            };
+            Event::Message(match kind {
+                MessageKind::Binary => Message::Binary(bytes),
+                // Validated as it arrived; this conversion cannot fail.
+                MessageKind::Text => {
+                    Message::Text(simdutf8::basic::from_utf8(bytes).unwrap_or_default())
+                }
+            })
+        }
+        Ev::Chunk {
+            kind,
+            range,
+            first,
+            last,
+        } => Event::Chunk(Chunk {
+            kind,
+            data: &input[range],
+            first,
+            last,
+        }),
+        Ev::Ping(range) => Event::Ping(&input[range]),
+        Ev::Pong(range) => Event::Pong(&input[range]),
+        Ev::Close { code, reason } => Event::Close(CloseFrame {
+            code,
+            reason: std::str::from_utf8(&input[reason]).unwrap_or_default(),
+        }),
+        Ev::Failed(err) => Event::Failed(err),
+        Ev::Disconnected => Event::Disconnected,
+    }
+}
+
+/// The output side of a connection: the frame encoder and its buffer.
+struct Output {
+    /// Masking keys; present for a client.
+    keys: Option<Box<dyn MaskKeySource>>,
+    buf: Vec<u8>,
+    start: usize,
+    /// The type of the fragmented message being sent, if one is open.
+    sending: Option<MessageKind>,
+}
+
+impl Output {
+    fn queue_close_frame(&mut self, code: CloseCode, reason: &str) {
+        let mut body = [0; MAX_CONTROL_PAYLOAD];
+        body[..2].copy_from_slice(&code.0.to_be_bytes());
+        body[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.queue_frame(OpCode::Close, true, &body[..2 + reason.len()]);
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        // §5.3: a client masks every frame with a fresh key.
+        let mask = self.keys.as_mut().map(|keys| keys.next_key());
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode_to_vec(&mut self.buf);
+        let start = self.buf.len();
+        self.buf.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.buf[start..], key, 0);
+        }
+    }
+}
+
+/// Queues frames on a connection's output. Get one from [`Connection::sender`] or, to reply
+/// to an event while it is borrowed, [`Connection::poll_event_with_sender`].
+pub struct Sender<'a> {
+    out: &'a mut Output,
+    state: &'a mut State,
+}
+
+impl fmt::Debug for Sender<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("state", &*self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sender<'_> {
     /// Sends a text message in one frame.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.send_message(MessageKind::Text, text.as_bytes())
@@ -764,12 +902,14 @@ impl Connection {
         self.send_message(MessageKind::Binary, data)
     }
 
-    fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+    /// Sends a message of `kind` in one frame. For [`MessageKind::Text`] the caller is
+    /// responsible for `data` being UTF-8.
+    pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
         self.check_open()?;
-        if self.sending.is_some() {
+        if self.out.sending.is_some() {
             return Err(SendError::MessageInProgress);
         }
-        self.queue_frame(kind.opcode(), true, data);
+        self.out.queue_frame(kind.opcode(), true, data);
         Ok(())
     }
 
@@ -785,13 +925,13 @@ impl Connection {
         fin: bool,
     ) -> Result<(), SendError> {
         self.check_open()?;
-        let opcode = match self.sending {
+        let opcode = match self.out.sending {
             None => kind.opcode(),
             Some(open) if open == kind => OpCode::Continuation,
             Some(_) => return Err(SendError::FragmentMismatch),
         };
-        self.sending = if fin { None } else { Some(kind) };
-        self.queue_frame(opcode, fin, data);
+        self.out.sending = if fin { None } else { Some(kind) };
+        self.out.queue_frame(opcode, fin, data);
         Ok(())
     }
 
@@ -800,8 +940,7 @@ impl Connection {
         self.send_control(OpCode::Ping, payload)
     }
 
-    /// Sends an unsolicited pong (§5.5.3: "A Pong frame MAY be sent unsolicited") with up to
-    /// 125 bytes of payload.
+    /// Sends an unsolicited pong with up to 125 bytes of payload.
     pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.send_control(OpCode::Pong, payload)
     }
@@ -811,13 +950,11 @@ impl Connection {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlFrameTooLong);
         }
-        self.queue_frame(opcode, true, payload);
+        self.out.queue_frame(opcode, true, payload);
         Ok(())
     }
 
     /// Starts the close handshake (§7.1.2) with `code` and a reason of up to 123 bytes.
-    ///
-    /// Data frames from the peer are still reported until its close frame arrives.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
         self.check_open()?;
         if !code.is_valid_on_wire() {
@@ -826,55 +963,19 @@ impl Connection {
         if reason.len() > MAX_CLOSE_REASON {
             return Err(SendError::ReasonTooLong);
         }
-        self.queue_close_frame(code, reason);
-        self.state = State::CloseSent;
+        self.out.queue_close_frame(code, reason);
+        *self.state = State::CloseSent;
         Ok(())
     }
 
     fn check_open(&self) -> Result<(), SendError> {
         // §5.5.1: "After sending a Close frame, the endpoint MUST NOT send any further data
         // frames."
-        if self.state == State::Open {
+        if *self.state == State::Open {
             Ok(())
         } else {
             Err(SendError::Closed)
         }
-    }
-
-    fn queue_close_frame(&mut self, code: CloseCode, reason: &str) {
-        let mut body = [0; MAX_CONTROL_PAYLOAD];
-        body[..2].copy_from_slice(&code.0.to_be_bytes());
-        body[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
-        self.queue_frame(OpCode::Close, true, &body[..2 + reason.len()]);
-    }
-
-    fn next_mask(&mut self) -> Option<[u8; 4]> {
-        // §5.3: a client masks every frame with a fresh key.
-        self.keys.as_mut().map(|keys| keys.next_key())
-    }
-
-    fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = self.next_mask();
-        let header = FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
-        header.encode_to_vec(&mut self.output);
-        let start = self.output.len();
-        self.output.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.output[start..], key, 0);
-        }
-    }
-
-    fn queue_frame_from_input(&mut self, opcode: OpCode, range: Range<usize>) {
-        let mut payload = [0; MAX_CONTROL_PAYLOAD];
-        let len = range.len();
-        payload[..len].copy_from_slice(&self.input[range]);
-        self.queue_frame(opcode, true, &payload[..len]);
     }
 }
 

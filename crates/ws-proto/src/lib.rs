@@ -50,7 +50,8 @@ mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use connection::{
-    Chunk, Config, Connection, Delivery, Event, MaskKeySource, Message, MessageKind, Role, State,
+    Chunk, Config, Connection, Delivery, Event, MaskKeySource, Message, MessageKind, Role, Sender,
+    State,
 };
 pub use error::{ProtocolError, SendError};
 pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
