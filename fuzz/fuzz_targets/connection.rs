@@ -9,7 +9,8 @@ use ws_proto::{Config, Connection, Delivery, Event, Message};
 #[derive(Debug, PartialEq)]
 enum Seen {
     Message(Vec<u8>),
-    Chunk(Vec<u8>),
+    /// Data, and whether it ends its message.
+    Chunk(Vec<u8>, bool),
     Control(Vec<u8>),
     Close(u16),
     Failed(String),
@@ -46,7 +47,7 @@ fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>) {
         seen.push(match event {
             Event::Message(Message::Text(t)) => Seen::Message(t.as_bytes().to_vec()),
             Event::Message(Message::Binary(b)) => Seen::Message(b.to_vec()),
-            Event::Chunk(c) => Seen::Chunk(c.data.to_vec()),
+            Event::Chunk(c) => Seen::Chunk(c.data.to_vec(), c.last),
             Event::Ping(p) | Event::Pong(p) => Seen::Control(p.to_vec()),
             Event::Close(c) => Seen::Close(c.code.0),
             Event::Failed(e) => Seen::Failed(e.to_string()),
@@ -59,13 +60,21 @@ fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>) {
     conn.consume_output(n);
 }
 
-/// Adjacent chunks merged: chunk boundaries legitimately follow the input's.
+/// Adjacent chunks merged: chunk boundaries legitimately follow the input's. The part of a
+/// message streamed before the connection failed on it also depends on where the input was
+/// split, so it is dropped.
 fn merge(seen: Vec<Seen>) -> Vec<Seen> {
     let mut merged: Vec<Seen> = Vec::new();
     for s in seen {
-        if let (Seen::Chunk(data), Some(Seen::Chunk(prev))) = (&s, merged.last_mut()) {
-            prev.extend_from_slice(data);
-            continue;
+        if let (Seen::Chunk(data, last), Some(Seen::Chunk(prev, prev_last))) = (&s, merged.last_mut()) {
+            if !*prev_last {
+                prev.extend_from_slice(data);
+                *prev_last = *last;
+                continue;
+            }
+        }
+        if matches!(s, Seen::Failed(_)) && matches!(merged.last(), Some(Seen::Chunk(_, false))) {
+            merged.pop();
         }
         merged.push(s);
     }

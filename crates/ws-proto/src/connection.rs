@@ -357,8 +357,8 @@ impl Connection {
     pub fn input_buffer(&mut self, min: usize) -> &mut [u8] {
         self.compact_input();
         if self.input.len() - self.in_end < min {
-            let want = (self.in_end + min).next_power_of_two();
-            self.input.resize(want, 0);
+            // Vec's own doubling keeps growth amortised; only the new tail is zeroed.
+            self.input.resize(self.in_end + min, 0);
         }
         &mut self.input[self.in_end..]
     }

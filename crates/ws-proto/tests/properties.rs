@@ -53,6 +53,8 @@ enum Piece {
     Pong(Vec<u8>),
     Close(u16, String),
     Garbage(Vec<u8>),
+    /// A text message whose bytes are likely not UTF-8.
+    RawText(Vec<u8>, usize),
 }
 
 fn piece() -> impl Strategy<Value = Piece> {
@@ -63,6 +65,7 @@ fn piece() -> impl Strategy<Value = Piece> {
         1 => proptest::collection::vec(any::<u8>(), 0..126).prop_map(Piece::Pong),
         1 => (prop_oneof![Just(1000u16), Just(1001), Just(3000), any::<u16>()], ".{0,10}").prop_map(|(c, r)| Piece::Close(c, r)),
         1 => proptest::collection::vec(any::<u8>(), 1..20).prop_map(Piece::Garbage),
+        1 => (proptest::collection::vec(any::<u8>(), 0..40), 1usize..4).prop_map(|(b, n)| Piece::RawText(b, n)),
     ]
 }
 
@@ -95,6 +98,7 @@ fn wire(pieces: &[Piece], key: [u8; 4]) -> Vec<u8> {
                 out.extend(frame(0x88, &body, Some(key)));
             }
             Piece::Garbage(g) => out.extend_from_slice(g),
+            Piece::RawText(b, n) => fragments(&mut out, 1, b, *n),
         }
     }
     out
@@ -119,7 +123,9 @@ fn run(config: &Config, input: &[u8], cuts: &[usize]) -> (Vec<Owned>, Vec<u8>) {
     (events, output)
 }
 
-/// Chunk events merged per message, so that splits that only move chunk boundaries compare equal.
+/// Chunk events merged per message, so that splits that only move chunk boundaries compare
+/// equal. What was streamed of a message before the connection failed on it depends on the
+/// split too, so it is dropped.
 fn merge_chunks(events: Vec<Owned>) -> Vec<Owned> {
     let mut merged: Vec<Owned> = Vec::new();
     for event in events {
@@ -140,6 +146,11 @@ fn merge_chunks(events: Vec<Owned>) -> Vec<Owned> {
                 *prev_last = *last;
                 continue;
             }
+        }
+        if matches!(event, Owned::Failed(_))
+            && matches!(merged.last(), Some(Owned::Chunk { last: false, .. }))
+        {
+            merged.pop();
         }
         merged.push(event);
     }

@@ -1,0 +1,55 @@
+//! Limits and timeouts of a WebSocket over a stream.
+
+use std::time::Duration;
+
+use ws_proto::HandshakeLimits;
+
+/// Every limit and timeout of a [`WebSocket`](crate::WebSocket), each with a finite default
+/// (see `docs/limits.md`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Protocol limits: frame and message sizes, automatic pongs.
+    pub protocol: ws_proto::Config,
+    /// Limits on the opening handshake's HTTP head.
+    pub handshake: HandshakeLimits,
+    /// How long the opening handshake may take, from the first byte awaited to the last
+    /// written. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// How long to wait for the peer's close frame, and then for the TCP connection to end,
+    /// after the close handshake starts. Default 5 s.
+    pub close_timeout: Duration,
+    /// How long one flush of outgoing data may take; a peer that stops reading is dropped
+    /// after this. Default 30 s.
+    pub write_timeout: Duration,
+    /// Send a ping after this long without hearing from the peer. Default off.
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection (1011) when a keepalive ping gets no answer in this time.
+    /// Default 20 s.
+    pub pong_timeout: Duration,
+    /// Close the connection (1001) after this long without receiving anything. Default off.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes requested from the stream per read. The input buffer grows past it only while a
+    /// frame header or control frame straddles reads. Default 16 KiB.
+    pub read_buffer_size: usize,
+    /// Outgoing bytes queued before a send waits for the stream to take them (backpressure).
+    /// Default 64 KiB.
+    pub write_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            protocol: ws_proto::Config::default(),
+            handshake: HandshakeLimits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            read_buffer_size: 16 << 10,
+            write_buffer_size: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The transport's error type.
+
+use std::io;
+
+use thiserror::Error;
+use ws_proto::{HandshakeError, ProtocolError, ResponseError, SendError};
+
+/// What went wrong on a WebSocket. A clean close is not an error: `recv` returns `Ok(None)`.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The client's request was refused; the error response was sent.
+    #[error("handshake refused: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The server's response to our handshake was not an acceptable 101.
+    #[error("handshake failed: {0}")]
+    Response(#[from] ResponseError),
+    /// The request was not a WebSocket upgrade, or the application refused it with a
+    /// response of its own (already sent).
+    #[error("request answered with status {0}")]
+    Refused(u16),
+    /// The peer broke the protocol; the close frame with its code was sent.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A command the connection cannot carry out in its state, such as sending after close.
+    #[error("{0}")]
+    Send(#[from] SendError),
+    /// The peer ended the stream without a close frame (close code 1006).
+    #[error("connection ended without a close frame")]
+    Disconnected,
+    /// A deadline passed.
+    #[error("{0} timed out")]
+    Timeout(Timeout),
+    /// The call does not fit the configuration.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// The URL is not a `ws://` URL this client can connect to.
+    #[error("invalid url: {0}")]
+    InvalidUrl(String),
+}
+
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// The opening handshake.
+    Handshake,
+    /// The close handshake.
+    Close,
+    /// A write the peer did not read.
+    Write,
+    /// A keepalive ping got no pong.
+    Pong,
+    /// Nothing was received for the idle timeout.
+    Idle,
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Handshake => "opening handshake",
+            Self::Close => "close handshake",
+            Self::Write => "write",
+            Self::Pong => "keepalive pong",
+            Self::Idle => "idle connection",
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! WebSocket over async streams: drives a [`ws_proto::Connection`] over any `futures-io`
+//! `AsyncRead + AsyncWrite` stream (smol's `Async<TcpStream>`, async-std, or tokio through a
+//! compat layer).
+//!
+//! Start with:
+//! - [`accept`] / [`accept_with`] (server) or [`connect_tcp`] / [`connect`] (client), which
+//!   return a [`WebSocket`];
+//! - [`WebSocket::recv`], [`WebSocket::send`], [`WebSocket::close`];
+//! - [`Config`] for limits and timeouts, all finite by default.
+//!
+//! [`ServerHandshake`] routes plain HTTP and WebSocket requests on one port;
+//! [`WebSocket::split`] gives a reader and a writer half.
+//!
+//! ```no_run
+//! # smol::block_on(async {
+//! let listener = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 8080))?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     smol::spawn(async move {
+//!         let mut ws = ws_transport::accept(stream, Default::default()).await?;
+//!         while let Some(message) = ws.recv().await? {
+//!             ws.send(message).await?;
+//!         }
+//!         Ok::<(), ws_transport::Error>(())
+//!     })
+//!     .detach();
+//! }
+//! # Ok::<(), std::io::Error>(()) });
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod accept;
+mod config;
+mod connect;
+mod error;
+mod socket;
+mod split;
+mod util;
+
+pub use accept::{ServerHandshake, accept, accept_with};
+pub use config::Config;
+pub use connect::{WsUrl, connect, connect_tcp, connect_with};
+pub use error::{Error, Timeout};
+pub use socket::{Message, WebSocket};
+pub use split::{WsReader, WsWriter};

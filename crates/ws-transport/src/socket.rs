@@ -1,0 +1,429 @@
+//! [`WebSocket`]: a `ws-proto` connection driven over an async stream.
+
+use std::io;
+use std::time::Instant;
+
+use async_io::Timer;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use ws_proto::{
+    CloseCode, Connection, Event, Message as ProtoMessage, MessageKind, ProtocolError, State,
+};
+
+use crate::config::Config;
+use crate::error::{Error, Timeout};
+
+/// An owned message, as [`WebSocket::recv`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Binary(data) => data,
+        }
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::Text(_) => MessageKind::Text,
+            Self::Binary(_) => MessageKind::Binary,
+        }
+    }
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Self {
+        Self::Binary(data)
+    }
+}
+
+impl From<&[u8]> for Message {
+    fn from(data: &[u8]) -> Self {
+        Self::Binary(data.to_vec())
+    }
+}
+
+/// An event copied out of the connection, so that the stream can be used while acting on it.
+enum Polled {
+    Message(Message),
+    Pong,
+    Other,
+    Chunk,
+    Close,
+    Failed(ProtocolError),
+    Disconnected,
+}
+
+/// The deadline [`WebSocket::read_more`] waits for besides data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    Close,
+    Pong,
+    Ping,
+    Idle,
+}
+
+/// A WebSocket over a stream `S` (any `futures-io` `AsyncRead + AsyncWrite`), after the opening
+/// handshake. Get one from [`accept`](crate::accept) or [`connect`](crate::connect).
+///
+/// High level: [`recv`](Self::recv), [`send`](Self::send), [`close`](Self::close). Low level,
+/// for streaming and zero-copy replies: [`connection_mut`](Self::connection_mut) to poll
+/// events and queue frames, [`read_more`](Self::read_more) and [`flush`](Self::flush) to move
+/// bytes.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    stream: S,
+    conn: Connection,
+    config: Config,
+    last_received: Instant,
+    ping_sent: Option<Instant>,
+    closing_since: Option<Instant>,
+    stream_closed: bool,
+    peer_close: Option<(CloseCode, String)>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream whose opening handshake is complete. `already_read` holds bytes read
+    /// past the handshake: the start of the frame stream.
+    pub fn from_parts(stream: S, conn: Connection, config: Config, already_read: &[u8]) -> Self {
+        let mut conn = conn;
+        conn.receive_data(already_read);
+        Self {
+            stream,
+            conn,
+            config,
+            last_received: Instant::now(),
+            ping_sent: None,
+            closing_since: None,
+            stream_closed: false,
+            peer_close: None,
+        }
+    }
+
+    /// The protocol state machine.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The protocol state machine, to poll events and queue frames directly.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer's close code and reason, once its close frame arrived.
+    pub fn peer_close(&self) -> Option<(CloseCode, &str)> {
+        self.peer_close
+            .as_ref()
+            .map(|(code, reason)| (*code, reason.as_str()))
+    }
+
+    /// Receives the next message. Pings are answered along the way. Returns `Ok(None)` once
+    /// the close handshake completes; `Err` if the peer broke the protocol (after the close
+    /// frame with the right code was sent) or the stream failed.
+    ///
+    /// Requires [`Delivery::Messages`](ws_proto::Delivery::Messages), the default; with
+    /// chunks, poll [`connection_mut`](Self::connection_mut) instead.
+    pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            while let Some(polled) = self.poll_owned() {
+                match polled {
+                    Polled::Message(message) => {
+                        self.flush().await?;
+                        return Ok(Some(message));
+                    }
+                    Polled::Pong => self.ping_sent = None,
+                    Polled::Other => {}
+                    Polled::Chunk => {
+                        return Err(Error::Unsupported(
+                            "recv needs Delivery::Messages; poll the connection for chunks",
+                        ));
+                    }
+                    Polled::Close => {
+                        self.finish_close().await?;
+                        return Ok(None);
+                    }
+                    Polled::Failed(err) => {
+                        self.finish_close().await?;
+                        return Err(Error::Protocol(err));
+                    }
+                    Polled::Disconnected => {
+                        self.shutdown().await;
+                        return Err(Error::Disconnected);
+                    }
+                }
+            }
+            if self.conn.state() == State::Closed {
+                self.finish_close().await?;
+                return Ok(None);
+            }
+            self.flush().await?;
+            self.read_more().await?;
+        }
+    }
+
+    fn poll_owned(&mut self) -> Option<Polled> {
+        let event = self.conn.poll_event()?;
+        Some(match event {
+            Event::Message(ProtoMessage::Text(text)) => {
+                Polled::Message(Message::Text(text.to_owned()))
+            }
+            Event::Message(ProtoMessage::Binary(data)) => {
+                Polled::Message(Message::Binary(data.to_vec()))
+            }
+            Event::Chunk(_) => Polled::Chunk,
+            Event::Pong(_) => Polled::Pong,
+            Event::Close(frame) => {
+                self.peer_close = Some((frame.code, frame.reason.to_owned()));
+                Polled::Close
+            }
+            Event::Failed(err) => Polled::Failed(err),
+            Event::Disconnected => Polled::Disconnected,
+            _ => Polled::Other,
+        })
+    }
+
+    /// Sends a message and waits until the stream has taken it.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues a message, waiting only while more than
+    /// [`Config::write_buffer_size`] bytes are queued. Call [`flush`](Self::flush) after a
+    /// batch.
+    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        self.conn
+            .sender()
+            .send_message(message.kind(), message.as_bytes())?;
+        if self.conn.pending_output().len() > self.config.write_buffer_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a ping with up to 125 bytes of payload.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.conn.send_ping(payload)?;
+        self.flush().await
+    }
+
+    /// Closes the connection: sends a close frame, waits up to
+    /// [`Config::close_timeout`] for the peer's, and ends the stream. Messages that arrive
+    /// meanwhile are dropped.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.conn.state() == State::Open {
+            self.conn.close(code, reason)?;
+            self.closing_since = Some(Instant::now());
+        }
+        loop {
+            match self.recv().await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(Error::Timeout(Timeout::Close)) => return Err(Error::Timeout(Timeout::Close)),
+                Err(Error::Disconnected) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Writes all queued output, within [`Config::write_timeout`]. Closes the stream when the
+    /// protocol says the transport should end.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if !self.conn.pending_output().is_empty() && !self.stream_closed {
+            let deadline = Instant::now() + self.config.write_timeout;
+            let Self { stream, conn, .. } = self;
+            let write_all = async {
+                while !conn.pending_output().is_empty() {
+                    let n = stream.write(conn.pending_output()).await?;
+                    if n == 0 {
+                        return Err(io::Error::from(io::ErrorKind::WriteZero));
+                    }
+                    conn.consume_output(n);
+                }
+                stream.flush().await?;
+                Ok(true)
+            };
+            let timeout = async {
+                Timer::at(deadline).await;
+                Ok(false)
+            };
+            if !future::or(write_all, timeout).await? {
+                self.shutdown().await;
+                return Err(Error::Timeout(Timeout::Write));
+            }
+        }
+        if self.conn.should_close_transport() {
+            self.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream (for TCP: sends FIN). Idempotent; errors are ignored, as the peer may
+    /// already be gone.
+    pub async fn shutdown(&mut self) {
+        if !self.stream_closed {
+            self.stream_closed = true;
+            let _ = self.stream.close().await;
+        }
+    }
+
+    /// After the close handshake or a failure: send what is queued, then end the stream. A
+    /// client first waits for the server to end it (§7.1.1), up to the close timeout.
+    async fn finish_close(&mut self) -> Result<(), Error> {
+        self.closing_since.get_or_insert_with(Instant::now);
+        let flushed = self.flush().await;
+        if !self.stream_closed && flushed.is_ok() {
+            // Client after a clean close: wait for the server's FIN.
+            let deadline =
+                self.closing_since.unwrap_or_else(Instant::now) + self.config.close_timeout;
+            let mut scratch = [0u8; 256];
+            let Self { stream, .. } = self;
+            let drain = async {
+                loop {
+                    match stream.read(&mut scratch).await {
+                        Ok(0) | Err(_) => return true,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let timeout = async {
+                Timer::at(deadline).await;
+                false
+            };
+            future::or(drain, timeout).await;
+            self.shutdown().await;
+        }
+        flushed
+    }
+
+    /// Reads once from the stream into the connection, handling keepalive, idle and close
+    /// deadlines while waiting. Returns `false` at the end of the stream.
+    pub async fn read_more(&mut self) -> Result<bool, Error> {
+        loop {
+            if self.conn.state() != State::Open {
+                self.closing_since.get_or_insert_with(Instant::now);
+            }
+            let deadline = self.next_deadline();
+            let size = self.config.read_buffer_size;
+            let Self { stream, conn, .. } = self;
+            let read = async {
+                let buf = conn.input_buffer(size);
+                stream.read(buf).await.map(Some)
+            };
+            let outcome = match deadline {
+                Some((at, _)) => {
+                    let timer = async {
+                        Timer::at(at).await;
+                        Ok(None)
+                    };
+                    future::or(read, timer).await
+                }
+                None => read.await,
+            };
+            match outcome {
+                Ok(Some(0)) => {
+                    self.conn.receive_eof();
+                    return Ok(false);
+                }
+                Ok(Some(n)) => {
+                    self.conn.input_written(n);
+                    self.last_received = Instant::now();
+                    return Ok(true);
+                }
+                Ok(None) => {
+                    let (_, which) = deadline.expect("a timer fired");
+                    self.on_deadline(which).await?;
+                }
+                Err(err) => {
+                    self.shutdown().await;
+                    return Err(Error::Io(err));
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<(Instant, Deadline)> {
+        let mut candidates: [Option<(Instant, Deadline)>; 3] = [None; 3];
+        if let Some(since) = self.closing_since {
+            candidates[0] = Some((since + self.config.close_timeout, Deadline::Close));
+        } else {
+            if let Some(sent) = self.ping_sent {
+                candidates[1] = Some((sent + self.config.pong_timeout, Deadline::Pong));
+            } else if let Some(interval) = self.config.ping_interval {
+                candidates[1] = Some((self.last_received + interval, Deadline::Ping));
+            }
+            if let Some(idle) = self.config.idle_timeout {
+                candidates[2] = Some((self.last_received + idle, Deadline::Idle));
+            }
+        }
+        candidates.into_iter().flatten().min_by_key(|(at, _)| *at)
+    }
+
+    async fn on_deadline(&mut self, which: Deadline) -> Result<(), Error> {
+        match which {
+            Deadline::Close => {
+                self.shutdown().await;
+                Err(Error::Timeout(Timeout::Close))
+            }
+            Deadline::Pong => {
+                // No answer to a keepalive ping: fail the connection (1011, as no protocol
+                // rule was broken but the peer is unresponsive).
+                let _ = self
+                    .conn
+                    .close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                let _ = self.flush().await;
+                self.shutdown().await;
+                Err(Error::Timeout(Timeout::Pong))
+            }
+            Deadline::Ping => {
+                self.ping_sent = Some(Instant::now());
+                self.conn.send_ping(b"keepalive")?;
+                self.flush().await
+            }
+            Deadline::Idle => {
+                self.conn.close(CloseCode::GOING_AWAY, "idle timeout")?;
+                self.closing_since = Some(Instant::now());
+                self.flush().await
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Splits into a reader and a writer half, so that one task receives while others send.
+    /// Keepalive and idle timers are not run on split halves.
+    pub fn split(self) -> (crate::WsReader<S>, crate::WsWriter<S>) {
+        crate::split::split(self.stream, self.conn, self.config)
+    }
+}

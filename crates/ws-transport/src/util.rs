@@ -1,0 +1,59 @@
+//! Small helpers shared by the handshake code.
+
+use std::future::Future;
+use std::time::Instant;
+
+use async_io::Timer;
+use futures_lite::future;
+use ws_proto::MaskKeySource;
+
+/// Runs `fut` until `deadline`; `None` if the deadline came first.
+pub(crate) async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    future::or(async { Some(fut.await) }, async {
+        Timer::at(deadline).await;
+        None
+    })
+    .await
+}
+
+/// Fills `buf` from the operating system's random source.
+///
+/// # Panics
+///
+/// If the operating system has no random source: RFC 6455 §5.3 requires masking keys from "a
+/// strong source of entropy", and there is no safe fallback.
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the operating system's random source failed");
+}
+
+/// Masking keys from the OS random source, fetched 64 keys at a time.
+pub(crate) struct RandomKeys {
+    buf: [u8; 256],
+    pos: usize,
+}
+
+impl RandomKeys {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: [0; 256],
+            pos: 256,
+        }
+    }
+}
+
+impl MaskKeySource for RandomKeys {
+    fn next_key(&mut self) -> [u8; 4] {
+        if self.pos == self.buf.len() {
+            random_bytes(&mut self.buf);
+            self.pos = 0;
+        }
+        let key = [
+            self.buf[self.pos],
+            self.buf[self.pos + 1],
+            self.buf[self.pos + 2],
+            self.buf[self.pos + 3],
+        ];
+        self.pos += 4;
+        key
+    }
+}
