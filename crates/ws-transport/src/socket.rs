@@ -100,6 +100,8 @@ pub struct WebSocket<S> {
     closing_since: Option<Instant>,
     stream_closed: bool,
     peer_close: Option<(CloseCode, String)>,
+    bytes_read: u64,
+    bytes_written: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -117,6 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             closing_since: None,
             stream_closed: false,
             peer_close: None,
+            bytes_read: 0,
+            bytes_written: 0,
         }
     }
 
@@ -240,21 +244,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Closes the connection: sends a close frame, waits up to
     /// [`Config::close_timeout`] for the peer's, and ends the stream. Messages that arrive
-    /// meanwhile are dropped.
+    /// meanwhile are dropped. Works in either delivery mode.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if self.conn.state() == State::Open {
             self.conn.close(code, reason)?;
             self.closing_since = Some(Instant::now());
         }
         loop {
-            match self.recv().await {
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(()),
-                Err(Error::Timeout(Timeout::Close)) => return Err(Error::Timeout(Timeout::Close)),
-                Err(Error::Disconnected) => return Ok(()),
-                Err(err) => return Err(err),
+            let mut outcome = None;
+            while outcome.is_none() {
+                let Some(event) = self.conn.poll_event() else {
+                    break;
+                };
+                outcome = match event {
+                    Event::Close(frame) => {
+                        self.peer_close = Some((frame.code, frame.reason.to_owned()));
+                        Some(Ok(()))
+                    }
+                    Event::Failed(err) => Some(Err(Error::Protocol(err))),
+                    Event::Disconnected => Some(Ok(())),
+                    _ => None,
+                };
             }
+            if outcome.is_some() || self.conn.state() == State::Closed {
+                self.finish_close().await?;
+                return outcome.unwrap_or(Ok(()));
+            }
+            self.flush().await?;
+            self.read_more().await?;
         }
+    }
+
+    /// Bytes read from and written to the stream since the handshake.
+    pub fn byte_counts(&self) -> (u64, u64) {
+        (self.bytes_read, self.bytes_written)
     }
 
     /// Writes all queued output, within [`Config::write_timeout`]. Closes the stream when the
@@ -262,7 +285,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn flush(&mut self) -> Result<(), Error> {
         if !self.conn.pending_output().is_empty() && !self.stream_closed {
             let deadline = Instant::now() + self.config.write_timeout;
-            let Self { stream, conn, .. } = self;
+            let Self {
+                stream,
+                conn,
+                bytes_written,
+                ..
+            } = self;
             let write_all = async {
                 while !conn.pending_output().is_empty() {
                     let n = stream.write(conn.pending_output()).await?;
@@ -270,6 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         return Err(io::Error::from(io::ErrorKind::WriteZero));
                     }
                     conn.consume_output(n);
+                    *bytes_written += n as u64;
                 }
                 stream.flush().await?;
                 Ok(true)
@@ -358,6 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(Some(n)) => {
                     self.conn.input_written(n);
+                    self.bytes_read += n as u64;
                     self.last_received = Instant::now();
                     return Ok(true);
                 }

@@ -1,0 +1,367 @@
+//! The echo server behind the `ws-echo` binary, as a library so that tests can run it in
+//! process on `127.0.0.1:0`.
+//!
+//! Every connection is a task on one multi-threaded executor: it reads the request head,
+//! serves the demo page, `/healthz` or a 404 to plain HTTP, refuses bad upgrades with their
+//! 4xx, and echoes every message of an accepted WebSocket frame by frame as it streams in, so
+//! a message of any size costs a bounded amount of memory.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use smol::Executor;
+use tracing::{debug, info, warn};
+use ws_proto::{CloseCode, Delivery, Event, HandshakeError, Request, Response};
+use ws_transport::{Error, ServerHandshake, WebSocket};
+
+/// The demo page served at `/`.
+pub const PAGE: &str = include_str!("page.html");
+
+/// Server settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Connections served at once; more get HTTP 503. Default 10,000.
+    pub max_connections: usize,
+    /// Limits and timeouts of each connection.
+    pub transport: ws_transport::Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut transport = ws_transport::Config::default();
+        // Echo frame by frame: memory per connection stays bounded whatever the message size.
+        transport.protocol.delivery = Delivery::Chunks;
+        Self {
+            max_connections: 10_000,
+            transport,
+        }
+    }
+}
+
+/// What a finished server run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Connections accepted over the run (including those refused with 503).
+    pub accepted: usize,
+    /// Connections still open when the drain deadline passed (0 after a clean drain).
+    pub abandoned: usize,
+}
+
+/// A bound echo server.
+#[derive(Debug)]
+pub struct Server {
+    listener: Async<TcpListener>,
+    options: Arc<Options>,
+}
+
+/// Decrements the live-connection count when a connection task ends, however it ends.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub fn bind(addr: SocketAddr, options: Options) -> io::Result<Self> {
+        let listener = Async::<TcpListener>::bind(addr)?;
+        Ok(Self {
+            listener,
+            options: Arc::new(options),
+        })
+    }
+
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, sends close 1001 to every open
+    /// connection, and waits up to the close timeout (plus a second) for them to finish.
+    pub async fn run(
+        self,
+        ex: Arc<Executor<'static>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Summary {
+        let live = Arc::new(AtomicUsize::new(0));
+        let refusing = Arc::new(AtomicUsize::new(0));
+        // Closing this channel (dropping the sender) tells every connection to shut down.
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let mut accepted = 0;
+        let accept_loop = async {
+            loop {
+                match self.listener.accept().await {
+                    Ok((stream, peer)) => {
+                        accepted += 1;
+                        if live.load(Ordering::Acquire) >= self.options.max_connections {
+                            if refusing.fetch_add(1, Ordering::AcqRel)
+                                < self.options.max_connections
+                            {
+                                let guard = LiveGuard(Arc::clone(&refusing));
+                                ex.spawn(async move {
+                                    refuse(stream).await;
+                                    drop(guard);
+                                })
+                                .detach();
+                            } else {
+                                refusing.fetch_sub(1, Ordering::AcqRel);
+                            }
+                            debug!(%peer, "at capacity: refused with 503");
+                            continue;
+                        }
+                        live.fetch_add(1, Ordering::AcqRel);
+                        let guard = LiveGuard(Arc::clone(&live));
+                        let options = Arc::clone(&self.options);
+                        let stop = stop_rx.clone();
+                        ex.spawn(async move {
+                            handle(stream, peer, &options, stop).await;
+                            drop(guard);
+                        })
+                        .detach();
+                    }
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        warn!("accept failed: {err}");
+                        Timer::after(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        };
+        accept_loop.or(shutdown).await;
+        drop(self.listener);
+        let open = live.load(Ordering::Acquire);
+        info!(open, "shutting down: closing open connections with 1001");
+        drop(stop_tx);
+        let deadline =
+            Instant::now() + self.options.transport.close_timeout + Duration::from_secs(1);
+        while live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            Timer::after(Duration::from_millis(10)).await;
+        }
+        Summary {
+            accepted,
+            abandoned: live.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Answers 503 to a connection over the limit, then ends it within three seconds.
+async fn refuse(mut stream: Async<TcpStream>) {
+    let response = Response::new(503)
+        .header("Retry-After", "1")
+        .header("Connection", "close")
+        .body("server at capacity\n")
+        .to_bytes();
+    let send = async {
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        stream.get_ref().shutdown(std::net::Shutdown::Write)?;
+        // Read what the client sent, so that closing does not reset the connection before
+        // it reads the response.
+        let mut scratch = [0u8; 1024];
+        while stream.read(&mut scratch).await? > 0 {}
+        Ok::<(), io::Error>(())
+    };
+    let _ = future::or(send, async {
+        Timer::after(Duration::from_secs(3)).await;
+        Ok(())
+    })
+    .await;
+}
+
+/// The response to a plain HTTP request.
+fn route(request: &Request) -> Response {
+    let path = request.path.split('?').next().unwrap_or("");
+    if request.method != "GET" && request.method != "HEAD" {
+        return Response::new(405)
+            .header("Allow", "GET, HEAD")
+            .body("method not allowed\n");
+    }
+    let response = match path {
+        "/" | "/index.html" => Response::new(200)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .header("Cache-Control", "no-cache")
+            .body(PAGE),
+        "/healthz" => Response::new(200)
+            .header("Content-Type", "text/plain")
+            .body("ok\n"),
+        _ => Response::new(404)
+            .header("Content-Type", "text/plain")
+            .body("not found\n"),
+    };
+    let response = response.header("Connection", "close");
+    if request.method == "HEAD" {
+        let len = response.body.len().to_string();
+        return response.header("Content-Length", len).body(Vec::new());
+    }
+    response
+}
+
+async fn handle(
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    options: &Options,
+    stop: async_channel::Receiver<()>,
+) {
+    let _ = stream.get_ref().set_nodelay(true);
+    let handshake = match ServerHandshake::read(stream, options.transport.clone()).await {
+        Ok(handshake) => handshake,
+        Err(Error::Handshake(err)) => {
+            debug!(%peer, status = err.status(), "bad request head: {err}");
+            return;
+        }
+        Err(err) => {
+            debug!(%peer, "no request: {err}");
+            return;
+        }
+    };
+    match handshake.upgrade() {
+        Err(HandshakeError::NotWebSocket) => {
+            let response = route(handshake.request());
+            debug!(%peer, path = %handshake.request().path, status = response.status, "http");
+            let _ = handshake.respond(response).await;
+        }
+        Err(err) => {
+            debug!(%peer, status = err.status(), "refused upgrade: {err}");
+            let _ = handshake.respond(err.response()).await;
+        }
+        Ok(_) => match handshake.accept(None).await {
+            Ok(ws) => echo(ws, peer, stop).await,
+            Err(err) => debug!(%peer, "handshake failed: {err}"),
+        },
+    }
+}
+
+/// How an echo session ended.
+enum End {
+    Closed(CloseCode),
+    Failed(ws_proto::ProtocolError),
+    Disconnected,
+}
+
+/// Echoes until the peer closes, breaks the protocol, or the server shuts down.
+async fn echo(
+    mut ws: WebSocket<Async<TcpStream>>,
+    peer: SocketAddr,
+    stop: async_channel::Receiver<()>,
+) {
+    debug!(%peer, "open");
+    let result = echo_loop(&mut ws, &stop).await;
+    let (read, written) = ws.byte_counts();
+    match result {
+        Ok(End::Closed(code)) => debug!(%peer, code = code.0, read, written, "closed"),
+        Ok(End::Failed(err)) => {
+            warn!(%peer, code = err.close_code().0, read, written, "failed the connection: {err}");
+        }
+        Ok(End::Disconnected) => debug!(%peer, code = 1006, read, written, "peer went away"),
+        Err(err) => warn!(%peer, read, written, "connection error: {err}"),
+    }
+}
+
+async fn echo_loop(
+    ws: &mut WebSocket<Async<TcpStream>>,
+    stop: &async_channel::Receiver<()>,
+) -> Result<End, Error> {
+    let high_water = ws.config().write_buffer_size;
+    loop {
+        let mut end = None;
+        // Set when we stop polling at the high-water mark with events possibly left.
+        let mut more = false;
+        let conn = ws.connection_mut();
+        while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+            // Send errors mean we already sent a close frame: nothing more goes out.
+            match event {
+                Event::Chunk(chunk) => {
+                    let _ = sender.send_fragment(chunk.kind, chunk.data, chunk.last);
+                }
+                Event::Message(message) => {
+                    let _ = sender.send_message(message.kind(), message.as_bytes());
+                }
+                Event::Close(frame) => end = Some(End::Closed(frame.code)),
+                Event::Failed(err) => end = Some(End::Failed(err)),
+                Event::Disconnected => end = Some(End::Disconnected),
+                _ => {}
+            }
+            if end.is_some() {
+                break;
+            }
+            if conn.pending_output().len() >= high_water {
+                more = true;
+                break;
+            }
+        }
+        // Backpressure: nothing more is read until what we owe the peer is written.
+        ws.flush().await?;
+        if let Some(end) = end {
+            if !matches!(end, End::Disconnected) {
+                // Sends what is queued and ends the stream (the server closes first).
+                ws.close(CloseCode::NORMAL, "")
+                    .await
+                    .or_else(ignore_after_close)?;
+            }
+            return Ok(end);
+        }
+        if more {
+            continue;
+        }
+        let read = async { ws.read_more().await.map(Some) };
+        let stopped = async {
+            let _ = stop.recv().await;
+            Ok(None)
+        };
+        if read.or(stopped).await?.is_none() {
+            ws.close(CloseCode::GOING_AWAY, "server shutting down")
+                .await?;
+            return Ok(End::Closed(CloseCode::GOING_AWAY));
+        }
+    }
+}
+
+/// After the close handshake, errors from closing again are not failures.
+fn ignore_after_close(err: Error) -> Result<(), Error> {
+    match err {
+        Error::Send(_) | Error::Disconnected | Error::Timeout(_) => Ok(()),
+        other => Err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str, method: &str) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            version: 1,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let page = route(&get("/", "GET"));
+        assert_eq!(page.status, 200);
+        assert!(String::from_utf8_lossy(&page.body).contains("new WebSocket"));
+        assert_eq!(route(&get("/healthz", "GET")).status, 200);
+        assert_eq!(route(&get("/nope", "GET")).status, 404);
+        assert_eq!(route(&get("/", "POST")).status, 405);
+        let head = route(&get("/healthz", "HEAD"));
+        assert!(head.body.is_empty());
+    }
+
+    #[test]
+    fn the_page_is_self_contained() {
+        // No external scripts, styles or fonts.
+        for needle in ["src=\"http", "href=\"http", "@import", "//cdn"] {
+            assert!(!PAGE.contains(needle), "{needle}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `ws-echo`: a WebSocket echo server. `ws-echo --help` lists the flags.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use futures_lite::StreamExt;
+use smol::Executor;
+use tracing::{info, warn};
+use ws_echo::{Options, Server};
+
+/// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/ and /healthz.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Worker threads [default: one per core].
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Largest message accepted, all fragments together, in bytes; larger ones are closed
+    /// with 1009.
+    #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
+    max_message_size: u64,
+    /// Largest frame accepted, in bytes; larger ones are closed with 1009.
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
+    max_frame_size: u64,
+    /// Connections served at once; more get HTTP 503.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: u64,
+    /// Seconds a client has to complete the opening handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    handshake_timeout: u64,
+    /// Seconds to wait for the peer's close frame and TCP close after the close handshake
+    /// starts.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    close_timeout: u64,
+    /// Send a keepalive ping after this many seconds of silence (the peer must answer within
+    /// 20 s) [default: off].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    ping_interval: Option<u64>,
+    /// Close connections (1001) that send nothing for this many seconds [default: off].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    idle_timeout: Option<u64>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
+    /// `ws_echo=debug`.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("invalid --log filter {:?}", args.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut options = Options::default();
+    options.max_connections = args.max_connections as usize;
+    let transport = &mut options.transport;
+    transport.protocol.max_message_size =
+        usize::try_from(args.max_message_size).context("--max-message-size")?;
+    transport.protocol.max_frame_size =
+        usize::try_from(args.max_frame_size).context("--max-frame-size")?;
+    transport.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    transport.close_timeout = Duration::from_secs(args.close_timeout);
+    transport.ping_interval = args.ping_interval.map(Duration::from_secs);
+    transport.idle_timeout = args.idle_timeout.map(Duration::from_secs);
+
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let server =
+        Server::bind(args.bind, options).with_context(|| format!("binding {}", args.bind))?;
+    let addr = server.local_addr().context("reading the bound address")?;
+    println!("listening on ws://{addr}");
+    info!(threads, "demo page at http://{addr}/");
+
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .context("installing signal handlers")?;
+    let ex = Arc::new(Executor::new());
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let summary = std::thread::scope(|scope| {
+        for i in 1..threads {
+            let ex = Arc::clone(&ex);
+            let stop = stop_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("ws-echo-{i}"))
+                .spawn_scoped(scope, move || smol::block_on(ex.run(stop.recv())))
+                .expect("spawning a worker thread");
+        }
+        let shutdown = async move {
+            let mut signals = signals;
+            if let Some(Ok(signal)) = signals.next().await {
+                info!(?signal, "signal received");
+            }
+        };
+        let summary = smol::block_on(ex.run(server.run(Arc::clone(&ex), shutdown)));
+        drop(stop_tx);
+        summary
+    });
+    if summary.abandoned > 0 {
+        warn!(
+            abandoned = summary.abandoned,
+            "connections still open at the drain deadline"
+        );
+    }
+    info!(accepted = summary.accepted, "stopped");
+    Ok(())
+}
