@@ -64,3 +64,8 @@ pub use mask::apply_mask;
 #[doc(hidden)]
 pub use mask::apply_mask_bytewise;
 pub use utf8::Utf8Validator;
+
+/// The code in `docs/transport-guide.md`, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/transport-guide.md")]
+struct TransportGuide;

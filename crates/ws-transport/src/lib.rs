@@ -44,3 +44,8 @@ pub use connect::{WsUrl, connect, connect_tcp, connect_with};
 pub use error::{Error, Timeout};
 pub use socket::{Message, WebSocket};
 pub use split::{WsReader, WsWriter};
+
+/// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct Readme;
