@@ -39,11 +39,7 @@ impl TestServer {
             let _ = helper.join();
             summary
         });
-        Ok(Self {
-            addr,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        Ok(Self { addr, stop: Some(stop_tx), thread: Some(thread) })
     }
 
     /// Starts a server with default options.
@@ -54,11 +50,7 @@ impl TestServer {
     /// Shuts the server down gracefully and returns its summary.
     pub fn stop(mut self) -> Summary {
         self.stop.take();
-        self.thread
-            .take()
-            .expect("running")
-            .join()
-            .expect("server thread")
+        self.thread.take().expect("running").join().expect("server thread")
     }
 }
 
@@ -146,13 +138,7 @@ impl RawClient {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: Vec::new(),
-            start: 0,
-            key: 0x1234_5678,
-            pongs: Vec::new(),
-        })
+        Ok(Self { stream, buf: Vec::new(), start: 0, key: 0x1234_5678, pongs: Vec::new() })
     }
 
     /// Connects and completes the opening handshake, sending `extra` bytes in the same write
@@ -260,9 +246,7 @@ impl RawClient {
         let mut opcode = None;
         let mut data = Vec::new();
         loop {
-            let frame = self
-                .read_frame()?
-                .context("connection closed while reading a message")?;
+            let frame = self.read_frame()?.context("connection closed while reading a message")?;
             if frame.masked {
                 bail!("server sent a masked frame");
             }
@@ -336,28 +320,16 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame, usize)>> {
             *b ^= key[i % 4];
         }
     }
-    let frame = Frame {
-        fin: b0 & 0x80 != 0,
-        rsv: (b0 >> 4) & 7,
-        opcode: b0 & 0xf,
-        masked,
-        payload,
-    };
+    let frame =
+        Frame { fin: b0 & 0x80 != 0, rsv: (b0 >> 4) & 7, opcode: b0 & 0xf, masked, payload };
     Ok(Some((frame, pos + len)))
 }
 
 /// This process's resident set size in bytes, from /proc/self/status.
 pub fn rss_bytes() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS line")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmRSS")?
-        .parse()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
+    let kib: u64 = line.split_whitespace().nth(1).context("malformed VmRSS")?.parse()?;
     Ok(kib * 1024)
 }
 

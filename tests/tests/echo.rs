@@ -86,10 +86,7 @@ fn a_frame_written_one_byte_at_a_time() -> Result<()> {
         client.send_raw(std::slice::from_ref(byte))?;
         client.stream.flush()?;
     }
-    assert_eq!(
-        client.read_message()?,
-        (1, "one byte at a time: κόσμε".as_bytes().to_vec())
-    );
+    assert_eq!(client.read_message()?, (1, "one byte at a time: κόσμε".as_bytes().to_vec()));
     Ok(())
 }
 
@@ -99,11 +96,7 @@ fn many_frames_in_one_write() -> Result<()> {
     let mut client = RawClient::connect(server.addr)?;
     let mut batch = Vec::new();
     for i in 0..500u32 {
-        batch.extend(ws_tests::client_frame(
-            0x82,
-            &i.to_be_bytes(),
-            i.to_le_bytes(),
-        ));
+        batch.extend(ws_tests::client_frame(0x82, &i.to_be_bytes(), i.to_le_bytes()));
     }
     client.send_raw(&batch)?;
     for i in 0..500u32 {
@@ -117,10 +110,7 @@ fn a_frame_pipelined_with_the_handshake() -> Result<()> {
     let server = TestServer::start_default()?;
     let frame = ws_tests::client_frame(0x81, b"right behind the request", [9, 9, 9, 9]);
     let mut client = RawClient::connect_with(server.addr, &frame)?;
-    assert_eq!(
-        client.read_message()?,
-        (1, b"right behind the request".to_vec())
-    );
+    assert_eq!(client.read_message()?, (1, b"right behind the request".to_vec()));
     Ok(())
 }
 
@@ -157,11 +147,7 @@ fn bad_input_gets_its_close_code_and_the_server_keeps_serving() -> Result<()> {
         ("reserved opcode 0xB", frame(0x8b, b""), 1002),
         ("control frame over 125 bytes", frame(0x89, &[0; 126]), 1002),
         ("fragmented ping", frame(0x09, b""), 1002),
-        (
-            "unmasked client frame",
-            ws_tests::unmasked_frame(0x81, b"hi"),
-            1002,
-        ),
+        ("unmasked client frame", ws_tests::unmasked_frame(0x81, b"hi"), 1002),
         ("continuation without a message", frame(0x80, b"x"), 1002),
         (
             "new message inside a fragmented one",
@@ -174,22 +160,14 @@ fn bad_input_gets_its_close_code_and_the_server_keeps_serving() -> Result<()> {
             [frame(0x01, b"\xf4"), frame(0x80, b"\x90\x80\x80")].concat(),
             1007,
         ),
-        (
-            "truncated utf-8 at message end",
-            frame(0x81, b"ok\xe2\x82"),
-            1007,
-        ),
+        ("truncated utf-8 at message end", frame(0x81, b"ok\xe2\x82"), 1007),
         ("frame over the frame limit", frame(0x82, &[0; 601]), 1009),
         (
             "message over the message limit",
             [frame(0x02, &[0; 600]), frame(0x80, &[0; 401])].concat(),
             1009,
         ),
-        (
-            "invalid close code",
-            frame(0x88, &1005u16.to_be_bytes()),
-            1002,
-        ),
+        ("invalid close code", frame(0x88, &1005u16.to_be_bytes()), 1002),
         ("one-byte close payload", frame(0x88, b"\x03"), 1002),
         ("close reason not utf-8", frame(0x88, b"\x03\xe8\xff"), 1007),
         (
@@ -199,12 +177,7 @@ fn bad_input_gets_its_close_code_and_the_server_keeps_serving() -> Result<()> {
         ),
         (
             "declared length of 2^62",
-            [
-                vec![0x82, 0xff],
-                (1u64 << 62).to_be_bytes().to_vec(),
-                key.to_vec(),
-            ]
-            .concat(),
+            [vec![0x82, 0xff], (1u64 << 62).to_be_bytes().to_vec(), key.to_vec()].concat(),
             1009,
         ),
     ];
@@ -216,11 +189,7 @@ fn bad_input_gets_its_close_code_and_the_server_keeps_serving() -> Result<()> {
         // A fresh connection is served right after.
         let mut fresh = RawClient::connect(server.addr)?;
         fresh.send(0x81, name.as_bytes())?;
-        assert_eq!(
-            fresh.read_message()?,
-            (1, name.as_bytes().to_vec()),
-            "after {name}"
-        );
+        assert_eq!(fresh.read_message()?, (1, name.as_bytes().to_vec()), "after {name}");
     }
     Ok(())
 }
@@ -309,10 +278,7 @@ fn bad_handshakes_get_4xx() -> Result<()> {
         let mut client = RawClient::connect_tcp(server.addr)?;
         client.send_raw(request.as_bytes())?;
         let head = client.read_head()?;
-        assert!(
-            head.starts_with(&format!("HTTP/1.1 {status} ")),
-            "{request:?} -> {head}"
-        );
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{request:?} -> {head}");
         if status == "426" {
             assert!(head.contains("Sec-WebSocket-Version: 13"), "{head}");
         }
@@ -323,18 +289,13 @@ fn bad_handshakes_get_4xx() -> Result<()> {
 #[test]
 fn plain_http_routes() -> Result<()> {
     let server = TestServer::start_default()?;
-    for (path, status, needle) in [
-        ("/", "200", "new WebSocket"),
-        ("/healthz", "200", "ok"),
-        ("/missing", "404", "not found"),
-    ] {
+    for (path, status, needle) in
+        [("/", "200", "new WebSocket"), ("/healthz", "200", "ok"), ("/missing", "404", "not found")]
+    {
         let mut client = RawClient::connect_tcp(server.addr)?;
         client.send_raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())?;
         let head = client.read_head()?;
-        assert!(
-            head.starts_with(&format!("HTTP/1.1 {status} ")),
-            "{path}: {head}"
-        );
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{path}: {head}");
         let body = String::from_utf8(client.read_to_end()?)?;
         assert!(body.contains(needle), "{path}: {body}");
     }
@@ -380,17 +341,14 @@ fn connections_over_the_limit_get_503_and_the_others_carry_on() -> Result<()> {
 #[test]
 fn graceful_shutdown_sends_1001_to_open_connections() -> Result<()> {
     let server = TestServer::start_default()?;
-    let mut clients: Vec<RawClient> = (0..5)
-        .map(|_| RawClient::connect(server.addr))
-        .collect::<Result<_>>()?;
+    let mut clients: Vec<RawClient> =
+        (0..5).map(|_| RawClient::connect(server.addr)).collect::<Result<_>>()?;
     for client in &mut clients {
         client.send(0x81, b"hello")?;
         assert_eq!(client.read_message()?, (1, b"hello".to_vec()));
     }
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|mut c| std::thread::spawn(move || c.expect_close()))
-        .collect();
+    let readers: Vec<_> =
+        clients.into_iter().map(|mut c| std::thread::spawn(move || c.expect_close())).collect();
     let summary = server.stop();
     for reader in readers {
         let (code, tcp_closed) = reader.join().expect("reader thread")?;

@@ -99,8 +99,6 @@ fn demo_page_in_headless_chromium() -> Result<()> {
     let script = modules.parent().expect("in .ci").join("browser.mjs");
     std::fs::copy(workspace().join("tests/interop/browser.mjs"), &script)?;
     let mut cmd = Command::new("node");
-    cmd.arg(&script)
-        .arg(format!("http://{}/", server.addr))
-        .arg(chromium);
+    cmd.arg(&script).arg(format!("http://{}/", server.addr)).arg(chromium);
     run_client(cmd)
 }

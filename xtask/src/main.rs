@@ -65,22 +65,10 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     run("format", cargo().args(["fmt", "--all", "--check"]))?;
-    run(
-        "lint",
-        cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    )?;
+    run("lint", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(
         "docs",
-        cargo()
-            .args(["doc", "--workspace", "--no-deps"])
-            .env("RUSTDOCFLAGS", "-D warnings"),
+        cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     check_proto_dependencies()?;
     run("tests", cargo().args(["test", "--workspace"]))?;
@@ -100,20 +88,10 @@ fn check_proto_dependencies() -> Result<()> {
         .output()
         .context("running cargo tree")?;
     if !output.status.success() {
-        bail!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let tree = String::from_utf8(output.stdout).context("cargo tree output is not utf-8")?;
-    const FORBIDDEN: [&str; 6] = [
-        "smol",
-        "async-io",
-        "tokio",
-        "futures-io",
-        "async-std",
-        "mio",
-    ];
+    const FORBIDDEN: [&str; 6] = ["smol", "async-io", "tokio", "futures-io", "async-std", "mio"];
     let found: Vec<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())

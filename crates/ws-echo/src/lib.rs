@@ -37,10 +37,7 @@ impl Default for Options {
         let mut transport = ws_transport::Config::default();
         // Echo frame by frame: memory per connection stays bounded whatever the message size.
         transport.protocol.delivery = Delivery::Chunks;
-        Self {
-            max_connections: 10_000,
-            transport,
-        }
+        Self { max_connections: 10_000, transport }
     }
 }
 
@@ -73,10 +70,7 @@ impl Server {
     /// Binds the listening socket.
     pub fn bind(addr: SocketAddr, options: Options) -> io::Result<Self> {
         let listener = Async::<TcpListener>::bind(addr)?;
-        Ok(Self {
-            listener,
-            options: Arc::new(options),
-        })
+        Ok(Self { listener, options: Arc::new(options) })
     }
 
     /// The bound address (useful after binding port 0).
@@ -145,10 +139,7 @@ impl Server {
         while live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(10)).await;
         }
-        Summary {
-            accepted,
-            abandoned: live.load(Ordering::Acquire),
-        }
+        Summary { accepted, abandoned: live.load(Ordering::Acquire) }
     }
 }
 
@@ -180,21 +171,15 @@ async fn refuse(mut stream: Async<TcpStream>) {
 fn route(request: &Request) -> Response {
     let path = request.path.split('?').next().unwrap_or("");
     if request.method != "GET" && request.method != "HEAD" {
-        return Response::new(405)
-            .header("Allow", "GET, HEAD")
-            .body("method not allowed\n");
+        return Response::new(405).header("Allow", "GET, HEAD").body("method not allowed\n");
     }
     let response = match path {
         "/" | "/index.html" => Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
             .header("Cache-Control", "no-cache")
             .body(PAGE),
-        "/healthz" => Response::new(200)
-            .header("Content-Type", "text/plain")
-            .body("ok\n"),
-        _ => Response::new(404)
-            .header("Content-Type", "text/plain")
-            .body("not found\n"),
+        "/healthz" => Response::new(200).header("Content-Type", "text/plain").body("ok\n"),
+        _ => Response::new(404).header("Content-Type", "text/plain").body("not found\n"),
     };
     let response = response.header("Connection", "close");
     if request.method == "HEAD" {
@@ -302,9 +287,7 @@ async fn echo_loop(
         if let Some(end) = end {
             if !matches!(end, End::Disconnected) {
                 // Sends what is queued and ends the stream (the server closes first).
-                ws.close(CloseCode::NORMAL, "")
-                    .await
-                    .or_else(ignore_after_close)?;
+                ws.close(CloseCode::NORMAL, "").await.or_else(ignore_after_close)?;
             }
             return Ok(end);
         }
@@ -317,8 +300,7 @@ async fn echo_loop(
             Ok(None)
         };
         if read.or(stopped).await?.is_none() {
-            ws.close(CloseCode::GOING_AWAY, "server shutting down")
-                .await?;
+            ws.close(CloseCode::GOING_AWAY, "server shutting down").await?;
             return Ok(End::Closed(CloseCode::GOING_AWAY));
         }
     }
@@ -337,12 +319,7 @@ mod tests {
     use super::*;
 
     fn get(path: &str, method: &str) -> Request {
-        Request {
-            method: method.into(),
-            path: path.into(),
-            version: 1,
-            headers: vec![],
-        }
+        Request { method: method.into(), path: path.into(), version: 1, headers: vec![] }
     }
 
     #[test]

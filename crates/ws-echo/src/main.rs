@@ -56,10 +56,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid --log filter {:?}", args.log))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let mut options = Options::default();
     options.max_connections = args.max_connections as usize;
@@ -108,10 +105,7 @@ fn main() -> anyhow::Result<()> {
         summary
     });
     if summary.abandoned > 0 {
-        warn!(
-            abandoned = summary.abandoned,
-            "connections still open at the drain deadline"
-        );
+        warn!(abandoned = summary.abandoned, "connections still open at the drain deadline");
     }
     info!(accepted = summary.accepted, "stopped");
     Ok(())

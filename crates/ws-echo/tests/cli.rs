@@ -106,10 +106,7 @@ fn bad_flags_get_a_message_and_a_non_zero_exit() -> Result<()> {
         let output = Command::new(BIN).args(args).output()?;
         assert!(!output.status.success(), "{args:?} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("error") || stderr.contains("invalid"),
-            "{args:?}: {stderr}"
-        );
+        assert!(stderr.contains("error") || stderr.contains("invalid"), "{args:?}: {stderr}");
     }
     Ok(())
 }
@@ -145,9 +142,7 @@ fn sigint_with_no_connections_exits_0() -> Result<()> {
 #[test]
 fn binding_a_used_port_fails_clearly() -> Result<()> {
     let server = Running::start(&[])?;
-    let output = Command::new(BIN)
-        .args(["--bind", &server.addr.to_string()])
-        .output()?;
+    let output = Command::new(BIN).args(["--bind", &server.addr.to_string()]).output()?;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("binding"), "{stderr}");

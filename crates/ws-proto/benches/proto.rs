@@ -32,14 +32,9 @@ fn header_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("header");
     for (name, len) in [("7bit", 20u64), ("16bit", 1024), ("64bit", 1 << 20)] {
         let mut wire = [0u8; 14];
-        let header = FrameHeader {
-            mask: Some(KEY),
-            ..FrameHeader::new(OpCode::Binary, len)
-        };
+        let header = FrameHeader { mask: Some(KEY), ..FrameHeader::new(OpCode::Binary, len) };
         let n = header.encode(&mut wire);
-        group.bench_function(name, |b| {
-            b.iter(|| FrameHeader::parse(black_box(&wire[..n])))
-        });
+        group.bench_function(name, |b| b.iter(|| FrameHeader::parse(black_box(&wire[..n]))));
     }
     group.finish();
 }

@@ -101,10 +101,7 @@ impl<'a> CloseFrame<'a> {
     /// on the wire, is a protocol error; a reason that is not UTF-8 is invalid data.
     pub fn parse(payload: &'a [u8]) -> Result<Self, ProtocolError> {
         match payload {
-            [] => Ok(Self {
-                code: CloseCode::NO_STATUS,
-                reason: "",
-            }),
+            [] => Ok(Self { code: CloseCode::NO_STATUS, reason: "" }),
             [_] => Err(ProtocolError::InvalidClosePayload),
             [hi, lo, reason @ ..] => {
                 let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
@@ -134,23 +131,11 @@ mod tests {
     #[test]
     fn rfc_5_5_1_close_bodies() {
         assert_eq!(CloseFrame::parse(&[]).unwrap().code, CloseCode::NO_STATUS);
-        assert_eq!(
-            CloseFrame::parse(&[0x03]),
-            Err(ProtocolError::InvalidClosePayload)
-        );
+        assert_eq!(CloseFrame::parse(&[0x03]), Err(ProtocolError::InvalidClosePayload));
         let f = CloseFrame::parse(&[0x03, 0xe8, b'b', b'y', b'e']).unwrap();
         assert_eq!((f.code, f.reason), (CloseCode::NORMAL, "bye"));
-        assert_eq!(
-            CloseFrame::parse(&[0x03, 0xed]),
-            Err(ProtocolError::InvalidCloseCode(1005))
-        );
-        assert_eq!(
-            CloseFrame::parse(&[0x03, 0xe8, 0xff]),
-            Err(ProtocolError::InvalidUtf8)
-        );
-        assert_eq!(
-            CloseFrame::parse(&[0x0f, 0xa0]).unwrap().code,
-            CloseCode(4000)
-        );
+        assert_eq!(CloseFrame::parse(&[0x03, 0xed]), Err(ProtocolError::InvalidCloseCode(1005)));
+        assert_eq!(CloseFrame::parse(&[0x03, 0xe8, 0xff]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(CloseFrame::parse(&[0x0f, 0xa0]).unwrap().code, CloseCode(4000));
     }
 }

@@ -195,23 +195,11 @@ struct InMessage {
 /// holding a borrow.
 #[derive(Debug, Clone)]
 enum Ev {
-    Message {
-        kind: MessageKind,
-        range: Range<usize>,
-        assembled: bool,
-    },
-    Chunk {
-        kind: MessageKind,
-        range: Range<usize>,
-        first: bool,
-        last: bool,
-    },
+    Message { kind: MessageKind, range: Range<usize>, assembled: bool },
+    Chunk { kind: MessageKind, range: Range<usize>, first: bool, last: bool },
     Ping(Range<usize>),
     Pong(Range<usize>),
-    Close {
-        code: CloseCode,
-        reason: Range<usize>,
-    },
+    Close { code: CloseCode, reason: Range<usize> },
     Failed(ProtocolError),
     Disconnected,
 }
@@ -307,12 +295,7 @@ impl Connection {
             assembly: Vec::new(),
             assembly_delivered: false,
             utf8: Utf8Validator::new(),
-            out: Output {
-                keys,
-                buf: Vec::new(),
-                start: 0,
-                sending: None,
-            },
+            out: Output { keys, buf: Vec::new(), start: 0, sending: None },
         }
     }
 
@@ -369,10 +352,7 @@ impl Connection {
     ///
     /// If `n` is more than that buffer's length.
     pub fn input_written(&mut self, n: usize) {
-        assert!(
-            self.in_end + n <= self.input.len(),
-            "input_written past the input buffer"
-        );
+        assert!(self.in_end + n <= self.input.len(), "input_written past the input buffer");
         if self.state == State::Closed {
             return;
         }
@@ -517,17 +497,10 @@ impl Connection {
             (OpCode::Continuation, Some(message)) => message,
             (_, Some(_)) => return self.fail(ProtocolError::ExpectedContinuation),
             (opcode, None) => {
-                let kind = if opcode == OpCode::Text {
-                    MessageKind::Text
-                } else {
-                    MessageKind::Binary
-                };
+                let kind =
+                    if opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
                 self.utf8 = Utf8Validator::new();
-                InMessage {
-                    kind,
-                    declared: 0,
-                    started: false,
-                }
+                InMessage { kind, declared: 0, started: false }
             }
         };
         // Limits come from the header, before any payload is buffered.
@@ -539,12 +512,8 @@ impl Connection {
             return self.fail(ProtocolError::MessageTooLarge);
         }
         self.in_start += header_len;
-        let frame = InFrame {
-            fin: header.fin,
-            mask: header.mask,
-            remaining: len,
-            mask_offset: 0,
-        };
+        let frame =
+            InFrame { fin: header.fin, mask: header.mask, len, remaining: len, mask_offset: 0 };
 
         // The common case: a whole single-frame message already in the buffer is reported in
         // place, copied nowhere.
@@ -564,16 +533,9 @@ impl Connection {
             {
                 return self.fail(ProtocolError::InvalidUtf8);
             }
-            return Step::Event(Ev::Message {
-                kind: message.kind,
-                range,
-                assembled: false,
-            });
+            return Step::Event(Ev::Message { kind: message.kind, range, assembled: false });
         }
-        self.message = Some(InMessage {
-            declared,
-            ..message
-        });
+        self.message = Some(InMessage { declared, ..message });
         self.frame = Some(frame);
         Step::Continue
     }
@@ -597,11 +559,7 @@ impl Connection {
         let last = frame_done && frame.fin;
         if message.kind == MessageKind::Text {
             let checked = self.utf8.feed(&self.input[range.clone()]);
-            let checked = if last {
-                checked.and_then(|()| self.utf8.finish())
-            } else {
-                checked
-            };
+            let checked = if last { checked.and_then(|()| self.utf8.finish()) } else { checked };
             if let Err(err) = checked {
                 return self.fail(err);
             }
@@ -621,22 +579,13 @@ impl Connection {
                 if last {
                     self.assembly_delivered = true;
                     let range = 0..self.assembly.len();
-                    return Step::Event(Ev::Message {
-                        kind: message.kind,
-                        range,
-                        assembled: true,
-                    });
+                    return Step::Event(Ev::Message { kind: message.kind, range, assembled: true });
                 }
                 Step::Continue
             }
             Delivery::Chunks => {
                 if n > 0 || first || last {
-                    Step::Event(Ev::Chunk {
-                        kind: message.kind,
-                        range,
-                        first,
-                        last,
-                    })
+                    Step::Event(Ev::Chunk { kind: message.kind, range, first, last })
                 } else {
                     Step::Continue
                 }
@@ -654,8 +603,7 @@ impl Connection {
                 // response ... unless it already received a Close frame." We also stop once we
                 // sent one: nothing may follow our close frame.
                 if self.config.auto_pong && self.state == State::Open {
-                    self.out
-                        .queue_frame(OpCode::Pong, true, &self.input[range.clone()]);
+                    self.out.queue_frame(OpCode::Pong, true, &self.input[range.clone()]);
                 }
                 Step::Event(Ev::Ping(range))
             }
@@ -701,10 +649,7 @@ impl Connection {
     /// If `n` is more than is pending.
     pub fn consume_output(&mut self, n: usize) {
         let out = &mut self.out;
-        assert!(
-            out.start + n <= out.buf.len(),
-            "consumed more output than pending"
-        );
+        assert!(out.start + n <= out.buf.len(), "consumed more output than pending");
         out.start += n;
         if out.start == out.buf.len() {
             out.buf.clear();
@@ -717,10 +662,7 @@ impl Connection {
 
     /// The sending side, to queue frames.
     pub fn sender(&mut self) -> Sender<'_> {
-        Sender {
-            out: &mut self.out,
-            state: &mut self.state,
-        }
+        Sender { out: &mut self.out, state: &mut self.state }
     }
 
     /// Like [`poll_event`](Self::poll_event), with a [`Sender`] usable while the event is
@@ -744,13 +686,7 @@ impl Connection {
     pub fn poll_event_with_sender(&mut self) -> Option<(Event<'_>, Sender<'_>)> {
         let ev = self.advance()?;
         let event = make_event(ev, &self.input, &self.assembly);
-        Some((
-            event,
-            Sender {
-                out: &mut self.out,
-                state: &mut self.state,
-            },
-        ))
+        Some((event, Sender { out: &mut self.out, state: &mut self.state }))
     }
 
     /// Sends a text message in one frame.
@@ -799,16 +735,8 @@ impl Connection {
 /// Builds the public event from indices into the connection's buffers.
 fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8]) -> Event<'a> {
     match ev {
-        Ev::Message {
-            kind,
-            range,
-            assembled,
-        } => {
-            let bytes = if assembled {
-                &assembly[range]
-            } else {
-                &input[range]
-            };
+        Ev::Message { kind, range, assembled } => {
+            let bytes = if assembled { &assembly[range] } else { &input[range] };
             Event::Message(match kind {
                 MessageKind::Binary => Message::Binary(bytes),
                 // Validated as it arrived; this conversion cannot fail.
@@ -817,17 +745,9 @@ fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8]) -> Event<'a> {
                 }
             })
         }
-        Ev::Chunk {
-            kind,
-            range,
-            first,
-            last,
-        } => Event::Chunk(Chunk {
-            kind,
-            data: &input[range],
-            first,
-            last,
-        }),
+        Ev::Chunk { kind, range, first, last } => {
+            Event::Chunk(Chunk { kind, data: &input[range], first, last })
+        }
         Ev::Ping(range) => Event::Ping(&input[range]),
         Ev::Pong(range) => Event::Pong(&input[range]),
         Ev::Close { code, reason } => Event::Close(CloseFrame {
@@ -860,13 +780,7 @@ impl Output {
     fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
         // §5.3: a client masks every frame with a fresh key.
         let mask = self.keys.as_mut().map(|keys| keys.next_key());
-        let header = FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
         header.encode_to_vec(&mut self.buf);
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
@@ -885,9 +799,7 @@ pub struct Sender<'a> {
 
 impl fmt::Debug for Sender<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sender")
-            .field("state", &*self.state)
-            .finish_non_exhaustive()
+        f.debug_struct("Sender").field("state", &*self.state).finish_non_exhaustive()
     }
 }
 
@@ -971,11 +883,7 @@ impl Sender<'_> {
     fn check_open(&self) -> Result<(), SendError> {
         // §5.5.1: "After sending a Close frame, the endpoint MUST NOT send any further data
         // frames."
-        if *self.state == State::Open {
-            Ok(())
-        } else {
-            Err(SendError::Closed)
-        }
+        if *self.state == State::Open { Ok(()) } else { Err(SendError::Closed) }
     }
 }
 

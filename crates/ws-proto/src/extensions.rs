@@ -95,10 +95,7 @@ impl Cursor<'_> {
 /// # Ok::<(), ws_proto::ExtensionSyntaxError>(())
 /// ```
 pub fn parse_extensions(value: &str) -> Result<Vec<ExtensionOffer>, ExtensionSyntaxError> {
-    let mut c = Cursor {
-        s: value.as_bytes(),
-        pos: 0,
-    };
+    let mut c = Cursor { s: value.as_bytes(), pos: 0 };
     let mut offers = Vec::new();
     loop {
         c.skip_ws();
@@ -124,11 +121,7 @@ pub fn parse_extensions(value: &str) -> Result<Vec<ExtensionOffer>, ExtensionSyn
                     let value = if c.peek() == Some(b'=') {
                         c.pos += 1;
                         c.skip_ws();
-                        Some(if c.peek() == Some(b'"') {
-                            c.quoted()?
-                        } else {
-                            c.token()?
-                        })
+                        Some(if c.peek() == Some(b'"') { c.quoted()? } else { c.token()? })
                     } else {
                         None
                     };
@@ -162,10 +155,7 @@ mod tests {
                 ("server_no_context_takeover".into(), None)
             ]
         );
-        assert_eq!(
-            offers[1].params,
-            [("server_max_window_bits".into(), Some("12".into()))]
-        );
+        assert_eq!(offers[1].params, [("server_max_window_bits".into(), Some("12".into()))]);
     }
 
     #[test]

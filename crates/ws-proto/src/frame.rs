@@ -106,13 +106,7 @@ pub const RSV1: u8 = 0b100;
 impl FrameHeader {
     /// A header for a final, unmasked frame with no reserved bits.
     pub fn new(opcode: OpCode, payload_len: u64) -> Self {
-        Self {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len,
-        }
+        Self { fin: true, rsv: 0, opcode, mask: None, payload_len }
     }
 
     /// Parses a header from the start of `buf`.
@@ -178,16 +172,7 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Status::Complete(
-            FrameHeader {
-                fin,
-                rsv,
-                opcode,
-                mask,
-                payload_len,
-            },
-            used,
-        ))
+        Ok(Status::Complete(FrameHeader { fin, rsv, opcode, mask, payload_len }, used))
     }
 
     /// The number of bytes [`encode`](Self::encode) writes for this header.
@@ -316,27 +301,15 @@ mod tests {
     #[test]
     fn rfc_5_2_reserved_opcodes_are_rejected() {
         for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
-            assert_eq!(
-                FrameHeader::parse(&[0x80 | op, 0]),
-                Err(ProtocolError::ReservedOpcode(op))
-            );
+            assert_eq!(FrameHeader::parse(&[0x80 | op, 0]), Err(ProtocolError::ReservedOpcode(op)));
         }
     }
 
     #[test]
     fn rfc_5_5_control_frames_are_short_and_final() {
-        assert_eq!(
-            FrameHeader::parse(&[0x89, 126]),
-            Err(ProtocolError::ControlFrameTooLong)
-        );
-        assert_eq!(
-            FrameHeader::parse(&[0x88, 127]),
-            Err(ProtocolError::ControlFrameTooLong)
-        );
-        assert_eq!(
-            FrameHeader::parse(&[0x09, 0]),
-            Err(ProtocolError::FragmentedControlFrame)
-        );
+        assert_eq!(FrameHeader::parse(&[0x89, 126]), Err(ProtocolError::ControlFrameTooLong));
+        assert_eq!(FrameHeader::parse(&[0x88, 127]), Err(ProtocolError::ControlFrameTooLong));
+        assert_eq!(FrameHeader::parse(&[0x09, 0]), Err(ProtocolError::FragmentedControlFrame));
         assert!(FrameHeader::parse(&[0x89, 125]).is_ok());
     }
 
@@ -352,10 +325,7 @@ mod tests {
     fn encoded_len_matches_encode() {
         for len in [0u64, 1, 125, 126, 65535, 65536, 1 << 40] {
             for mask in [None, Some([1, 2, 3, 4])] {
-                let h = FrameHeader {
-                    mask,
-                    ..FrameHeader::new(OpCode::Binary, len)
-                };
+                let h = FrameHeader { mask, ..FrameHeader::new(OpCode::Binary, len) };
                 let mut out = [0; MAX_HEADER_LEN];
                 assert_eq!(h.encode(&mut out), h.encoded_len());
             }

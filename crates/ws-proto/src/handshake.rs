@@ -46,10 +46,7 @@ pub struct HandshakeLimits {
 
 impl Default for HandshakeLimits {
     fn default() -> Self {
-        Self {
-            max_head_size: 16 << 10,
-            max_headers: 64,
-        }
+        Self { max_head_size: 16 << 10, max_headers: 64 }
     }
 }
 
@@ -113,9 +110,8 @@ impl HandshakeError {
             // §4.2.2: "send an appropriate HTTP error code (such as 426 Upgrade Required) and a
             // |Sec-WebSocket-Version| header field indicating the version(s) the server is
             // capable of understanding."
-            response = response
-                .header("Sec-WebSocket-Version", "13")
-                .header("Upgrade", "websocket");
+            response =
+                response.header("Sec-WebSocket-Version", "13").header("Upgrade", "websocket");
         }
         response.header("Connection", "close")
     }
@@ -143,12 +139,7 @@ struct HeadBuffer {
 
 impl HeadBuffer {
     fn new(limits: HandshakeLimits) -> Self {
-        Self {
-            buf: Vec::new(),
-            scanned: 0,
-            limits,
-            head_len: None,
-        }
+        Self { buf: Vec::new(), scanned: 0, limits, head_len: None }
     }
 
     /// Adds bytes; returns the head length once the blank line that ends it is seen.
@@ -193,12 +184,7 @@ impl HeadBuffer {
 }
 
 fn collect_headers(raw: &[httparse::Header<'_>]) -> Vec<Header> {
-    raw.iter()
-        .map(|h| Header {
-            name: h.name.to_string(),
-            value: h.value.to_vec(),
-        })
-        .collect()
+    raw.iter().map(|h| Header { name: h.name.to_string(), value: h.value.to_vec() }).collect()
 }
 
 fn map_httparse(err: httparse::Error) -> HandshakeError {
@@ -228,9 +214,7 @@ pub struct RequestParser {
 impl RequestParser {
     /// A parser with the given limits.
     pub fn new(limits: HandshakeLimits) -> Self {
-        Self {
-            head: HeadBuffer::new(limits),
-        }
+        Self { head: HeadBuffer::new(limits) }
     }
 
     /// Adds bytes read from the peer. Returns the request once, when its head is complete;
@@ -281,10 +265,7 @@ fn list_items<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item 
 }
 
 fn headers_named<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
+    headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
 }
 
 fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
@@ -294,10 +275,7 @@ fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
 impl Request {
     /// The first value of the header `name`, compared without case.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
     }
 
     /// Every value of the header `name`, in order.
@@ -361,9 +339,7 @@ impl Request {
             key: String::from_utf8_lossy(key).into_owned(),
             protocols,
             extensions,
-            origin: self
-                .header("origin")
-                .map(|o| String::from_utf8_lossy(o).into_owned()),
+            origin: self.header("origin").map(|o| String::from_utf8_lossy(o).into_owned()),
         })
     }
 }
@@ -442,11 +418,7 @@ fn reason_phrase(status: u16) -> &'static str {
 impl Response {
     /// A response with `status`, no headers and no body.
     pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Self { status, headers: Vec::new(), body: Vec::new() }
     }
 
     /// Adds a header.
@@ -466,28 +438,16 @@ impl Response {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.body.len());
         out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {} {}\r\n",
-                self.status,
-                reason_phrase(self.status)
-            )
-            .as_bytes(),
+            format!("HTTP/1.1 {} {}\r\n", self.status, reason_phrase(self.status)).as_bytes(),
         );
         for (name, value) in &self.headers {
-            if name
-                .bytes()
-                .chain(value.bytes())
-                .any(|b| b == b'\r' || b == b'\n')
-            {
+            if name.bytes().chain(value.bytes()).any(|b| b == b'\r' || b == b'\n') {
                 continue;
             }
             out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
         if self.status != 101
-            && !self
-                .headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            && !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         {
             out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
         }
@@ -515,12 +475,7 @@ pub struct ClientRequest {
 impl ClientRequest {
     /// A request for `path` on `host`.
     pub fn new(host: impl Into<String>, path: impl Into<String>) -> Self {
-        Self {
-            host: host.into(),
-            path: path.into(),
-            protocols: Vec::new(),
-            headers: Vec::new(),
-        }
+        Self { host: host.into(), path: path.into(), protocols: Vec::new(), headers: Vec::new() }
     }
 
     /// Offers a subprotocol.
@@ -570,17 +525,10 @@ impl ClientRequest {
             self.path, self.host
         );
         if !self.protocols.is_empty() {
-            out.push_str(&format!(
-                "Sec-WebSocket-Protocol: {}\r\n",
-                self.protocols.join(", ")
-            ));
+            out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", self.protocols.join(", ")));
         }
         for (name, value) in &self.headers {
-            if name
-                .bytes()
-                .chain(value.bytes())
-                .any(|b| b == b'\r' || b == b'\n')
-            {
+            if name.bytes().chain(value.bytes()).any(|b| b == b'\r' || b == b'\n') {
                 continue;
             }
             out.push_str(&format!("{name}: {value}\r\n"));
@@ -688,10 +636,7 @@ impl ClientHandshake {
             _ => return Err(ResponseError::InvalidProtocol),
         };
         // We offer no extensions yet, so any the server names were not offered.
-        if list_items(headers_named(&headers, "sec-websocket-extensions"))
-            .next()
-            .is_some()
-        {
+        if list_items(headers_named(&headers, "sec-websocket-extensions")).next().is_some() {
             return Err(ResponseError::InvalidExtension);
         }
         Ok(Some(Accepted { protocol, headers }))

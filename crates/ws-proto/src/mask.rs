@@ -26,12 +26,8 @@
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     let offset = offset & 3;
     // Rotate the key so that its first byte lines up with `buf[0]`.
-    let rotated = [
-        key[offset],
-        key[(offset + 1) & 3],
-        key[(offset + 2) & 3],
-        key[(offset + 3) & 3],
-    ];
+    let rotated =
+        [key[offset], key[(offset + 1) & 3], key[(offset + 2) & 3], key[(offset + 3) & 3]];
     let k32 = u32::from_ne_bytes(rotated);
     let k64 = (u64::from(k32) << 32) | u64::from(k32);
     let k64_bytes = k64.to_ne_bytes();

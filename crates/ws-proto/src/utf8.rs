@@ -68,11 +68,7 @@ impl Utf8Validator {
     pub fn finish(&mut self) -> Result<(), ProtocolError> {
         let complete = self.pending_len == 0;
         self.pending_len = 0;
-        if complete {
-            Ok(())
-        } else {
-            Err(ProtocolError::InvalidUtf8)
-        }
+        if complete { Ok(()) } else { Err(ProtocolError::InvalidUtf8) }
     }
 
     /// Whether the input so far ends in the middle of a code point.

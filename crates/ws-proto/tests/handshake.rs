@@ -18,10 +18,7 @@ fn request_with(extra: &str) -> String {
 
 fn parse(raw: &str) -> Request {
     let mut parser = RequestParser::new(HandshakeLimits::default());
-    parser
-        .feed(raw.as_bytes())
-        .expect("parses")
-        .expect("complete")
+    parser.feed(raw.as_bytes()).expect("parses").expect("complete")
 }
 
 /// Builds a request from its lines, for the table of invalid upgrades.
@@ -55,12 +52,7 @@ fn rfc_4_2_2_never_echo_a_subprotocol_that_was_not_offered() {
     let upgrade = parse(&request_with("")).websocket().unwrap();
     assert!(upgrade.accept(Some("mqtt")).is_err());
     let response = upgrade.accept(None).unwrap();
-    assert!(
-        !response
-            .headers
-            .iter()
-            .any(|(n, _)| n == "Sec-WebSocket-Protocol")
-    );
+    assert!(!response.headers.iter().any(|(n, _)| n == "Sec-WebSocket-Protocol"));
 }
 
 /// Table: request lines → the error and its HTTP status.
@@ -168,11 +160,7 @@ fn any_split_of_the_request_parses_the_same_and_keeps_what_follows() {
             other => panic!("reported {other:?}"),
         };
         assert_eq!(request, expected, "split {split}");
-        assert_eq!(
-            parser.remaining(),
-            b"\x81\x80\x01\x02\x03\x04",
-            "split {split}"
-        );
+        assert_eq!(parser.remaining(), b"\x81\x80\x01\x02\x03\x04", "split {split}");
     }
     // One byte at a time.
     let mut parser = RequestParser::new(HandshakeLimits::default());
@@ -224,23 +212,15 @@ fn rfc_6585_too_many_headers_gets_431() {
 #[test]
 fn malformed_http_gets_400() {
     let mut parser = RequestParser::new(HandshakeLimits::default());
-    let err = parser
-        .feed(b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n")
-        .unwrap_err();
+    let err = parser.feed(b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n").unwrap_err();
     assert_eq!(err, HandshakeError::MalformedHttp);
     assert_eq!(err.status(), 400);
 }
 
 #[test]
 fn responses_drop_headers_that_would_split_the_response() {
-    let bytes = Response::new(403)
-        .header("X-Evil", "a\r\nSet-Cookie: x")
-        .body("no")
-        .to_bytes();
-    assert_eq!(
-        bytes,
-        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"
-    );
+    let bytes = Response::new(403).header("X-Evil", "a\r\nSet-Cookie: x").body("no").to_bytes();
+    assert_eq!(bytes, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno");
 }
 
 // ---- client ----------------------------------------------------------------------------------
@@ -274,11 +254,8 @@ fn rfc_4_1_client_request_bytes() {
 #[test]
 fn rfc_4_1_client_accepts_a_valid_101_and_keeps_following_bytes() {
     let (mut hs, _) = ClientRequest::new("a", "/").protocol("chat").start(NONCE);
-    let mut wire = server_reply(
-        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
-        "Sec-WebSocket-Protocol: chat\r\n",
-    )
-    .into_bytes();
+    let mut wire = server_reply("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "Sec-WebSocket-Protocol: chat\r\n")
+        .into_bytes();
     wire.extend_from_slice(b"\x81\x02hi");
     let mut accepted = None;
     for byte in &wire {

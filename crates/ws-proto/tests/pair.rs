@@ -16,12 +16,8 @@ fn messages_flow_both_ways() {
         [Owned::Text("hello".into()), Owned::Binary(vec![1, 2, 3])]
     );
     server.send_text("welcome").unwrap();
-    server
-        .send_fragment(MessageKind::Binary, &[9; 70_000], false)
-        .unwrap();
-    server
-        .send_fragment(MessageKind::Binary, &[8; 10], true)
-        .unwrap();
+    server.send_fragment(MessageKind::Binary, &[9; 70_000], false).unwrap();
+    server.send_fragment(MessageKind::Binary, &[8; 10], true).unwrap();
     let mut expected = vec![9; 70_000];
     expected.extend([8; 10]);
     assert_eq!(
@@ -35,23 +31,11 @@ fn pings_are_answered_automatically() {
     let mut client = client(Config::default());
     let mut server = server();
     client.send_ping(b"are you there").unwrap();
-    assert_eq!(
-        transfer(&mut client, &mut server),
-        [Owned::Ping(b"are you there".to_vec())]
-    );
-    assert_eq!(
-        transfer(&mut server, &mut client),
-        [Owned::Pong(b"are you there".to_vec())]
-    );
+    assert_eq!(transfer(&mut client, &mut server), [Owned::Ping(b"are you there".to_vec())]);
+    assert_eq!(transfer(&mut server, &mut client), [Owned::Pong(b"are you there".to_vec())]);
     server.send_ping(b"and you").unwrap();
-    assert_eq!(
-        transfer(&mut server, &mut client),
-        [Owned::Ping(b"and you".to_vec())]
-    );
-    assert_eq!(
-        transfer(&mut client, &mut server),
-        [Owned::Pong(b"and you".to_vec())]
-    );
+    assert_eq!(transfer(&mut server, &mut client), [Owned::Ping(b"and you".to_vec())]);
+    assert_eq!(transfer(&mut client, &mut server), [Owned::Pong(b"and you".to_vec())]);
 }
 
 #[test]
@@ -90,10 +74,7 @@ fn server_initiated_close_handshake() {
         transfer(&mut client, &mut server),
         [Owned::Close(CloseCode::GOING_AWAY, String::new())]
     );
-    assert_eq!(
-        (client.state(), server.state()),
-        (State::Closed, State::Closed)
-    );
+    assert_eq!((client.state(), server.state()), (State::Closed, State::Closed));
     assert!(server.should_close_transport());
 }
 
@@ -105,18 +86,9 @@ fn simultaneous_close() {
     server.close(CloseCode::GOING_AWAY, "").unwrap();
     let to_server = take_output(&mut client);
     let to_client = take_output(&mut server);
-    assert_eq!(
-        feed(&mut server, &to_server),
-        [Owned::Close(CloseCode::NORMAL, String::new())]
-    );
-    assert_eq!(
-        feed(&mut client, &to_client),
-        [Owned::Close(CloseCode::GOING_AWAY, String::new())]
-    );
+    assert_eq!(feed(&mut server, &to_server), [Owned::Close(CloseCode::NORMAL, String::new())]);
+    assert_eq!(feed(&mut client, &to_client), [Owned::Close(CloseCode::GOING_AWAY, String::new())]);
     // Neither answers again: each already sent its close frame.
     assert!(server.pending_output().is_empty() && client.pending_output().is_empty());
-    assert_eq!(
-        (client.state(), server.state()),
-        (State::Closed, State::Closed)
-    );
+    assert_eq!((client.state(), server.state()), (State::Closed, State::Closed));
 }

@@ -21,27 +21,13 @@ fn opcode() -> impl Strategy<Value = OpCode> {
 }
 
 fn header() -> impl Strategy<Value = FrameHeader> {
-    (
-        opcode(),
-        any::<bool>(),
-        0u8..8,
-        any::<Option<[u8; 4]>>(),
-        0u64..(1 << 63),
+    (opcode(), any::<bool>(), 0u8..8, any::<Option<[u8; 4]>>(), 0u64..(1 << 63)).prop_map(
+        |(opcode, fin, rsv, mask, len)| {
+            let (fin, payload_len) =
+                if opcode.is_control() { (true, len % 126) } else { (fin, len) };
+            FrameHeader { fin, rsv, opcode, mask, payload_len }
+        },
     )
-        .prop_map(|(opcode, fin, rsv, mask, len)| {
-            let (fin, payload_len) = if opcode.is_control() {
-                (true, len % 126)
-            } else {
-                (fin, len)
-            };
-            FrameHeader {
-                fin,
-                rsv,
-                opcode,
-                mask,
-                payload_len,
-            }
-        })
 }
 
 /// One thing a client may put on the wire; `Garbage` is arbitrary bytes.
@@ -74,11 +60,8 @@ fn wire(pieces: &[Piece], key: [u8; 4]) -> Vec<u8> {
     let mut out = Vec::new();
     let fragments = |out: &mut Vec<u8>, op: u8, data: &[u8], n: usize| {
         let size = data.len().div_ceil(n).max(1);
-        let parts: Vec<&[u8]> = if data.is_empty() {
-            vec![data]
-        } else {
-            data.chunks(size).collect()
-        };
+        let parts: Vec<&[u8]> =
+            if data.is_empty() { vec![data] } else { data.chunks(size).collect() };
         for (i, part) in parts.iter().enumerate() {
             let fin = if i + 1 == parts.len() { 0x80 } else { 0 };
             let op = if i == 0 { op } else { 0 };
@@ -129,19 +112,8 @@ fn run(config: &Config, input: &[u8], cuts: &[usize]) -> (Vec<Owned>, Vec<u8>) {
 fn merge_chunks(events: Vec<Owned>) -> Vec<Owned> {
     let mut merged: Vec<Owned> = Vec::new();
     for event in events {
-        if let Owned::Chunk {
-            data,
-            first: false,
-            last,
-            ..
-        } = &event
-        {
-            if let Some(Owned::Chunk {
-                data: prev,
-                last: prev_last,
-                ..
-            }) = merged.last_mut()
-            {
+        if let Owned::Chunk { data, first: false, last, .. } = &event {
+            if let Some(Owned::Chunk { data: prev, last: prev_last, .. }) = merged.last_mut() {
                 prev.extend_from_slice(data);
                 *prev_last = *last;
                 continue;

@@ -16,11 +16,7 @@ fn server_close(code: u16) -> Vec<u8> {
 fn assert_server_fails(input: &[u8], err: ProtocolError) {
     let mut conn = server();
     let events = feed(&mut conn, input);
-    assert_eq!(
-        events.last(),
-        Some(&Owned::Failed(err)),
-        "events {events:?}"
-    );
+    assert_eq!(events.last(), Some(&Owned::Failed(err)), "events {events:?}");
     assert_eq!(take_output(&mut conn), server_close(err.close_code().0));
     assert_eq!(conn.state(), State::Closed);
     assert!(conn.should_close_transport());
@@ -49,12 +45,8 @@ fn rfc_5_1_client_fails_on_masked_frame() {
 #[test]
 fn rfc_5_7_masked_text_from_client() {
     let mut conn = server();
-    let events = feed(
-        &mut conn,
-        &[
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ],
-    );
+    let events =
+        feed(&mut conn, &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
     assert_eq!(events, [Owned::Text("Hello".into())]);
 }
 
@@ -71,22 +63,12 @@ fn rfc_5_7_unmasked_text_from_server() {
 fn rfc_5_7_server_sends_exact_bytes() {
     let mut conn = server();
     conn.send_text("Hello").unwrap();
-    assert_eq!(
-        take_output(&mut conn),
-        [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
-    );
-    conn.send_fragment(MessageKind::Text, b"Hel", false)
-        .unwrap();
+    assert_eq!(take_output(&mut conn), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    conn.send_fragment(MessageKind::Text, b"Hel", false).unwrap();
     conn.send_fragment(MessageKind::Text, b"lo", true).unwrap();
-    assert_eq!(
-        take_output(&mut conn),
-        [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f]
-    );
+    assert_eq!(take_output(&mut conn), [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f]);
     conn.send_ping(b"Hello").unwrap();
-    assert_eq!(
-        take_output(&mut conn),
-        [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
-    );
+    assert_eq!(take_output(&mut conn), [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
     conn.send_binary(&[0; 256]).unwrap();
     assert_eq!(take_output(&mut conn)[..4], [0x82, 0x7e, 0x01, 0x00]);
     conn.send_binary(&vec![0; 65536]).unwrap();
@@ -101,9 +83,7 @@ fn rfc_5_7_client_sends_masked_hello() {
     conn.send_text("Hello").unwrap();
     assert_eq!(
         take_output(&mut conn),
-        [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
-        ]
+        [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
     );
 }
 
@@ -113,10 +93,7 @@ fn rfc_5_3_client_uses_a_fresh_key_per_frame() {
     conn.send_binary(b"a").unwrap();
     conn.send_binary(b"a").unwrap();
     let out = take_output(&mut conn);
-    assert_eq!(
-        out,
-        [0x82, 0x81, 0, 0, 0, 1, b'a', 0x82, 0x81, 0, 0, 0, 2, b'a']
-    );
+    assert_eq!(out, [0x82, 0x81, 0, 0, 0, 1, b'a', 0x82, 0x81, 0, 0, 0, 2, b'a']);
 }
 
 // ---- §5.2 base framing ---------------------------------------------------------------------
@@ -131,10 +108,7 @@ fn rfc_5_2_reserved_bits_without_extension_fail() {
 #[test]
 fn rfc_5_2_reserved_opcodes_fail() {
     for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
-        assert_server_fails(
-            &client_frame(0x80 | op, b""),
-            ProtocolError::ReservedOpcode(op),
-        );
+        assert_server_fails(&client_frame(0x80 | op, b""), ProtocolError::ReservedOpcode(op));
     }
 }
 
@@ -154,10 +128,7 @@ fn rfc_5_4_fragments_assemble_into_one_message() {
     input.extend(client_frame(0x80, b"lo"));
     assert_eq!(feed(&mut conn, &input), [Owned::Text("Hello".into())]);
     // Then another, unfragmented.
-    assert_eq!(
-        feed(&mut conn, &client_frame(0x82, b"next")),
-        [Owned::Binary(b"next".to_vec())]
-    );
+    assert_eq!(feed(&mut conn, &client_frame(0x82, b"next")), [Owned::Binary(b"next".to_vec())]);
 }
 
 #[test]
@@ -170,21 +141,14 @@ fn rfc_5_4_control_frames_interleave_with_fragments() {
     let events = feed(&mut conn, &input);
     assert_eq!(
         events,
-        [
-            Owned::Ping(b"p".to_vec()),
-            Owned::Pong(b"q".to_vec()),
-            Owned::Binary(b"abcd".to_vec())
-        ]
+        [Owned::Ping(b"p".to_vec()), Owned::Pong(b"q".to_vec()), Owned::Binary(b"abcd".to_vec())]
     );
     assert_eq!(take_output(&mut conn), [0x8a, 0x01, b'p']);
 }
 
 #[test]
 fn rfc_5_4_continuation_without_a_message_fails() {
-    assert_server_fails(
-        &client_frame(0x80, b"x"),
-        ProtocolError::UnexpectedContinuation,
-    );
+    assert_server_fails(&client_frame(0x80, b"x"), ProtocolError::UnexpectedContinuation);
 }
 
 #[test]
@@ -199,23 +163,14 @@ fn rfc_5_4_new_message_inside_a_fragmented_one_fails() {
 
 #[test]
 fn rfc_5_5_fragmented_control_frame_fails() {
-    assert_server_fails(
-        &client_frame(0x09, b"x"),
-        ProtocolError::FragmentedControlFrame,
-    );
+    assert_server_fails(&client_frame(0x09, b"x"), ProtocolError::FragmentedControlFrame);
 }
 
 #[test]
 fn rfc_5_5_control_frame_over_125_bytes_fails() {
-    assert_server_fails(
-        &client_frame(0x89, &[0; 126]),
-        ProtocolError::ControlFrameTooLong,
-    );
+    assert_server_fails(&client_frame(0x89, &[0; 126]), ProtocolError::ControlFrameTooLong);
     let mut ok = server();
-    assert_eq!(
-        feed(&mut ok, &client_frame(0x89, &[7; 125])),
-        [Owned::Ping(vec![7; 125])]
-    );
+    assert_eq!(feed(&mut ok, &client_frame(0x89, &[7; 125])), [Owned::Ping(vec![7; 125])]);
 }
 
 // ---- §5.5.1 close --------------------------------------------------------------------------
@@ -258,17 +213,12 @@ fn rfc_5_5_1_empty_close_is_answered_with_empty_close() {
 
 #[test]
 fn rfc_5_5_1_one_byte_close_payload_fails() {
-    assert_server_fails(
-        &client_frame(0x88, b"\x03"),
-        ProtocolError::InvalidClosePayload,
-    );
+    assert_server_fails(&client_frame(0x88, b"\x03"), ProtocolError::InvalidClosePayload);
 }
 
 #[test]
 fn rfc_7_4_invalid_close_codes_fail_with_1002() {
-    for code in [
-        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-    ] {
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
         assert_server_fails(
             &client_frame(0x88, &code.to_be_bytes()),
             ProtocolError::InvalidCloseCode(code),
@@ -294,10 +244,7 @@ fn rfc_7_4_valid_close_codes_are_echoed() {
 #[test]
 fn rfc_5_5_1_close_reason_must_be_utf8() {
     assert_server_fails(
-        &client_frame(
-            0x88,
-            b"\x03\xe8\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80",
-        ),
+        &client_frame(0x88, b"\x03\xe8\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"),
         ProtocolError::InvalidUtf8,
     );
 }
@@ -308,10 +255,7 @@ fn rfc_5_5_1_frames_after_close_are_ignored() {
     let mut input = client_frame(0x88, b"\x03\xe8");
     input.extend(client_frame(0x81, b"after"));
     input.extend(client_frame(0x89, b"ping"));
-    assert_eq!(
-        feed(&mut conn, &input),
-        [Owned::Close(CloseCode::NORMAL, String::new())]
-    );
+    assert_eq!(feed(&mut conn, &input), [Owned::Close(CloseCode::NORMAL, String::new())]);
     assert_eq!(take_output(&mut conn), server_close(1000));
 }
 
@@ -344,14 +288,8 @@ fn rfc_7_1_2_we_start_the_close_and_still_receive_data() {
 #[test]
 fn close_arguments_are_checked() {
     let mut conn = server();
-    assert_eq!(
-        conn.close(CloseCode::NO_STATUS, ""),
-        Err(SendError::InvalidCloseCode(1005))
-    );
-    assert_eq!(
-        conn.close(CloseCode::NORMAL, &"x".repeat(124)),
-        Err(SendError::ReasonTooLong)
-    );
+    assert_eq!(conn.close(CloseCode::NO_STATUS, ""), Err(SendError::InvalidCloseCode(1005)));
+    assert_eq!(conn.close(CloseCode::NORMAL, &"x".repeat(124)), Err(SendError::ReasonTooLong));
     conn.close(CloseCode::NORMAL, &"x".repeat(123)).unwrap();
     assert_eq!(take_output(&mut conn).len(), 2 + 125);
 }
@@ -361,14 +299,8 @@ fn close_arguments_are_checked() {
 #[test]
 fn rfc_5_5_2_ping_is_answered_with_the_same_payload() {
     let mut conn = server();
-    assert_eq!(
-        feed(&mut conn, &client_frame(0x89, b"Hello")),
-        [Owned::Ping(b"Hello".to_vec())]
-    );
-    assert_eq!(
-        take_output(&mut conn),
-        [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
-    );
+    assert_eq!(feed(&mut conn, &client_frame(0x89, b"Hello")), [Owned::Ping(b"Hello".to_vec())]);
+    assert_eq!(take_output(&mut conn), [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 }
 
 #[test]
@@ -376,10 +308,7 @@ fn rfc_5_5_2_auto_pong_can_be_turned_off() {
     let mut config = Config::default();
     config.auto_pong = false;
     let mut conn = server_with(config);
-    assert_eq!(
-        feed(&mut conn, &client_frame(0x89, b"x")),
-        [Owned::Ping(b"x".to_vec())]
-    );
+    assert_eq!(feed(&mut conn, &client_frame(0x89, b"x")), [Owned::Ping(b"x".to_vec())]);
     assert!(conn.pending_output().is_empty());
     conn.send_pong(b"x").unwrap();
     assert_eq!(take_output(&mut conn), [0x8a, 0x01, b'x']);
@@ -388,10 +317,7 @@ fn rfc_5_5_2_auto_pong_can_be_turned_off() {
 #[test]
 fn rfc_5_5_3_unsolicited_pong_is_accepted() {
     let mut conn = server();
-    assert_eq!(
-        feed(&mut conn, &client_frame(0x8a, b"")),
-        [Owned::Pong(vec![])]
-    );
+    assert_eq!(feed(&mut conn, &client_frame(0x8a, b"")), [Owned::Pong(vec![])]);
     assert!(conn.pending_output().is_empty());
     assert_eq!(conn.state(), State::Open);
 }
@@ -399,14 +325,8 @@ fn rfc_5_5_3_unsolicited_pong_is_accepted() {
 #[test]
 fn control_payload_limits_on_send() {
     let mut conn = server();
-    assert_eq!(
-        conn.send_ping(&[0; 126]),
-        Err(SendError::ControlFrameTooLong)
-    );
-    assert_eq!(
-        conn.send_pong(&[0; 126]),
-        Err(SendError::ControlFrameTooLong)
-    );
+    assert_eq!(conn.send_ping(&[0; 126]), Err(SendError::ControlFrameTooLong));
+    assert_eq!(conn.send_pong(&[0; 126]), Err(SendError::ControlFrameTooLong));
     conn.send_ping(&[0; 125]).unwrap();
 }
 
@@ -415,10 +335,7 @@ fn control_payload_limits_on_send() {
 #[test]
 fn rfc_8_1_invalid_text_fails_with_1007() {
     assert_server_fails(
-        &client_frame(
-            0x81,
-            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited",
-        ),
+        &client_frame(0x81, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"),
         ProtocolError::InvalidUtf8,
     );
 }
@@ -478,16 +395,10 @@ fn rfc_10_4_frame_over_the_limit_fails_from_its_header() {
     let mut conn = limited(100, 1000, Delivery::Messages);
     let wire = client_frame(0x82, &[0; 101]);
     // Only the header has arrived.
-    assert_eq!(
-        feed(&mut conn, &wire[..8]),
-        [Owned::Failed(ProtocolError::FrameTooLarge)]
-    );
+    assert_eq!(feed(&mut conn, &wire[..8]), [Owned::Failed(ProtocolError::FrameTooLarge)]);
     assert_eq!(take_output(&mut conn), server_close(1009));
     let mut conn = limited(100, 1000, Delivery::Messages);
-    assert_eq!(
-        feed(&mut conn, &client_frame(0x82, &[0; 100])),
-        [Owned::Binary(vec![0; 100])]
-    );
+    assert_eq!(feed(&mut conn, &client_frame(0x82, &[0; 100])), [Owned::Binary(vec![0; 100])]);
 }
 
 #[test]
@@ -497,10 +408,7 @@ fn rfc_10_4_message_over_the_limit_across_fragments_fails() {
         let mut input = client_frame(0x02, &[0; 100]);
         input.extend(client_frame(0x80, &[0; 51]));
         let events = feed(&mut conn, &input);
-        assert_eq!(
-            events.last(),
-            Some(&Owned::Failed(ProtocolError::MessageTooLarge))
-        );
+        assert_eq!(events.last(), Some(&Owned::Failed(ProtocolError::MessageTooLarge)));
         assert_eq!(take_output(&mut conn), server_close(1009));
     }
 }
@@ -511,10 +419,7 @@ fn declared_length_of_2_pow_62_allocates_nothing() {
     let mut header = vec![0x82, 0xff];
     header.extend_from_slice(&(1u64 << 62).to_be_bytes());
     header.extend_from_slice(&KEY);
-    assert_eq!(
-        feed(&mut conn, &header),
-        [Owned::Failed(ProtocolError::FrameTooLarge)]
-    );
+    assert_eq!(feed(&mut conn, &header), [Owned::Failed(ProtocolError::FrameTooLarge)]);
     assert_eq!(take_output(&mut conn), server_close(1009));
     assert_eq!(conn.buffered_input(), 0);
 }
@@ -530,15 +435,7 @@ fn chunks_stream_a_frame_as_it_arrives() {
     let mut chunks = 0;
     for piece in wire.chunks(4096) {
         for event in feed(&mut conn, piece) {
-            let Owned::Chunk {
-                kind,
-                data,
-                first,
-                last,
-            } = event
-            else {
-                panic!("{event:?}")
-            };
+            let Owned::Chunk { kind, data, first, last } = event else { panic!("{event:?}") };
             assert_eq!(kind, MessageKind::Binary);
             assert_eq!(first, received.is_empty() && chunks == 0);
             assert_eq!(last, received.len() + data.len() == payload.len());
@@ -568,24 +465,14 @@ fn chunks_of_a_fragmented_text_message() {
                 first: true,
                 last: false
             },
-            Owned::Chunk {
-                kind: MessageKind::Text,
-                data: b"c".to_vec(),
-                first: false,
-                last: true
-            },
+            Owned::Chunk { kind: MessageKind::Text, data: b"c".to_vec(), first: false, last: true },
         ]
     );
     // An empty message still reports its start and end.
     let events = feed(&mut conn, &client_frame(0x82, b""));
     assert_eq!(
         events,
-        [Owned::Chunk {
-            kind: MessageKind::Binary,
-            data: vec![],
-            first: true,
-            last: true
-        }]
+        [Owned::Chunk { kind: MessageKind::Binary, data: vec![], first: true, last: true }]
     );
 }
 
@@ -609,10 +496,7 @@ fn events_before_eof_are_delivered_first() {
     let mut conn = server();
     conn.receive_data(&client_frame(0x81, b"last words"));
     conn.receive_eof();
-    assert_eq!(
-        drain(&mut conn),
-        [Owned::Text("last words".into()), Owned::Disconnected]
-    );
+    assert_eq!(drain(&mut conn), [Owned::Text("last words".into()), Owned::Disconnected]);
 }
 
 #[test]
@@ -633,28 +517,18 @@ fn idle_buffers_are_released() {
     take_output(&mut conn);
     conn.release_idle_buffers();
     // Still works afterwards.
-    assert_eq!(
-        feed(&mut conn, &client_frame(0x81, b"again")),
-        [Owned::Text("again".into())]
-    );
+    assert_eq!(feed(&mut conn, &client_frame(0x81, b"again")), [Owned::Text("again".into())]);
 }
 
 #[test]
 fn send_fragment_rules() {
     let mut conn = server();
-    conn.send_fragment(MessageKind::Binary, b"a", false)
-        .unwrap();
+    conn.send_fragment(MessageKind::Binary, b"a", false).unwrap();
     assert_eq!(conn.send_binary(b"b"), Err(SendError::MessageInProgress));
-    assert_eq!(
-        conn.send_fragment(MessageKind::Text, b"b", true),
-        Err(SendError::FragmentMismatch)
-    );
+    assert_eq!(conn.send_fragment(MessageKind::Text, b"b", true), Err(SendError::FragmentMismatch));
     conn.send_ping(b"").unwrap();
     conn.send_fragment(MessageKind::Binary, b"c", true).unwrap();
-    assert_eq!(
-        take_output(&mut conn),
-        [0x02, 0x01, b'a', 0x89, 0x00, 0x80, 0x01, b'c']
-    );
+    assert_eq!(take_output(&mut conn), [0x02, 0x01, b'a', 0x89, 0x00, 0x80, 0x01, b'c']);
     conn.send_text("free again").unwrap();
 }
 

@@ -57,13 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
             }
             Some(Ok(Ok(request))) => {
                 let leftover = parser.remaining().to_vec();
-                Ok(Self {
-                    stream,
-                    request,
-                    leftover,
-                    config,
-                    deadline,
-                })
+                Ok(Self { stream, request, leftover, config, deadline })
             }
         }
     }
@@ -92,9 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
             Ok(response) => self.accept_with_response(response).await,
             Err(_) => {
                 self.respond(Response::new(500)).await?;
-                Err(Error::Unsupported(
-                    "the chosen subprotocol was not offered by the client",
-                ))
+                Err(Error::Unsupported("the chosen subprotocol was not offered by the client"))
             }
         }
     }
@@ -103,12 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
     pub async fn accept_with_response(mut self, response: Response) -> Result<WebSocket<S>, Error> {
         write_within(&mut self.stream, &response.to_bytes(), self.deadline).await?;
         let conn = Connection::server(self.config.protocol.clone());
-        Ok(WebSocket::from_parts(
-            self.stream,
-            conn,
-            self.config,
-            &self.leftover,
-        ))
+        Ok(WebSocket::from_parts(self.stream, conn, self.config, &self.leftover))
     }
 
     /// Answers with `response` (plain HTTP, or a refusal) and ends the stream.

@@ -66,16 +66,9 @@ impl WsUrl {
 
     /// The `Host` header value: the port only when it is not 80 (RFC 6455 §4.1).
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        let host =
+            if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == 80 { host } else { format!("{host}:{}", self.port) }
     }
 }
 
@@ -89,12 +82,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let url = WsUrl::parse(url)?;
-    connect_with(
-        stream,
-        ClientRequest::new(url.host_header(), url.path),
-        config,
-    )
-    .await
+    connect_with(stream, ClientRequest::new(url.host_header(), url.path), config).await
 }
 
 /// Runs the client handshake with a request built by the caller (subprotocols, headers).
@@ -124,9 +112,8 @@ where
             }
         }
     };
-    let accepted = with_deadline(deadline, exchange)
-        .await
-        .ok_or(Error::Timeout(Timeout::Handshake))??;
+    let accepted =
+        with_deadline(deadline, exchange).await.ok_or(Error::Timeout(Timeout::Handshake))??;
     let conn = Connection::client(config.protocol.clone(), RandomKeys::new());
     let ws = WebSocket::from_parts(stream, conn, config, handshake.remaining());
     Ok((ws, accepted))
@@ -148,9 +135,7 @@ pub async fn connect_tcp(
     config: Config,
 ) -> Result<(WebSocket<Async<TcpStream>>, Accepted), Error> {
     let parsed = WsUrl::parse(url)?;
-    let addrs: Vec<SocketAddr> = (parsed.host.as_str(), parsed.port)
-        .to_socket_addrs()?
-        .collect();
+    let addrs: Vec<SocketAddr> = (parsed.host.as_str(), parsed.port).to_socket_addrs()?.collect();
     let deadline = Instant::now() + config.handshake_timeout;
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in addrs {
@@ -178,10 +163,7 @@ mod tests {
     #[test]
     fn urls() {
         let u = WsUrl::parse("ws://example.com/chat?x=1").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("example.com", 80, "/chat?x=1")
-        );
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("example.com", 80, "/chat?x=1"));
         assert_eq!(u.host_header(), "example.com");
         let u = WsUrl::parse("ws://127.0.0.1:9001").unwrap();
         assert_eq!(
@@ -195,19 +177,11 @@ mod tests {
         );
         let u = WsUrl::parse("ws://h?q").unwrap();
         assert_eq!(u.path, "/?q");
-        for bad in [
-            "http://a/",
-            "ws://",
-            "ws://a:notaport/",
-            "ws://u@a/",
-            "ws://a/ b",
-            "ws://[::1/",
-        ] {
+        for bad in
+            ["http://a/", "ws://", "ws://a:notaport/", "ws://u@a/", "ws://a/ b", "ws://[::1/"]
+        {
             assert!(WsUrl::parse(bad).is_err(), "{bad}");
         }
-        assert!(matches!(
-            WsUrl::parse("wss://a/"),
-            Err(Error::Unsupported(_))
-        ));
+        assert!(matches!(WsUrl::parse("wss://a/"), Err(Error::Unsupported(_))));
     }
 }

@@ -146,9 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The peer's close code and reason, once its close frame arrived.
     pub fn peer_close(&self) -> Option<(CloseCode, &str)> {
-        self.peer_close
-            .as_ref()
-            .map(|(code, reason)| (*code, reason.as_str()))
+        self.peer_close.as_ref().map(|(code, reason)| (*code, reason.as_str()))
     }
 
     /// Receives the next message. Pings are answered along the way. Returns `Ok(None)` once
@@ -227,9 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// batch.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
-        self.conn
-            .sender()
-            .send_message(message.kind(), message.as_bytes())?;
+        self.conn.sender().send_message(message.kind(), message.as_bytes())?;
         if self.conn.pending_output().len() > self.config.write_buffer_size {
             self.flush().await?;
         }
@@ -285,12 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn flush(&mut self) -> Result<(), Error> {
         if !self.conn.pending_output().is_empty() && !self.stream_closed {
             let deadline = Instant::now() + self.config.write_timeout;
-            let Self {
-                stream,
-                conn,
-                bytes_written,
-                ..
-            } = self;
+            let Self { stream, conn, bytes_written, .. } = self;
             let write_all = async {
                 while !conn.pending_output().is_empty() {
                     let n = stream.write(conn.pending_output()).await?;
@@ -429,9 +420,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Deadline::Pong => {
                 // No answer to a keepalive ping: fail the connection (1011, as no protocol
                 // rule was broken but the peer is unresponsive).
-                let _ = self
-                    .conn
-                    .close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                let _ = self.conn.close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
                 let _ = self.flush().await;
                 self.shutdown().await;
                 Err(Error::Timeout(Timeout::Pong))

@@ -80,9 +80,7 @@ pub struct WsWriter<S> {
 
 impl<S> Clone for WsWriter<S> {
     fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
+        Self { shared: Arc::clone(&self.shared) }
     }
 }
 
@@ -92,21 +90,8 @@ where
 {
     let (read, write) = futures_lite::io::split(stream);
     let buf = vec![0; config.read_buffer_size];
-    let shared = Arc::new(Mutex::new(Shared {
-        conn,
-        write,
-        config,
-        write_closed: false,
-    }));
-    (
-        WsReader {
-            read,
-            shared: Arc::clone(&shared),
-            buf,
-            closing_since: None,
-        },
-        WsWriter { shared },
-    )
+    let shared = Arc::new(Mutex::new(Shared { conn, write, config, write_closed: false }));
+    (WsReader { read, shared: Arc::clone(&shared), buf, closing_since: None }, WsWriter { shared })
 }
 
 enum Next {
@@ -179,10 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
         let mut shared = self.shared.lock().await;
-        shared
-            .conn
-            .sender()
-            .send_message(message.kind(), message.as_bytes())?;
+        shared.conn.sender().send_message(message.kind(), message.as_bytes())?;
         shared.flush().await
     }
 

@@ -34,10 +34,7 @@ pub(crate) struct RandomKeys {
 
 impl RandomKeys {
     pub(crate) fn new() -> Self {
-        Self {
-            buf: [0; 256],
-            pos: 256,
-        }
+        Self { buf: [0; 256], pos: 256 }
     }
 }
 

@@ -41,11 +41,9 @@ fn client_and_server_exchange_messages_and_close() -> Result {
             connect_tcp(&format!("ws://{addr}/chat"), Config::default()).await?;
         assert_eq!(accepted.protocol, None);
         let big = vec![7u8; 3 << 20];
-        for message in [
-            Message::from("hello"),
-            Message::from(&b"\x00\xff"[..]),
-            Message::Binary(big.clone()),
-        ] {
+        for message in
+            [Message::from("hello"), Message::from(&b"\x00\xff"[..]), Message::Binary(big.clone())]
+        {
             ws.send(message.clone()).await?;
             assert_eq!(ws.recv().await?, Some(message));
         }
@@ -91,10 +89,7 @@ fn hook_picks_a_subprotocol_and_refuses_foreign_origins() -> Result {
         let stream = Async::<TcpStream>::connect(addr).await?;
         let refused = ws_transport::connect_with(stream, request, Config::default()).await;
         assert!(
-            matches!(
-                refused,
-                Err(Error::Response(ws_proto::ResponseError::Status(403)))
-            ),
+            matches!(refused, Err(Error::Response(ws_proto::ResponseError::Status(403)))),
             "{refused:?}"
         );
         let results = server.await?;
@@ -120,17 +115,12 @@ fn split_halves_read_and_write_concurrently() -> Result {
         let writer2 = writer.clone();
         let sending = smol::spawn(async move {
             for i in 0..200u32 {
-                writer2
-                    .send(Message::Binary(i.to_be_bytes().to_vec()))
-                    .await?;
+                writer2.send(Message::Binary(i.to_be_bytes().to_vec())).await?;
             }
             Ok::<_, Error>(())
         });
         for i in 0..200u32 {
-            assert_eq!(
-                reader.recv().await?,
-                Some(Message::Binary(i.to_be_bytes().to_vec()))
-            );
+            assert_eq!(reader.recv().await?, Some(Message::Binary(i.to_be_bytes().to_vec())));
         }
         sending.await?;
         writer.close(CloseCode::NORMAL, "").await?;
@@ -169,10 +159,7 @@ fn frames_until_eof(mut stream: TcpStream) -> Vec<(u8, Vec<u8>)> {
     let mut pos = 0;
     while pos + 2 <= bytes.len() {
         let len = usize::from(bytes[pos + 1] & 0x7f);
-        frames.push((
-            bytes[pos] & 0xf,
-            bytes[pos + 2..(pos + 2 + len).min(bytes.len())].to_vec(),
-        ));
+        frames.push((bytes[pos] & 0xf, bytes[pos + 2..(pos + 2 + len).min(bytes.len())].to_vec()));
         pos += 2 + len;
     }
     frames
@@ -188,20 +175,14 @@ fn close_times_out_when_the_peer_never_answers() -> Result {
         let mut ws = accept_one(&listener, config).await?;
         let started = Instant::now();
         let result = ws.close(CloseCode::GOING_AWAY, "").await;
-        assert!(
-            matches!(result, Err(Error::Timeout(Timeout::Close))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(Error::Timeout(Timeout::Close))), "{result:?}");
         assert!(
             started.elapsed() >= Duration::from_millis(450)
                 && started.elapsed() < Duration::from_secs(3)
         );
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })?;
-    let frames = peer
-        .join()
-        .expect("peer thread")
-        .map_err(|e| e.to_string())?;
+    let frames = peer.join().expect("peer thread").map_err(|e| e.to_string())?;
     assert_eq!(frames, [(0x8, 1001u16.to_be_bytes().to_vec())]);
     Ok(())
 }
@@ -217,21 +198,11 @@ fn keepalive_fails_a_peer_that_never_answers_pings() -> Result {
         let mut ws = accept_one(&listener, config).await?;
         let started = Instant::now();
         let result = ws.recv().await;
-        assert!(
-            matches!(result, Err(Error::Timeout(Timeout::Pong))),
-            "{result:?}"
-        );
-        assert!(
-            started.elapsed() >= Duration::from_millis(450),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(matches!(result, Err(Error::Timeout(Timeout::Pong))), "{result:?}");
+        assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })?;
-    let frames = peer
-        .join()
-        .expect("peer thread")
-        .map_err(|e| e.to_string())?;
+    let frames = peer.join().expect("peer thread").map_err(|e| e.to_string())?;
     assert_eq!(frames[0], (0x9, b"keepalive".to_vec()));
     assert_eq!(frames[1].0, 0x8);
     assert_eq!(frames[1].1[..2], 1011u16.to_be_bytes());
@@ -276,16 +247,10 @@ fn idle_timeout_closes_with_1001() -> Result {
     smol::block_on(async {
         let mut ws = accept_one(&listener, config).await?;
         let result = ws.recv().await;
-        assert!(
-            matches!(result, Err(Error::Timeout(Timeout::Close))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(Error::Timeout(Timeout::Close))), "{result:?}");
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })?;
-    let frames = peer
-        .join()
-        .expect("peer thread")
-        .map_err(|e| e.to_string())?;
+    let frames = peer.join().expect("peer thread").map_err(|e| e.to_string())?;
     assert_eq!(frames[0].0, 0x8);
     assert_eq!(frames[0].1[..2], 1001u16.to_be_bytes());
     Ok(())
@@ -303,18 +268,12 @@ fn a_protocol_violation_is_an_error_after_the_close_frame_is_sent() -> Result {
         let mut ws = accept_one(&listener, Config::default()).await?;
         let result = ws.recv().await;
         assert!(
-            matches!(
-                result,
-                Err(Error::Protocol(ws_proto::ProtocolError::UnmaskedFrame))
-            ),
+            matches!(result, Err(Error::Protocol(ws_proto::ProtocolError::UnmaskedFrame))),
             "{result:?}"
         );
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })?;
-    let frames = peer
-        .join()
-        .expect("peer thread")
-        .map_err(|e| e.to_string())?;
+    let frames = peer.join().expect("peer thread").map_err(|e| e.to_string())?;
     assert_eq!(frames, [(0x8, 1002u16.to_be_bytes().to_vec())]);
     Ok(())
 }
@@ -328,10 +287,7 @@ fn handshake_deadline_applies_to_a_silent_client() -> Result {
     smol::block_on(async {
         let started = Instant::now();
         let result = accept_one(&listener, config).await;
-        assert!(
-            matches!(result, Err(Error::Timeout(Timeout::Handshake))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(Error::Timeout(Timeout::Handshake))), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         Ok(())
     })

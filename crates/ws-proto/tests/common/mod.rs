@@ -9,12 +9,7 @@ use ws_proto::{Chunk, CloseCode, Config, Connection, Event, Message, MessageKind
 pub enum Owned {
     Text(String),
     Binary(Vec<u8>),
-    Chunk {
-        kind: MessageKind,
-        data: Vec<u8>,
-        first: bool,
-        last: bool,
-    },
+    Chunk { kind: MessageKind, data: Vec<u8>, first: bool, last: bool },
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(CloseCode, String),
@@ -26,17 +21,9 @@ pub fn owned(event: Event<'_>) -> Owned {
     match event {
         Event::Message(Message::Text(t)) => Owned::Text(t.to_string()),
         Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
-        Event::Chunk(Chunk {
-            kind,
-            data,
-            first,
-            last,
-        }) => Owned::Chunk {
-            kind,
-            data: data.to_vec(),
-            first,
-            last,
-        },
+        Event::Chunk(Chunk { kind, data, first, last }) => {
+            Owned::Chunk { kind, data: data.to_vec(), first, last }
+        }
         Event::Ping(p) => Owned::Ping(p.to_vec()),
         Event::Pong(p) => Owned::Pong(p.to_vec()),
         Event::Close(c) => Owned::Close(c.code, c.reason.to_string()),
