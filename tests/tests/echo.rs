@@ -358,3 +358,42 @@ fn graceful_shutdown_sends_1001_to_open_connections() -> Result<()> {
     assert_eq!(summary.abandoned, 0);
     Ok(())
 }
+
+#[test]
+fn the_echo_keeps_the_clients_frames() -> Result<()> {
+    let server = TestServer::start_default()?;
+    let mut client = RawClient::connect(server.addr)?;
+    // One 4 MiB binary frame comes back as one 4 MiB frame, though it streams through.
+    let payload = pattern(4 << 20);
+    let writer = client.send_in_background(ws_tests::client_frame(0x82, &payload, [3, 1, 4, 1]))?;
+    let frame = client.read_frame()?.expect("echo");
+    writer.join().expect("writer thread")?;
+    assert_eq!((frame.fin, frame.opcode, frame.payload.len()), (true, 2, payload.len()));
+    assert!(frame.payload == payload);
+    // Fragments come back as the same fragments.
+    client.send(0x01, b"ab")?;
+    client.send(0x00, b"cde")?;
+    client.send(0x80, b"f")?;
+    let frames: Vec<_> =
+        (0..3).map(|_| client.read_frame()).collect::<Result<Option<Vec<_>>>>()?.expect("frames");
+    let shape: Vec<_> = frames.iter().map(|f| (f.fin, f.opcode, f.payload.clone())).collect();
+    assert_eq!(
+        shape,
+        [(false, 1, b"ab".to_vec()), (false, 0, b"cde".to_vec()), (true, 0, b"f".to_vec())]
+    );
+    Ok(())
+}
+
+#[test]
+fn invalid_utf8_late_in_a_large_text_frame_gets_1007() -> Result<()> {
+    let server = TestServer::start_default()?;
+    let mut client = RawClient::connect(server.addr)?;
+    let mut text = vec![b'a'; 1 << 20];
+    text.extend_from_slice(b"\xff tail");
+    let writer = client.send_in_background(ws_tests::client_frame(0x81, &text, [2, 7, 1, 8]))?;
+    // Nothing of the bad frame is echoed: the first frame back is the close.
+    let frame = client.read_frame()?.expect("close frame");
+    assert_eq!(frame.close_code(), Some(1007));
+    let _ = writer.join();
+    Ok(())
+}

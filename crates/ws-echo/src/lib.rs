@@ -16,7 +16,9 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
 use smol::Executor;
 use tracing::{debug, info, warn};
-use ws_proto::{CloseCode, Delivery, Event, HandshakeError, Request, Response};
+use ws_proto::{
+    Chunk, CloseCode, Delivery, Event, HandshakeError, MessageKind, Request, Response, Sender,
+};
 use ws_transport::{Error, ServerHandshake, WebSocket};
 
 /// The demo page served at `/`.
@@ -255,7 +257,12 @@ async fn echo_loop(
     stop: &async_channel::Receiver<()>,
 ) -> Result<End, Error> {
     let high_water = ws.config().write_buffer_size;
+    // A text frame that arrives in pieces, held until it is whole (at most max_frame_size).
+    let text_frame = &mut Vec::new();
     loop {
+        if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
+            *text_frame = Vec::new();
+        }
         let mut end = None;
         // Set when we stop polling at the high-water mark with events possibly left.
         let mut more = false;
@@ -263,9 +270,7 @@ async fn echo_loop(
         while let Some((event, mut sender)) = conn.poll_event_with_sender() {
             // Send errors mean we already sent a close frame: nothing more goes out.
             match event {
-                Event::Chunk(chunk) => {
-                    let _ = sender.send_fragment(chunk.kind, chunk.data, chunk.last);
-                }
+                Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame),
                 Event::Message(message) => {
                     let _ = sender.send_message(message.kind(), message.as_bytes());
                 }
@@ -302,6 +307,36 @@ async fn echo_loop(
         if read.or(stopped).await?.is_none() {
             ws.close(CloseCode::GOING_AWAY, "server shutting down").await?;
             return Ok(End::Closed(CloseCode::GOING_AWAY));
+        }
+    }
+}
+
+/// Echoes one chunk, frame for frame: each echoed frame has the length and FIN bit of the
+/// frame received, so a client's fragmentation is kept and a large frame streams through.
+///
+/// Binary frames are forwarded as they arrive. A text frame is echoed once it is whole: were
+/// it streamed, invalid UTF-8 late in the frame could not be answered with a close frame
+/// (1007), since nothing may interrupt a frame. Send errors mean a close frame was already
+/// sent, after which nothing more goes out.
+fn echo_chunk(sender: &mut Sender<'_>, chunk: &Chunk<'_>, text_frame: &mut Vec<u8>) {
+    match chunk.kind {
+        MessageKind::Binary => {
+            if chunk.frame_start {
+                let _ = sender.begin_frame(MessageKind::Binary, chunk.fin, chunk.frame_len);
+            }
+            if !chunk.data.is_empty() {
+                let _ = sender.send_frame_data(chunk.data);
+            }
+        }
+        MessageKind::Text if chunk.frame_start && chunk.frame_end => {
+            let _ = sender.send_fragment(MessageKind::Text, chunk.data, chunk.fin);
+        }
+        MessageKind::Text => {
+            text_frame.extend_from_slice(chunk.data);
+            if chunk.frame_end {
+                let _ = sender.send_fragment(MessageKind::Text, text_frame, chunk.fin);
+                text_frame.clear();
+            }
         }
     }
 }

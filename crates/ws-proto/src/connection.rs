@@ -116,6 +116,14 @@ pub struct Chunk<'a> {
     pub first: bool,
     /// This is the last chunk of the message.
     pub last: bool,
+    /// The payload length the chunk's frame declared.
+    pub frame_len: u64,
+    /// The frame's FIN bit: the frame ends the message.
+    pub fin: bool,
+    /// This chunk begins its frame.
+    pub frame_start: bool,
+    /// This chunk ends its frame.
+    pub frame_end: bool,
 }
 
 /// What the peer did, reported by [`Connection::poll_event`].
@@ -177,6 +185,7 @@ const RETAINED_BUFFER: usize = 64 << 10;
 struct InFrame {
     fin: bool,
     mask: Option<[u8; 4]>,
+    len: u64,
     remaining: u64,
     mask_offset: usize,
 }
@@ -191,12 +200,21 @@ struct InMessage {
     started: bool,
 }
 
+/// Where a chunk sits in its frame.
+#[derive(Debug, Clone, Copy)]
+struct FramePos {
+    len: u64,
+    fin: bool,
+    start: bool,
+    end: bool,
+}
+
 /// Where an event's bytes live, as indices, so that the state machine can advance without
 /// holding a borrow.
 #[derive(Debug, Clone)]
 enum Ev {
     Message { kind: MessageKind, range: Range<usize>, assembled: bool },
-    Chunk { kind: MessageKind, range: Range<usize>, first: bool, last: bool },
+    Chunk { kind: MessageKind, range: Range<usize>, first: bool, last: bool, frame: FramePos },
     Ping(Range<usize>),
     Pong(Range<usize>),
     Close { code: CloseCode, reason: Range<usize> },
@@ -295,7 +313,15 @@ impl Connection {
             assembly: Vec::new(),
             assembly_delivered: false,
             utf8: Utf8Validator::new(),
-            out: Output { keys, buf: Vec::new(), start: 0, sending: None },
+            out: Output {
+                keys,
+                buf: Vec::new(),
+                start: 0,
+                sending: None,
+                open_frame: None,
+                deferred_pong: None,
+                deferred_close: None,
+            },
         }
     }
 
@@ -551,6 +577,7 @@ impl Connection {
         };
         let range = self.in_start..self.in_start + n;
         self.in_start = range.end;
+        let frame_start = frame.remaining == frame.len;
         if let Some(key) = frame.mask {
             frame.mask_offset = apply_mask(&mut self.input[range.clone()], key, frame.mask_offset);
         }
@@ -585,7 +612,13 @@ impl Connection {
             }
             Delivery::Chunks => {
                 if n > 0 || first || last {
-                    Step::Event(Ev::Chunk { kind: message.kind, range, first, last })
+                    let frame = FramePos {
+                        len: frame.len,
+                        fin: frame.fin,
+                        start: frame_start,
+                        end: frame_done,
+                    };
+                    Step::Event(Ev::Chunk { kind: message.kind, range, first, last, frame })
                 } else {
                     Step::Continue
                 }
@@ -603,7 +636,7 @@ impl Connection {
                 // response ... unless it already received a Close frame." We also stop once we
                 // sent one: nothing may follow our close frame.
                 if self.config.auto_pong && self.state == State::Open {
-                    self.out.queue_frame(OpCode::Pong, true, &self.input[range.clone()]);
+                    self.out.queue_control(OpCode::Pong, &self.input[range.clone()]);
                 }
                 Step::Event(Ev::Ping(range))
             }
@@ -619,7 +652,7 @@ impl Connection {
                     // §5.5.1: "the endpoint MUST send a Close frame in response ... typically
                     // echoing the status code it received".
                     if code == CloseCode::NO_STATUS {
-                        self.out.queue_frame(OpCode::Close, true, &[]);
+                        self.out.queue_control(OpCode::Close, &[]);
                     } else {
                         self.queue_close_frame(code, "");
                     }
@@ -745,9 +778,16 @@ fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8]) -> Event<'a> {
                 }
             })
         }
-        Ev::Chunk { kind, range, first, last } => {
-            Event::Chunk(Chunk { kind, data: &input[range], first, last })
-        }
+        Ev::Chunk { kind, range, first, last, frame } => Event::Chunk(Chunk {
+            kind,
+            data: &input[range],
+            first,
+            last,
+            frame_len: frame.len,
+            fin: frame.fin,
+            frame_start: frame.start,
+            frame_end: frame.end,
+        }),
         Ev::Ping(range) => Event::Ping(&input[range]),
         Ev::Pong(range) => Event::Pong(&input[range]),
         Ev::Close { code, reason } => Event::Close(CloseFrame {
@@ -767,6 +807,21 @@ struct Output {
     start: usize,
     /// The type of the fragmented message being sent, if one is open.
     sending: Option<MessageKind>,
+    /// A frame begun with [`Sender::begin_frame`] whose payload is still to come.
+    open_frame: Option<OpenFrame>,
+    /// The pong and close frame the connection owes while a frame is open, sent when it
+    /// completes. One pong is enough (§5.5.3: an endpoint "MAY elect to send a Pong frame for
+    /// only the most recently processed Ping frame").
+    deferred_pong: Option<Vec<u8>>,
+    deferred_close: Option<Vec<u8>>,
+}
+
+/// The state of a frame being sent in pieces.
+#[derive(Debug, Clone, Copy)]
+struct OpenFrame {
+    remaining: u64,
+    mask: Option<[u8; 4]>,
+    mask_offset: usize,
 }
 
 impl Output {
@@ -774,7 +829,28 @@ impl Output {
         let mut body = [0; MAX_CONTROL_PAYLOAD];
         body[..2].copy_from_slice(&code.0.to_be_bytes());
         body[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
-        self.queue_frame(OpCode::Close, true, &body[..2 + reason.len()]);
+        self.queue_control(OpCode::Close, &body[..2 + reason.len()]);
+    }
+
+    /// Queues a control frame the connection owes the peer (pong, close), after the open
+    /// frame if there is one: nothing may be interleaved inside a frame.
+    fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        if self.open_frame.is_none() {
+            self.queue_frame(opcode, true, payload);
+        } else if opcode == OpCode::Pong {
+            self.deferred_pong = Some(payload.to_vec());
+        } else {
+            self.deferred_close = Some(payload.to_vec());
+        }
+    }
+
+    fn flush_deferred(&mut self) {
+        if let Some(pong) = self.deferred_pong.take() {
+            self.queue_frame(OpCode::Pong, true, &pong);
+        }
+        if let Some(close) = self.deferred_close.take() {
+            self.queue_frame(OpCode::Close, true, &close);
+        }
     }
 
     fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
@@ -880,7 +956,83 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// Starts a frame of `payload_len` bytes whose payload follows in pieces through
+    /// [`send_frame_data`](Self::send_frame_data), so a large frame can be forwarded as it
+    /// arrives without being held whole. The opcode follows the fragmentation state as in
+    /// [`send_fragment`](Self::send_fragment). Until the payload is complete, other sends
+    /// return [`SendError::FrameInProgress`]; pongs and close frames the connection owes are
+    /// sent after it.
+    ///
+    /// ```
+    /// use ws_proto::{Config, Connection, MessageKind};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// let mut sender = server.sender();
+    /// sender.begin_frame(MessageKind::Binary, true, 4)?;
+    /// sender.send_frame_data(b"ab")?;
+    /// sender.send_frame_data(b"cd")?;
+    /// assert_eq!(server.pending_output(), b"\x82\x04abcd");
+    /// # Ok::<(), ws_proto::SendError>(())
+    /// ```
+    pub fn begin_frame(
+        &mut self,
+        kind: MessageKind,
+        fin: bool,
+        payload_len: u64,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload_len >> 63 != 0 {
+            return Err(SendError::FrameOverrun);
+        }
+        let opcode = match self.out.sending {
+            None => kind.opcode(),
+            Some(open) if open == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentMismatch),
+        };
+        self.out.sending = if fin { None } else { Some(kind) };
+        let mask = self.out.keys.as_mut().map(|keys| keys.next_key());
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len };
+        header.encode_to_vec(&mut self.out.buf);
+        if payload_len > 0 {
+            self.out.open_frame = Some(OpenFrame { remaining: payload_len, mask, mask_offset: 0 });
+        }
+        Ok(())
+    }
+
+    /// Adds payload to the frame started by [`begin_frame`](Self::begin_frame). Fails with
+    /// [`SendError::FrameOverrun`] past the declared length, or
+    /// [`SendError::NoFrameInProgress`] without an open frame.
+    pub fn send_frame_data(&mut self, data: &[u8]) -> Result<(), SendError> {
+        let Some(mut frame) = self.out.open_frame else {
+            return Err(SendError::NoFrameInProgress);
+        };
+        if data.len() as u64 > frame.remaining {
+            return Err(SendError::FrameOverrun);
+        }
+        let start = self.out.buf.len();
+        self.out.buf.extend_from_slice(data);
+        if let Some(key) = frame.mask {
+            frame.mask_offset = apply_mask(&mut self.out.buf[start..], key, frame.mask_offset);
+        }
+        frame.remaining -= data.len() as u64;
+        if frame.remaining == 0 {
+            self.out.open_frame = None;
+            self.out.flush_deferred();
+        } else {
+            self.out.open_frame = Some(frame);
+        }
+        Ok(())
+    }
+
+    /// Whether a frame begun with [`begin_frame`](Self::begin_frame) still awaits payload.
+    pub fn frame_in_progress(&self) -> bool {
+        self.out.open_frame.is_some()
+    }
+
     fn check_open(&self) -> Result<(), SendError> {
+        if self.out.open_frame.is_some() {
+            return Err(SendError::FrameInProgress);
+        }
         // §5.5.1: "After sending a Close frame, the endpoint MUST NOT send any further data
         // frames."
         if *self.state == State::Open { Ok(()) } else { Err(SendError::Closed) }

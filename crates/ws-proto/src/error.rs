@@ -84,4 +84,13 @@ pub enum SendError {
     /// A continuation of a different type than the message in progress.
     #[error("fragment type does not match the message in progress")]
     FragmentMismatch,
+    /// Another send while a frame begun with `begin_frame` awaits its payload.
+    #[error("a frame is in progress")]
+    FrameInProgress,
+    /// `send_frame_data` without a frame begun with `begin_frame`.
+    #[error("no frame is in progress")]
+    NoFrameInProgress,
+    /// More payload than the frame declared, or a length over 2^63 - 1.
+    #[error("payload exceeds the frame's declared length")]
+    FrameOverrun,
 }

@@ -537,3 +537,77 @@ fn role_is_reported() {
     assert_eq!(server().role(), Role::Server);
     assert_eq!(client(Config::default()).role(), Role::Client);
 }
+
+// ---- frames sent in pieces -----------------------------------------------------------------
+
+#[test]
+fn chunks_report_their_frame() {
+    let mut conn = limited(1 << 20, 1 << 20, Delivery::Chunks);
+    let wire = [client_frame(0x02, &[1; 10]), client_frame(0x80, &[2; 6])].concat();
+    let mut seen = Vec::new();
+    // Split inside the first frame.
+    for piece in [&wire[..10], &wire[10..]] {
+        conn.receive_data(piece);
+        while let Some(ws_proto::Event::Chunk(c)) = conn.poll_event() {
+            seen.push((
+                c.data.len(),
+                c.frame_len,
+                c.fin,
+                c.frame_start,
+                c.frame_end,
+                c.first,
+                c.last,
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (4, 10, false, true, false, true, false),
+            (6, 10, false, false, true, false, false),
+            (6, 6, true, true, true, false, true),
+        ]
+    );
+}
+
+#[test]
+fn a_frame_sent_in_pieces_is_masked_across_them() {
+    let mut conn = ws_proto::Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    let mut sender = conn.sender();
+    sender.begin_frame(MessageKind::Text, true, 5).unwrap();
+    assert!(sender.frame_in_progress());
+    sender.send_frame_data(b"H").unwrap();
+    sender.send_frame_data(b"el").unwrap();
+    sender.send_frame_data(b"lo").unwrap();
+    assert!(!sender.frame_in_progress());
+    // RFC 6455 §5.7, masked "Hello", built in three pieces.
+    assert_eq!(
+        take_output(&mut conn),
+        [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+    );
+}
+
+#[test]
+fn nothing_is_interleaved_inside_a_frame_sent_in_pieces() {
+    let mut conn = server();
+    let mut sender = conn.sender();
+    sender.begin_frame(MessageKind::Binary, false, 4).unwrap();
+    sender.send_frame_data(b"ab").unwrap();
+    assert_eq!(sender.send_ping(b""), Err(SendError::FrameInProgress));
+    assert_eq!(sender.send_binary(b"x"), Err(SendError::FrameInProgress));
+    assert_eq!(sender.send_frame_data(b"cde"), Err(SendError::FrameOverrun));
+    // A ping from the peer now: its pong waits for the frame to end.
+    assert_eq!(feed(&mut conn, &client_frame(0x89, b"p1")), [Owned::Ping(b"p1".to_vec())]);
+    assert_eq!(feed(&mut conn, &client_frame(0x89, b"p2")), [Owned::Ping(b"p2".to_vec())]);
+    conn.sender().send_frame_data(b"cd").unwrap();
+    // The frame, then one pong for the latest ping (§5.5.3 allows answering only that one).
+    assert_eq!(
+        take_output(&mut conn),
+        [0x02, 0x04, b'a', b'b', b'c', b'd', 0x8a, 0x02, b'p', b'2']
+    );
+    let mut sender = conn.sender();
+    assert_eq!(sender.send_frame_data(b"x"), Err(SendError::NoFrameInProgress));
+    sender.begin_frame(MessageKind::Binary, true, 0).unwrap();
+    assert!(!sender.frame_in_progress());
+    assert_eq!(take_output(&mut conn), [0x80, 0x00]);
+}

@@ -21,7 +21,7 @@ pub fn owned(event: Event<'_>) -> Owned {
     match event {
         Event::Message(Message::Text(t)) => Owned::Text(t.to_string()),
         Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
-        Event::Chunk(Chunk { kind, data, first, last }) => {
+        Event::Chunk(Chunk { kind, data, first, last, .. }) => {
             Owned::Chunk { kind, data: data.to_vec(), first, last }
         }
         Event::Ping(p) => Owned::Ping(p.to_vec()),
