@@ -2,6 +2,8 @@
 //!
 //! - `ci`: everything CI checks, in the order a person would want to see failures: formatting,
 //!   lints, docs, the dependency rule for `ws-proto`, tests, and a build of the fuzz targets.
+//! - `load`: a one-thread load generator against a running echo server.
+//! - `idle`: opens many idle connections and reports the server's memory per connection.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod load;
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("load") => load_command(&args[1..]),
+        Some("idle") => idle_command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print_help();
             Ok(())
@@ -35,7 +41,9 @@ fn print_help() {
     eprintln!(
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
-         ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, fuzz build"
+         ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, fuzz build\n  \
+         load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
+         idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );
 }
 
@@ -101,5 +109,64 @@ fn check_proto_dependencies() -> Result<()> {
         bail!("ws-proto depends on {found:?}");
     }
     eprintln!("ok: {} crates, none of {FORBIDDEN:?}", tree.lines().count());
+    Ok(())
+}
+
+/// Parses `--name value` pairs.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match args.iter().position(|a| a == name) {
+        Some(i) => {
+            let value = args.get(i + 1).with_context(|| format!("{name} needs a value"))?;
+            value.parse().map_err(|e| anyhow::anyhow!("{name} {value:?}: {e}"))
+        }
+        None => default.with_context(|| format!("{name} is required")),
+    }
+}
+
+fn load_command(args: &[String]) -> Result<()> {
+    let options = load::LoadOptions {
+        addr: flag(args, "--addr", None)?,
+        connections: flag(args, "--connections", Some(1))?,
+        size: flag(args, "--size", Some(20))?,
+        warmup: std::time::Duration::from_secs_f64(flag(args, "--warmup", Some(1.0))?),
+        duration: std::time::Duration::from_secs_f64(flag(args, "--seconds", Some(5.0))?),
+        server_pid: args
+            .iter()
+            .any(|a| a == "--server-pid")
+            .then(|| flag(args, "--server-pid", None))
+            .transpose()?,
+    };
+    let report = load::run(&options)?;
+    let mb = report.messages_per_sec() * options.size as f64 / 1e6;
+    print!(
+        "connections {} size {} B: {:.0} msg/s, {:.1} MB/s, p50 {:.0} us, p99 {:.0} us",
+        options.connections,
+        options.size,
+        report.messages_per_sec(),
+        mb,
+        report.p50_us,
+        report.p99_us
+    );
+    if let Some(cpu) = report.server_cpu_us_per_msg {
+        print!(", server cpu {cpu:.2} us/msg");
+    }
+    println!(" ({} messages in {:.1} s)", report.messages, report.seconds);
+    Ok(())
+}
+
+fn idle_command(args: &[String]) -> Result<()> {
+    let addr = flag(args, "--addr", None)?;
+    let pid = flag(args, "--server-pid", None)?;
+    let count = flag(args, "--connections", Some(10_000))?;
+    let (before, after, per_conn) = load::idle(addr, count, pid)?;
+    println!(
+        "{count} idle connections: server RSS {:.1} MiB -> {:.1} MiB, {:.0} bytes per connection; all {count} still echo",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        per_conn
+    );
     Ok(())
 }

@@ -32,7 +32,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
     pub async fn read(mut stream: S, config: Config) -> Result<Self, Error> {
         let deadline = Instant::now() + config.handshake_timeout;
         let mut parser = RequestParser::new(config.handshake);
-        let mut buf = [0u8; 2048];
+        // On the heap, not in the future: a task keeps its largest state for its whole life.
+        let mut buf = vec![0u8; 2048];
         let read = async {
             loop {
                 let n = stream.read(&mut buf).await?;

@@ -101,7 +101,8 @@ where
     let exchange = async {
         stream.write_all(&bytes).await?;
         stream.flush().await?;
-        let mut buf = [0u8; 2048];
+        // On the heap, not in the future: a task keeps its largest state for its whole life.
+        let mut buf = vec![0u8; 2048];
         loop {
             let n = stream.read(&mut buf).await?;
             if n == 0 {

@@ -1,6 +1,8 @@
 //! [`WebSocket`]: a `ws-proto` connection driven over an async stream.
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use async_io::Timer;
@@ -102,7 +104,12 @@ pub struct WebSocket<S> {
     peer_close: Option<(CloseCode, String)>,
     bytes_read: u64,
     bytes_written: u64,
+    /// Bytes to ask for in the next read, adapted to recent reads.
+    read_size: usize,
 }
+
+/// The smallest read requested: enough for small messages in one read.
+const MIN_READ: usize = 2 << 10;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose opening handshake is complete. `already_read` holds bytes read
@@ -121,6 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             peer_close: None,
             bytes_read: 0,
             bytes_written: 0,
+            read_size: MIN_READ,
         }
     }
 
@@ -355,12 +363,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.closing_since.get_or_insert_with(Instant::now);
             }
             let deadline = self.next_deadline();
-            let size = self.config.read_buffer_size;
+            let max = self.config.read_buffer_size;
+            let size = self.read_size.clamp(MIN_READ, max.max(MIN_READ));
             let Self { stream, conn, .. } = self;
-            let read = async {
+            let read = future::poll_fn(|cx| {
                 let buf = conn.input_buffer(size);
-                stream.read(buf).await.map(Some)
-            };
+                match Pin::new(&mut *stream).poll_read(cx, buf) {
+                    Poll::Ready(result) => Poll::Ready(result.map(Some)),
+                    Poll::Pending => {
+                        // Nothing to read: the connection is idle. Free its buffers while it
+                        // waits, so an idle connection costs only its structs (the next read
+                        // allocates again, sized by the last one).
+                        conn.release_idle_buffers();
+                        Poll::Pending
+                    }
+                }
+            });
             let outcome = match deadline {
                 Some((at, _)) => {
                     let timer = async {
@@ -379,6 +397,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Ok(Some(n)) => {
                     self.conn.input_written(n);
                     self.bytes_read += n as u64;
+                    // Grow the next read while reads fill the buffer; shrink it when they
+                    // do not.
+                    self.read_size = if n >= size { size * 2 } else { (n * 2).max(MIN_READ) };
                     self.last_received = Instant::now();
                     return Ok(true);
                 }

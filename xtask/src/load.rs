@@ -1,0 +1,304 @@
+//! A load generator for WebSocket echo servers, on one thread: N connections, one message in
+//! flight each, every frame masked with a fresh key, every echoed byte verified. Frames are
+//! built and parsed here, byte by byte, so the generator shares no code with the servers it
+//! measures.
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadOptions {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connections: usize,
+    pub(crate) size: usize,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) server_pid: Option<u32>,
+}
+
+/// What was measured over the window after the warm-up.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadReport {
+    pub(crate) messages: u64,
+    pub(crate) seconds: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// Server CPU (user + system) per message, from /proc, when the server's pid is known.
+    pub(crate) server_cpu_us_per_msg: Option<f64>,
+}
+
+impl LoadReport {
+    pub(crate) fn messages_per_sec(&self) -> f64 {
+        self.messages as f64 / self.seconds
+    }
+}
+
+/// xorshift64: cheap, fresh masking keys; unpredictability does not matter to a load test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Opens a TCP connection and completes the opening handshake.
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>> {
+    let mut stream =
+        Async::<TcpStream>::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    stream.get_ref().set_nodelay(true)?;
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            bail!("connection closed during the handshake");
+        }
+        head.push(byte[0]);
+        if head.len() > 16 << 10 {
+            bail!("response head too large");
+        }
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        bail!("handshake refused: {}", String::from_utf8_lossy(&head));
+    }
+    Ok(stream)
+}
+
+/// One connection's state: reusable buffers for the frame out and the echo in.
+pub(crate) struct Echoer {
+    stream: Async<TcpStream>,
+    rng: Rng,
+    frame: Vec<u8>,
+    expected: Vec<u8>,
+    inbuf: Vec<u8>,
+    seq: u8,
+}
+
+impl Echoer {
+    pub(crate) fn new(stream: Async<TcpStream>, seed: u64) -> Self {
+        Self {
+            stream,
+            rng: Rng(seed | 1),
+            frame: Vec::new(),
+            expected: Vec::new(),
+            inbuf: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Sends one binary message of `size` bytes and verifies its echo.
+    pub(crate) async fn round_trip(&mut self, size: usize) -> Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.expected.clear();
+        self.expected.extend((0..size).map(|i| seq.wrapping_add(i as u8)));
+        let key = (self.rng.next() as u32).to_be_bytes();
+        self.frame.clear();
+        self.frame.push(0x82);
+        match size {
+            0..=125 => self.frame.push(0x80 | size as u8),
+            126..=0xffff => {
+                self.frame.push(0x80 | 126);
+                self.frame.extend_from_slice(&(size as u16).to_be_bytes());
+            }
+            _ => {
+                self.frame.push(0x80 | 127);
+                self.frame.extend_from_slice(&(size as u64).to_be_bytes());
+            }
+        }
+        self.frame.extend_from_slice(&key);
+        self.frame.extend(self.expected.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        // Write and read concurrently: a large message is echoed while it is still being sent.
+        self.write_and_read(size).await
+    }
+
+    async fn write_and_read(&mut self, size: usize) -> Result<()> {
+        let Self { stream, frame, expected, inbuf, .. } = self;
+        let stream = &*stream;
+        let write = async {
+            let mut w = stream;
+            w.write_all(frame).await.context("writing a frame")
+        };
+        let read = async {
+            let mut r = stream;
+            inbuf.clear();
+            let mut got = 0usize;
+            let mut chunk = vec![0u8; 64 << 10];
+            // Accept the echo in any number of frames (fragmented or not).
+            loop {
+                // Parse complete frames in inbuf.
+                let mut pos = 0;
+                loop {
+                    let rest = &inbuf[pos..];
+                    if rest.len() < 2 {
+                        break;
+                    }
+                    let (len, hlen) = match rest[1] & 0x7f {
+                        126 if rest.len() >= 4 => {
+                            (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4)
+                        }
+                        127 if rest.len() >= 10 => {
+                            (u64::from_be_bytes(rest[2..10].try_into()?) as usize, 10)
+                        }
+                        126 | 127 => break,
+                        n => (n as usize, 2),
+                    };
+                    if rest[1] & 0x80 != 0 {
+                        bail!("server sent a masked frame");
+                    }
+                    if rest.len() < hlen + len {
+                        break;
+                    }
+                    let opcode = rest[0] & 0xf;
+                    if opcode == 0x8 {
+                        bail!("server closed the connection");
+                    }
+                    if opcode <= 2 {
+                        let payload = &rest[hlen..hlen + len];
+                        if expected.get(got..got + len) != Some(payload) {
+                            bail!("echo differs at byte {got}");
+                        }
+                        got += len;
+                    }
+                    pos += hlen + len;
+                    if rest[0] & 0x80 != 0 && opcode <= 2 && got == size {
+                        inbuf.drain(..pos);
+                        return Ok(());
+                    }
+                }
+                inbuf.drain(..pos);
+                let n = r.read(&mut chunk).await?;
+                if n == 0 {
+                    bail!("server closed the connection");
+                }
+                inbuf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        let (w, r) = futures_lite::future::zip(write, read).await;
+        w?;
+        r
+    }
+}
+
+/// Total CPU time (user + system) of a process, from /proc/PID/stat, in microseconds.
+pub(crate) fn cpu_time_us(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    // Clock ticks are 100 per second on Linux.
+    Ok((utime + stime) * 10_000.0)
+}
+
+/// Resident set size of a process, from /proc/PID/status, in bytes.
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    let kib: u64 = line.split_whitespace().nth(1).context("malformed VmRSS")?.parse()?;
+    Ok(kib * 1024)
+}
+
+/// Runs the load and measures the window after the warm-up.
+pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let mut echoers = Vec::with_capacity(options.connections);
+        for i in 0..options.connections {
+            echoers
+                .push(Echoer::new(connect(options.addr).await?, 0x9e37_79b9_7f4a_7c15 ^ i as u64));
+        }
+        let start = Instant::now();
+        let measure_from = start + options.warmup;
+        let end = measure_from + options.duration;
+        let latencies: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::new()));
+        let cpu_before: Rc<RefCell<Option<f64>>> = Rc::new(RefCell::new(None));
+        let size = options.size;
+        let mut tasks = Vec::new();
+        for mut echoer in echoers {
+            let latencies = Rc::clone(&latencies);
+            tasks.push(ex.spawn(async move {
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    echoer.round_trip(size).await?;
+                    if sent >= measure_from {
+                        let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                        latencies.borrow_mut().push(us);
+                    }
+                }
+            }));
+        }
+        // Read the server's CPU time at the start and end of the window.
+        let pid = options.server_pid;
+        Timer::at(measure_from).await;
+        if let Some(pid) = pid {
+            *cpu_before.borrow_mut() = Some(cpu_time_us(pid)?);
+        }
+        Timer::at(end).await;
+        let cpu_after = pid.map(cpu_time_us).transpose()?;
+        for task in tasks {
+            task.await?;
+        }
+        let mut latencies = latencies.take();
+        latencies.sort_unstable();
+        let messages = latencies.len() as u64;
+        if messages == 0 {
+            bail!("no message completed in the measured window");
+        }
+        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64;
+        let cpu = match (cpu_before.take(), cpu_after) {
+            (Some(a), Some(b)) => Some((b - a) / messages as f64),
+            _ => None,
+        };
+        Ok(LoadReport {
+            messages,
+            seconds: options.duration.as_secs_f64(),
+            p50_us: pct(0.5),
+            p99_us: pct(0.99),
+            server_cpu_us_per_msg: cpu,
+        })
+    }))
+}
+
+/// Opens `count` idle connections and reports the server's RSS growth per connection, then
+/// checks that every connection still echoes.
+pub(crate) fn idle(addr: SocketAddr, count: usize, pid: u32) -> Result<(u64, u64, f64)> {
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let before = rss_bytes(pid)?;
+        let mut echoers = Vec::with_capacity(count);
+        for i in 0..count {
+            echoers.push(Echoer::new(
+                connect(addr).await.with_context(|| format!("connection {i}"))?,
+                i as u64 + 1,
+            ));
+        }
+        // Let the server settle.
+        Timer::after(Duration::from_secs(2)).await;
+        let after = rss_bytes(pid)?;
+        for echoer in &mut echoers {
+            echoer.round_trip(20).await?;
+        }
+        let per_conn = after.saturating_sub(before) as f64 / count as f64;
+        Ok((before, after, per_conn))
+    }))
+}
