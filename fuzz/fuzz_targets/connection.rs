@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::{Config, Connection, Delivery, Event, Message};
+use ws_proto::{Config, Connection, Delivery, Event, Message, MessageKind};
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -29,25 +29,50 @@ fn run(role_client: bool, delivery: Delivery, input: &[u8], cuts: &[usize]) -> (
     };
     let mut seen = Vec::new();
     let mut out = Vec::new();
+    let mut text = Vec::new();
     let mut start = 0;
     for &cut in cuts.iter().chain([input.len()].iter()) {
         let cut = cut.clamp(start, input.len());
         conn.receive_data(&input[start..cut]);
         start = cut;
-        collect(&mut conn, &mut seen, &mut out);
+        collect(&mut conn, &mut seen, &mut out, &mut text);
     }
     conn.receive_eof();
-    collect(&mut conn, &mut seen, &mut out);
+    collect(&mut conn, &mut seen, &mut out, &mut text);
     assert!(conn.should_close_transport() || !seen.is_empty());
     (merge(seen), out)
 }
 
-fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>) {
-    while let Some(event) = conn.poll_event() {
+fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>, text: &mut Vec<u8>) {
+    // Echo as ws-echo does, frame for frame (binary streamed, text once whole), to exercise
+    // the sending side too.
+    while let Some((event, mut sender)) = conn.poll_event_with_sender() {
         seen.push(match event {
-            Event::Message(Message::Text(t)) => Seen::Message(t.as_bytes().to_vec()),
-            Event::Message(Message::Binary(b)) => Seen::Message(b.to_vec()),
-            Event::Chunk(c) => Seen::Chunk(c.data.to_vec(), c.last),
+            Event::Message(Message::Text(t)) => {
+                let _ = sender.send_text(t);
+                Seen::Message(t.as_bytes().to_vec())
+            }
+            Event::Message(Message::Binary(b)) => {
+                let _ = sender.send_binary(b);
+                Seen::Message(b.to_vec())
+            }
+            Event::Chunk(c) => {
+                if c.kind == MessageKind::Binary {
+                    if c.frame_start {
+                        let _ = sender.begin_frame(c.kind, c.fin, c.frame_len);
+                    }
+                    if !c.data.is_empty() {
+                        let _ = sender.send_frame_data(c.data);
+                    }
+                } else {
+                    text.extend_from_slice(c.data);
+                    if c.frame_end {
+                        let _ = sender.send_fragment(c.kind, text, c.fin);
+                        text.clear();
+                    }
+                }
+                Seen::Chunk(c.data.to_vec(), c.last)
+            }
             Event::Ping(p) | Event::Pong(p) => Seen::Control(p.to_vec()),
             Event::Close(c) => Seen::Close(c.code.0),
             Event::Failed(e) => Seen::Failed(e.to_string()),

@@ -87,16 +87,14 @@ fn connection(c: &mut Criterion) {
             group.throughput(Throughput::Elements(count as u64));
             group.bench_function(BenchmarkId::new(name, size), |b| {
                 let mut conn = Connection::server(Config::default());
-                let mut echo = Vec::with_capacity(size);
                 b.iter(|| {
                     let buf = conn.input_buffer(wire.len());
                     buf[..wire.len()].copy_from_slice(&wire);
                     conn.input_written(wire.len());
-                    while let Some(event) = conn.poll_event() {
+                    // The echo path: reply from the borrowed payload, one copy.
+                    while let Some((event, mut sender)) = conn.poll_event_with_sender() {
                         if let Event::Message(message) = event {
-                            echo.clear();
-                            echo.extend_from_slice(message.as_bytes());
-                            conn.send_binary(&echo).expect("open");
+                            sender.send_message(message.kind(), message.as_bytes()).expect("open");
                         }
                     }
                     let n = conn.pending_output().len();
