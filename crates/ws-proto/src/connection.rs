@@ -1024,6 +1024,47 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// Queues only the header of a one-frame message whose payload the caller writes itself,
+    /// right after [`Connection::pending_output`] — a vectored write of header and payload that
+    /// copies the payload nowhere. For a client, `payload` is masked in place.
+    ///
+    /// The caller must write all pending output and then all of `payload` before queueing or
+    /// polling anything else on the connection.
+    ///
+    /// ```
+    /// use ws_proto::{Config, Connection, MessageKind};
+    ///
+    /// let mut client = Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    /// let mut payload = *b"Hello";
+    /// client.sender().send_in_place(MessageKind::Text, &mut payload)?;
+    /// assert_eq!(client.pending_output(), [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d]);
+    /// assert_eq!(payload, [0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7
+    /// # Ok::<(), ws_proto::SendError>(())
+    /// ```
+    pub fn send_in_place(
+        &mut self,
+        kind: MessageKind,
+        payload: &mut [u8],
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.out.sending.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        let mask = self.out.keys.as_mut().map(|keys| keys.next_key());
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: kind.opcode(),
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        header.encode_to_vec(&mut self.out.buf);
+        if let Some(key) = mask {
+            apply_mask(payload, key, 0);
+        }
+        Ok(())
+    }
+
     /// Whether a frame begun with [`begin_frame`](Self::begin_frame) still awaits payload.
     pub fn frame_in_progress(&self) -> bool {
         self.out.open_frame.is_some()

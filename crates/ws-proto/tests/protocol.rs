@@ -611,3 +611,17 @@ fn nothing_is_interleaved_inside_a_frame_sent_in_pieces() {
     assert!(!sender.frame_in_progress());
     assert_eq!(take_output(&mut conn), [0x80, 0x00]);
 }
+
+#[test]
+fn send_in_place_queues_only_the_header() {
+    let mut conn = server();
+    let mut payload = vec![9u8; 70_000];
+    conn.sender().send_in_place(MessageKind::Binary, &mut payload).unwrap();
+    assert_eq!(take_output(&mut conn), [0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
+    assert_eq!(payload, vec![9u8; 70_000], "a server does not mask");
+    conn.send_fragment(MessageKind::Text, b"a", false).unwrap();
+    assert_eq!(
+        conn.sender().send_in_place(MessageKind::Text, &mut [b'b']),
+        Err(SendError::MessageInProgress)
+    );
+}

@@ -108,6 +108,11 @@ pub struct WebSocket<S> {
     read_size: usize,
 }
 
+/// Messages at least this large are sent without copying their payload (see
+/// [`WebSocket::send`]); smaller ones are cheaper to copy into the output buffer, where they
+/// batch with other frames.
+pub const IN_PLACE_MIN: usize = 4 << 10;
+
 /// The smallest read requested: enough for small messages in one read.
 const MIN_READ: usize = 2 << 10;
 
@@ -223,9 +228,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Sends a message and waits until the stream has taken it.
+    ///
+    /// A message of [`IN_PLACE_MIN`] bytes or more is not copied: its header and payload go
+    /// out in one vectored write (a client masks the owned payload in place).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.feed(message).await?;
-        self.flush().await
+        let message = message.into();
+        if message.as_bytes().len() < IN_PLACE_MIN || self.stream_closed {
+            self.feed(message).await?;
+            return self.flush().await;
+        }
+        let kind = message.kind();
+        let mut payload = match message {
+            Message::Text(text) => text.into_bytes(),
+            Message::Binary(data) => data,
+        };
+        self.conn.sender().send_in_place(kind, &mut payload)?;
+        let deadline = Instant::now() + self.config.write_timeout;
+        let Self { stream, conn, bytes_written, .. } = self;
+        let write_all = async {
+            let mut sent = 0;
+            while !conn.pending_output().is_empty() || sent < payload.len() {
+                let head = conn.pending_output();
+                let bufs = [io::IoSlice::new(head), io::IoSlice::new(&payload[sent..])];
+                let n = stream.write_vectored(&bufs).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                *bytes_written += n as u64;
+                let from_head = n.min(head.len());
+                conn.consume_output(from_head);
+                sent += n - from_head;
+            }
+            stream.flush().await?;
+            Ok(true)
+        };
+        let timeout = async {
+            Timer::at(deadline).await;
+            Ok(false)
+        };
+        if !future::or(write_all, timeout).await? {
+            self.shutdown().await;
+            return Err(Error::Timeout(Timeout::Write));
+        }
+        Ok(())
     }
 
     /// Queues a message, waiting only while more than
