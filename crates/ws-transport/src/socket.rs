@@ -1,6 +1,5 @@
 //! [`WebSocket`]: a `ws-proto` connection driven over an async stream.
 
-use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Instant;
@@ -13,6 +12,7 @@ use ws_proto::{
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
+use crate::util::{with_deadline, write_output};
 
 /// An owned message, as [`WebSocket::recv`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,34 +243,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Message::Binary(data) => data,
         };
         self.conn.sender().send_in_place(kind, &mut payload)?;
+        self.write_out(&payload).await
+    }
+
+    /// Writes all pending output and then `payload`, within [`Config::write_timeout`].
+    async fn write_out(&mut self, payload: &[u8]) -> Result<(), Error> {
         let deadline = Instant::now() + self.config.write_timeout;
-        let Self { stream, conn, bytes_written, .. } = self;
-        let write_all = async {
-            let mut sent = 0;
-            while !conn.pending_output().is_empty() || sent < payload.len() {
-                let head = conn.pending_output();
-                let bufs = [io::IoSlice::new(head), io::IoSlice::new(&payload[sent..])];
-                let n = stream.write_vectored(&bufs).await?;
-                if n == 0 {
-                    return Err(io::Error::from(io::ErrorKind::WriteZero));
-                }
-                *bytes_written += n as u64;
-                let from_head = n.min(head.len());
-                conn.consume_output(from_head);
-                sent += n - from_head;
+        let Self { stream, conn, .. } = self;
+        match with_deadline(deadline, write_output(stream, conn, payload)).await {
+            Some(written) => {
+                self.bytes_written += written?;
+                Ok(())
             }
-            stream.flush().await?;
-            Ok(true)
-        };
-        let timeout = async {
-            Timer::at(deadline).await;
-            Ok(false)
-        };
-        if !future::or(write_all, timeout).await? {
-            self.shutdown().await;
-            return Err(Error::Timeout(Timeout::Write));
+            None => {
+                self.shutdown().await;
+                Err(Error::Timeout(Timeout::Write))
+            }
         }
-        Ok(())
     }
 
     /// Queues a message, waiting only while more than
@@ -333,28 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// protocol says the transport should end.
     pub async fn flush(&mut self) -> Result<(), Error> {
         if !self.conn.pending_output().is_empty() && !self.stream_closed {
-            let deadline = Instant::now() + self.config.write_timeout;
-            let Self { stream, conn, bytes_written, .. } = self;
-            let write_all = async {
-                while !conn.pending_output().is_empty() {
-                    let n = stream.write(conn.pending_output()).await?;
-                    if n == 0 {
-                        return Err(io::Error::from(io::ErrorKind::WriteZero));
-                    }
-                    conn.consume_output(n);
-                    *bytes_written += n as u64;
-                }
-                stream.flush().await?;
-                Ok(true)
-            };
-            let timeout = async {
-                Timer::at(deadline).await;
-                Ok(false)
-            };
-            if !future::or(write_all, timeout).await? {
-                self.shutdown().await;
-                return Err(Error::Timeout(Timeout::Write));
-            }
+            self.write_out(&[]).await?;
         }
         if self.conn.should_close_transport() {
             self.shutdown().await;

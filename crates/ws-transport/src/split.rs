@@ -1,6 +1,5 @@
 //! Reader and writer halves, so that one task receives while others send.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use ws_proto::{CloseCode, Connection, Event, Message as ProtoMessage, State};
 use crate::config::Config;
 use crate::error::{Error, Timeout};
 use crate::socket::Message;
-use crate::util::with_deadline;
+use crate::util::{with_deadline, write_output};
 
 /// State both halves share: the protocol machine and the write side of the stream.
 #[derive(Debug)]
@@ -30,22 +29,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         if !self.conn.pending_output().is_empty() && !self.write_closed {
             let deadline = Instant::now() + self.config.write_timeout;
             let Self { conn, write, .. } = self;
-            let write_all = async {
-                while !conn.pending_output().is_empty() {
-                    let n = write.write(conn.pending_output()).await?;
-                    if n == 0 {
-                        return Err(io::Error::from(io::ErrorKind::WriteZero));
-                    }
-                    conn.consume_output(n);
-                }
-                write.flush().await
-            };
-            match with_deadline(deadline, write_all).await {
+            match with_deadline(deadline, write_output(write, conn, &[])).await {
                 None => {
                     self.close_write().await;
                     return Err(Error::Timeout(Timeout::Write));
                 }
-                Some(result) => result?,
+                Some(result) => {
+                    result?;
+                }
             }
         }
         if self.conn.should_close_transport() {
