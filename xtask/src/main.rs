@@ -1,7 +1,10 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks, in the order a person would want to see failures: formatting,
-//!   lints, docs, the dependency rule for `ws-proto`, tests, and a build of the fuzz targets.
+//!   lints, docs, the dependency rule for `ws-proto`, tests, conformance (both modes), and a
+//!   build of the fuzz targets.
+//! - `conformance`: the Autobahn-style case catalogue against our server (or `--url`), or
+//!   with `--client` against our client.
 //! - `load`: a one-thread load generator against a running echo server.
 //! - `idle`: opens many idle connections and reports the server's memory per connection.
 
@@ -11,12 +14,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod conformance;
 mod load;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("conformance") => conformance::main(&args[1..]),
         Some("load") => load_command(&args[1..]),
         Some("idle") => idle_command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
@@ -41,7 +46,8 @@ fn print_help() {
     eprintln!(
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
-         ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, fuzz build\n  \
+         ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzz build\n  \
+         conformance [--client] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );
@@ -80,6 +86,8 @@ fn ci() -> Result<()> {
     )?;
     check_proto_dependencies()?;
     run("tests", cargo().args(["test", "--workspace"]))?;
+    run("conformance, server mode", cargo().args(["xtask", "conformance"]))?;
+    run("conformance, client mode", cargo().args(["xtask", "conformance", "--client"]))?;
     run(
         "fuzz targets build",
         cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),

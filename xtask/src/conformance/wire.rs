@@ -111,7 +111,13 @@ pub(crate) fn parse(buf: &[u8], limit: usize) -> Result<Option<(Received, usize)
             *b ^= key[i % 4];
         }
     }
-    let frame = Received { fin: buf[0] & 0x80 != 0, rsv: (buf[0] >> 4) & 7, opcode: buf[0] & 0xf, masked, payload };
+    let frame = Received {
+        fin: buf[0] & 0x80 != 0,
+        rsv: (buf[0] >> 4) & 7,
+        opcode: buf[0] & 0xf,
+        masked,
+        payload,
+    };
     Ok(Some((frame, pos + len)))
 }
 
@@ -148,7 +154,8 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
                 _ => (b ^ c ^ d, 0xCA62C1D6),
             };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            let t =
+                a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -201,9 +208,12 @@ mod tests {
                 let bytes = frame.encode(mask);
                 let (parsed, used) = parse(&bytes, 1 << 20).unwrap().unwrap();
                 assert_eq!(used, bytes.len());
-                assert_eq!((parsed.fin, parsed.rsv, parsed.opcode, parsed.masked), (false, 5, BINARY, mask.is_some()));
+                assert_eq!(
+                    (parsed.fin, parsed.rsv, parsed.opcode, parsed.masked),
+                    (false, 5, BINARY, mask.is_some())
+                );
                 assert_eq!(parsed.payload, frame.payload);
-                assert_eq!(parse(&bytes[..bytes.len() - 1], 1 << 20).unwrap(), None.or(if len == 0 && mask.is_none() { None } else { None }));
+                assert!(parse(&bytes[..bytes.len() - 1], 1 << 20).unwrap().is_none());
             }
         }
     }
