@@ -5,6 +5,7 @@
 //!   build of the fuzz targets.
 //! - `conformance`: the Autobahn-style case catalogue against our server (or `--url`), or
 //!   with `--client` against our client.
+//! - `bench`: ws-echo against echo servers on peer crates (`bench/peers`), side by side.
 //! - `load`: a one-thread load generator against a running echo server.
 //! - `idle`: opens many idle connections and reports the server's memory per connection.
 
@@ -14,6 +15,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod conformance;
 mod load;
 
@@ -22,6 +24,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("conformance") => conformance::main(&args[1..]),
+        Some("bench") => bench::main(&root(), &args[1..]),
+        Some("bench-run") => bench::run(&root(), &args[1..]),
         Some("load") => load_command(&args[1..]),
         Some("idle") => idle_command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
@@ -48,6 +52,7 @@ fn print_help() {
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzz build\n  \
          conformance [--client] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
+         bench [--quick]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );

@@ -1,0 +1,406 @@
+//! `cargo xtask bench`: ws-echo against echo servers on the crates users would pick instead,
+//! measured side by side in one run.
+//!
+//! Method: each server is a fresh process pinned to CPU 0 (`taskset`), the load generator runs
+//! here pinned to CPU 1; TCP_NODELAY everywhere; one message in flight per connection; a
+//! warm-up, then a measured window; the servers interleaved inside each repeat with the order
+//! rotated; medians and the min–max spread over the repeats. Server CPU time per message comes
+//! from /proc (user + system over the window), the steadiest figure on a shared machine.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::load::{self, LoadOptions};
+
+/// A server under test: how to start it.
+#[derive(Debug, Clone)]
+struct Server {
+    name: &'static str,
+    binary: PathBuf,
+    args: Vec<String>,
+}
+
+fn servers(root: &Path) -> Vec<Server> {
+    let peers = root.join("bench/peers/target/release");
+    vec![
+        Server {
+            name: "ws-echo",
+            binary: root.join("target/release/ws-echo"),
+            // One worker thread: the server has one CPU.
+            args: ["--threads", "1", "--log", "error", "--bind", "127.0.0.1:0"]
+                .map(String::from)
+                .to_vec(),
+        },
+        Server {
+            name: "fastwebsockets",
+            binary: peers.join("fastwebsockets-echo"),
+            args: vec!["127.0.0.1:0".into()],
+        },
+        Server {
+            name: "tokio-tungstenite",
+            binary: peers.join("tokio-tungstenite-echo"),
+            args: vec!["127.0.0.1:0".into()],
+        },
+        Server {
+            name: "async-tungstenite",
+            binary: peers.join("async-tungstenite-echo"),
+            args: vec!["127.0.0.1:0".into()],
+        },
+    ]
+}
+
+/// A running server process, killed when dropped.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Running {
+    fn start(server: &Server) -> Result<Self> {
+        let mut child = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&server.binary)
+            .args(&server.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", server.name))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ws://")
+            .with_context(|| format!("{}: unexpected first line {line:?}", server.name))?
+            .parse()?;
+        Ok(Self { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size so far, from /proc/PID/status.
+    fn peak_rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+        let kib: u64 = line.split_whitespace().nth(1).context("malformed VmHWM")?.parse()?;
+        Ok(kib * 1024)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    msgs_per_sec: f64,
+    mb_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_msg: f64,
+    peak_rss: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+}
+
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+/// The plan of a run.
+struct Plan {
+    connections: Vec<usize>,
+    sizes: Vec<usize>,
+    repeats: usize,
+    warmup: Duration,
+    window: Duration,
+    idle_connections: usize,
+}
+
+/// `cargo xtask bench [--quick]`: builds everything in release, then re-runs itself pinned to
+/// CPU 1 as the load generator.
+pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = |args: &[&str]| -> Result<()> {
+        let status = Command::new(&cargo).current_dir(root).args(args).status()?;
+        if !status.success() {
+            bail!("cargo {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    build(&["build", "--release", "-p", "ws-echo", "-p", "xtask"])?;
+    build(&["build", "--release", "--manifest-path", "bench/peers/Cargo.toml"])?;
+    let status = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(root.join("target/release/xtask"))
+        .arg("bench-run")
+        .args(args)
+        .status()
+        .context("running taskset (util-linux)")?;
+    if !status.success() {
+        bail!("bench-run failed ({status})");
+    }
+    Ok(())
+}
+
+/// The measurement itself, run pinned to CPU 1.
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = if quick {
+        Plan {
+            connections: vec![1, 16, 256],
+            sizes: vec![20, 16 << 10],
+            repeats: 1,
+            warmup: Duration::from_millis(500),
+            window: Duration::from_millis(1500),
+            idle_connections: 1000,
+        }
+    } else {
+        Plan {
+            connections: vec![1, 16, 256],
+            sizes: vec![20, 1 << 10, 16 << 10, 1 << 20],
+            repeats: 3,
+            warmup: Duration::from_secs(1),
+            window: Duration::from_secs(3),
+            idle_connections: 10_000,
+        }
+    };
+    let servers = servers(root);
+    for server in &servers {
+        if !server.binary.exists() {
+            bail!("{} is not built ({})", server.name, server.binary.display());
+        }
+    }
+    let mut samples: BTreeMap<(usize, usize, &'static str), Vec<Sample>> = BTreeMap::new();
+    let cells: Vec<(usize, usize)> =
+        plan.connections.iter().flat_map(|&c| plan.sizes.iter().map(move |&s| (c, s))).collect();
+    for repeat in 0..plan.repeats {
+        for (i, &(connections, size)) in cells.iter().enumerate() {
+            let n = servers.len();
+            for k in 0..n {
+                let server = &servers[(k + i + repeat) % n];
+                let running = Running::start(server)?;
+                let options = LoadOptions {
+                    addr: running.addr,
+                    connections,
+                    size,
+                    warmup: plan.warmup,
+                    duration: plan.window,
+                    server_pid: Some(running.pid()),
+                };
+                let report = load::run(&options)
+                    .with_context(|| format!("{} at {connections} x {size} B", server.name))?;
+                let sample = Sample {
+                    msgs_per_sec: report.messages_per_sec(),
+                    mb_per_sec: report.messages_per_sec() * size as f64 / 1e6,
+                    p50_us: report.p50_us,
+                    p99_us: report.p99_us,
+                    cpu_us_per_msg: report.server_cpu_us_per_msg.unwrap_or(f64::NAN),
+                    peak_rss: running.peak_rss()?,
+                };
+                eprintln!(
+                    "repeat {} {:>17} {connections:>3} x {size:>8} B: {:>9.0} msg/s {:>8.1} MB/s cpu {:>7.2} us/msg p50 {:>7.0} us p99 {:>7.0} us",
+                    repeat + 1,
+                    server.name,
+                    sample.msgs_per_sec,
+                    sample.mb_per_sec,
+                    sample.cpu_us_per_msg,
+                    sample.p50_us,
+                    sample.p99_us
+                );
+                samples.entry((connections, size, server.name)).or_default().push(sample);
+            }
+        }
+    }
+
+    // One connection echoing 16 MiB messages.
+    let mut large: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for repeat in 0..plan.repeats {
+        for k in 0..servers.len() {
+            let server = &servers[(k + repeat) % servers.len()];
+            let running = Running::start(server)?;
+            let options = LoadOptions {
+                addr: running.addr,
+                connections: 1,
+                size: 16 << 20,
+                warmup: plan.warmup,
+                duration: plan.window.max(Duration::from_secs(2)),
+                server_pid: Some(running.pid()),
+            };
+            let report = load::run(&options)
+                .with_context(|| format!("{} with 16 MiB messages", server.name))?;
+            let mbs = report.messages_per_sec() * (16 << 20) as f64 / 1e6;
+            eprintln!(
+                "repeat {} {:>17} 16 MiB single connection: {mbs:.0} MB/s",
+                repeat + 1,
+                server.name
+            );
+            large.entry(server.name).or_default().push(mbs);
+        }
+    }
+
+    // Idle connections.
+    let mut idle: BTreeMap<&'static str, f64> = BTreeMap::new();
+    for server in &servers {
+        let running = Running::start(server)?;
+        let (_, _, per_conn) = load::idle(running.addr, plan.idle_connections, running.pid())
+            .with_context(|| {
+                format!("{} with {} idle connections", server.name, plan.idle_connections)
+            })?;
+        eprintln!(
+            "{:>17} {} idle connections: {per_conn:.0} bytes each, all still echo",
+            server.name, plan.idle_connections
+        );
+        idle.insert(server.name, per_conn);
+    }
+
+    let markdown = render(&plan, quick, &servers, &samples, &large, &idle);
+    let json = render_json(&plan, &samples, &large, &idle);
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.json"), &json)?;
+    std::fs::write(out.join("results.md"), &markdown)?;
+    if !quick {
+        std::fs::write(root.join("docs/benchmarks.json"), &json)?;
+    }
+    println!("{markdown}");
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+fn size_name(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+fn render(
+    plan: &Plan,
+    quick: bool,
+    servers: &[Server],
+    samples: &BTreeMap<(usize, usize, &'static str), Vec<Sample>>,
+    large: &BTreeMap<&'static str, Vec<f64>>,
+    idle: &BTreeMap<&'static str, f64>,
+) -> String {
+    let mut out = format!(
+        "{} run: {} repeat(s), warm-up {:.1} s, window {:.1} s. Medians; [min–max] over repeats.\n\n",
+        if quick { "Quick" } else { "Full" },
+        plan.repeats,
+        plan.warmup.as_secs_f64(),
+        plan.window.as_secs_f64()
+    );
+    out.push_str("| conns | size | server | msg/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | peak RSS MiB | CPU vs fastwebsockets | msg/s vs fastwebsockets |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for &connections in &plan.connections {
+        for &size in &plan.sizes {
+            let base = samples.get(&(connections, size, "fastwebsockets"));
+            let base_cpu = base.map(|s| median(s.iter().map(|x| x.cpu_us_per_msg).collect()));
+            let base_rate = base.map(|s| median(s.iter().map(|x| x.msgs_per_sec).collect()));
+            for server in servers {
+                let Some(s) = samples.get(&(connections, size, server.name)) else { continue };
+                let rates: Vec<f64> = s.iter().map(|x| x.msgs_per_sec).collect();
+                let (lo, hi) = spread(&rates);
+                let rate = median(rates);
+                let cpu = median(s.iter().map(|x| x.cpu_us_per_msg).collect());
+                let rss = s.iter().map(|x| x.peak_rss).max().unwrap_or(0) as f64 / 1048576.0;
+                let ratio =
+                    |a: f64, b: Option<f64>| b.map_or("–".into(), |b| format!("{:.2}×", a / b));
+                out.push_str(&format!(
+                    "| {connections} | {} | {} | {rate:.0} [{lo:.0}–{hi:.0}] | {:.1} | {:.0} | {:.0} | {cpu:.2} | {rss:.1} | {} | {} |\n",
+                    size_name(size),
+                    server.name,
+                    median(s.iter().map(|x| x.mb_per_sec).collect()),
+                    median(s.iter().map(|x| x.p50_us).collect()),
+                    median(s.iter().map(|x| x.p99_us).collect()),
+                    ratio(cpu, base_cpu),
+                    ratio(rate, base_rate),
+                ));
+            }
+        }
+    }
+    out.push_str(
+        "\n| server | 16 MiB, one connection, MB/s | idle memory per connection |\n|---|---|---|\n",
+    );
+    for server in servers {
+        let mbs = large.get(server.name).map(|v| {
+            let (lo, hi) = spread(v);
+            format!("{:.0} [{lo:.0}–{hi:.0}]", median(v.clone()))
+        });
+        let per_conn = idle
+            .get(server.name)
+            .map(|b| format!("{:.0} bytes ({} connections)", b, plan.idle_connections));
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            server.name,
+            mbs.unwrap_or_default(),
+            per_conn.unwrap_or_default()
+        ));
+    }
+    out
+}
+
+fn render_json(
+    plan: &Plan,
+    samples: &BTreeMap<(usize, usize, &'static str), Vec<Sample>>,
+    large: &BTreeMap<&'static str, Vec<f64>>,
+    idle: &BTreeMap<&'static str, f64>,
+) -> String {
+    let mut cells = Vec::new();
+    for ((connections, size, server), s) in samples {
+        let list = |f: fn(&Sample) -> f64| {
+            s.iter().map(f).map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+        };
+        cells.push(format!(
+            "    {{\"server\": \"{server}\", \"connections\": {connections}, \"size\": {size}, \"msgs_per_sec\": [{}], \"mb_per_sec\": [{}], \
+             \"p50_us\": [{}], \"p99_us\": [{}], \"server_cpu_us_per_msg\": [{}], \"peak_rss_bytes\": [{}]}}",
+            list(|x| x.msgs_per_sec),
+            list(|x| x.mb_per_sec),
+            list(|x| x.p50_us),
+            list(|x| x.p99_us),
+            list(|x| x.cpu_us_per_msg),
+            s.iter().map(|x| x.peak_rss.to_string()).collect::<Vec<_>>().join(", "),
+        ));
+    }
+    let large: Vec<String> = large
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "\"{k}\": [{}]",
+                v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    let idle: Vec<String> = idle.iter().map(|(k, v)| format!("\"{k}\": {v:.0}")).collect();
+    format!(
+        "{{\n  \"repeats\": {},\n  \"warmup_s\": {},\n  \"window_s\": {},\n  \"cells\": [\n{}\n  ],\n  \"single_16mib_mb_per_sec\": {{{}}},\n  \"idle_bytes_per_connection\": {{{}}},\n  \"idle_connections\": {}\n}}\n",
+        plan.repeats,
+        plan.warmup.as_secs_f64(),
+        plan.window.as_secs_f64(),
+        cells.join(",\n"),
+        large.join(", "),
+        idle.join(", "),
+        plan.idle_connections
+    )
+}
