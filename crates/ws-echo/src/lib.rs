@@ -259,6 +259,8 @@ async fn echo_loop(
     let high_water = ws.config().write_buffer_size;
     // A text frame that arrives in pieces, held until it is whole (at most max_frame_size).
     let text_frame = &mut Vec::new();
+    // One wait for shutdown for the connection's life, not a new one per read.
+    let mut stopping = std::pin::pin!(stop.recv());
     loop {
         if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
             *text_frame = Vec::new();
@@ -301,7 +303,7 @@ async fn echo_loop(
         }
         let read = async { ws.read_more().await.map(Some) };
         let stopped = async {
-            let _ = stop.recv().await;
+            let _ = (&mut stopping).await;
             Ok(None)
         };
         if read.or(stopped).await?.is_none() {

@@ -29,8 +29,9 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// Close the connection (1001) after this long without receiving anything. Default off.
     pub idle_timeout: Option<Duration>,
-    /// Bytes requested from the stream per read. The input buffer grows past it only while a
-    /// frame header or control frame straddles reads. Default 16 KiB.
+    /// The most bytes requested from the stream in one read. Reads start at 2 KiB and double
+    /// while they fill the buffer, up to this; the buffer is freed while the connection waits
+    /// for data, so an idle connection holds none. Default 64 KiB.
     pub read_buffer_size: usize,
     /// Outgoing bytes queued before a send waits for the stream to take them (backpressure).
     /// Default 64 KiB.
@@ -48,7 +49,7 @@ impl Default for Config {
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             idle_timeout: None,
-            read_buffer_size: 16 << 10,
+            read_buffer_size: 64 << 10,
             write_buffer_size: 64 << 10,
         }
     }
