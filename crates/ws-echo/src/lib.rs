@@ -191,22 +191,38 @@ fn route(request: &Request) -> Response {
     response
 }
 
+/// Serves a connection: the opening handshake (or plain HTTP), then the echo.
+///
+/// The two phases are separate allocations, one after the other: a future keeps the size of
+/// its largest state for its whole life, and an idle connection should cost only what its
+/// echo needs, not what its handshake needed.
 async fn handle(
     stream: Async<TcpStream>,
     peer: SocketAddr,
     options: &Options,
     stop: async_channel::Receiver<()>,
 ) {
+    if let Some(ws) = Box::pin(open(stream, peer, options)).await {
+        Box::pin(echo(ws, peer, stop)).await;
+    }
+}
+
+/// Reads the request; answers plain HTTP and bad upgrades; returns an accepted WebSocket.
+async fn open(
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    options: &Options,
+) -> Option<WebSocket<Async<TcpStream>>> {
     let _ = stream.get_ref().set_nodelay(true);
     let handshake = match ServerHandshake::read(stream, options.transport.clone()).await {
         Ok(handshake) => handshake,
         Err(Error::Handshake(err)) => {
             debug!(%peer, status = err.status(), "bad request head: {err}");
-            return;
+            return None;
         }
         Err(err) => {
             debug!(%peer, "no request: {err}");
-            return;
+            return None;
         }
     };
     match handshake.upgrade() {
@@ -214,14 +230,19 @@ async fn handle(
             let response = route(handshake.request());
             debug!(%peer, path = %handshake.request().path, status = response.status, "http");
             let _ = handshake.respond(response).await;
+            None
         }
         Err(err) => {
             debug!(%peer, status = err.status(), "refused upgrade: {err}");
             let _ = handshake.respond(err.response()).await;
+            None
         }
         Ok(_) => match handshake.accept(None).await {
-            Ok(ws) => echo(ws, peer, stop).await,
-            Err(err) => debug!(%peer, "handshake failed: {err}"),
+            Ok(ws) => Some(ws),
+            Err(err) => {
+                debug!(%peer, "handshake failed: {err}");
+                None
+            }
         },
     }
 }
@@ -294,7 +315,7 @@ async fn echo_loop(
         if let Some(end) = end {
             if !matches!(end, End::Disconnected) {
                 // Sends what is queued and ends the stream (the server closes first).
-                ws.close(CloseCode::NORMAL, "").await.or_else(ignore_after_close)?;
+                Box::pin(ws.close(CloseCode::NORMAL, "")).await.or_else(ignore_after_close)?;
             }
             return Ok(end);
         }
@@ -307,7 +328,7 @@ async fn echo_loop(
             Ok(None)
         };
         if read.or(stopped).await?.is_none() {
-            ws.close(CloseCode::GOING_AWAY, "server shutting down").await?;
+            Box::pin(ws.close(CloseCode::GOING_AWAY, "server shutting down")).await?;
             return Ok(End::Closed(CloseCode::GOING_AWAY));
         }
     }

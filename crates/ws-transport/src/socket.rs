@@ -418,7 +418,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(None) => {
                     let (_, which) = deadline.expect("a timer fired");
-                    self.on_deadline(which).await?;
+                    // Boxed: timers are rare, and this keeps the read's future small.
+                    Box::pin(self.on_deadline(which)).await?;
                 }
                 Err(err) => {
                     self.shutdown().await;
