@@ -90,6 +90,10 @@ fn ci() -> Result<()> {
         cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     check_proto_dependencies()?;
+    run(
+        "ws-proto without default features",
+        cargo().args(["check", "-p", "ws-proto", "--no-default-features"]),
+    )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
     run("conformance, server mode", cargo().args(["xtask", "conformance"]))?;
     run("conformance, client mode", cargo().args(["xtask", "conformance", "--client"]))?;

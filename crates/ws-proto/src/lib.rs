@@ -54,6 +54,11 @@ pub use connection::{
     State,
 };
 pub use error::{ProtocolError, SendError};
+#[cfg(feature = "deflate")]
+pub use extensions::{
+    Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams, InflateError,
+    PERMESSAGE_DEFLATE,
+};
 pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 pub use handshake::{

@@ -1,8 +1,9 @@
 //! The `Sec-WebSocket-Extensions` header (RFC 6455 §9.1), parsed into offers.
 //!
 //! This is the seam where extensions plug in: the server sees every offer and answers the ones
-//! it supports; the client checks that the server accepted only what was offered. No extension
-//! is implemented yet, so servers decline every offer and RSV bits stay invalid.
+//! it supports; the client checks that the server accepted only what was offered.
+//! The `deflate` module (feature `deflate`) negotiates permessage-deflate and provides its codec; the
+//! connection does not use it yet, so servers decline every offer and RSV bits stay invalid.
 //!
 //! ```text
 //! Sec-WebSocket-Extensions = extension-list
@@ -12,6 +13,14 @@
 //! ```
 
 use thiserror::Error;
+
+#[cfg(feature = "deflate")]
+mod deflate;
+#[cfg(feature = "deflate")]
+pub use deflate::{
+    Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams, InflateError,
+    PERMESSAGE_DEFLATE,
+};
 
 /// One extension in a `Sec-WebSocket-Extensions` list, with its parameters in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
