@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::error::{ProtocolError, SendError};
-use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, Status};
+#[cfg(feature = "deflate")]
+use crate::extensions::{Compressor, Decompressor, DeflateParams, InflateError};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1, Status};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 
@@ -198,6 +200,11 @@ struct InMessage {
     declared: u64,
     /// A chunk of it has been reported.
     started: bool,
+    /// RSV1 was set on its first frame: the payload is compressed (RFC 7692 §6).
+    compressed: bool,
+    /// Bytes inflated so far, for the message limit in chunk delivery.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    inflated: usize,
 }
 
 /// Where a chunk sits in its frame.
@@ -213,11 +220,26 @@ struct FramePos {
 /// holding a borrow.
 #[derive(Debug, Clone)]
 enum Ev {
-    Message { kind: MessageKind, range: Range<usize>, assembled: bool },
-    Chunk { kind: MessageKind, range: Range<usize>, first: bool, last: bool, frame: FramePos },
+    Message {
+        kind: MessageKind,
+        range: Range<usize>,
+        assembled: bool,
+    },
+    Chunk {
+        kind: MessageKind,
+        range: Range<usize>,
+        first: bool,
+        last: bool,
+        frame: FramePos,
+        /// The data is in the inflate buffer, not the input buffer.
+        inflated: bool,
+    },
     Ping(Range<usize>),
     Pong(Range<usize>),
-    Close { code: CloseCode, reason: Range<usize> },
+    Close {
+        code: CloseCode,
+        reason: Range<usize>,
+    },
     Failed(ProtocolError),
     Disconnected,
 }
@@ -272,6 +294,11 @@ pub struct Connection {
     /// The last event borrowed `assembly`; clear it on the next poll.
     assembly_delivered: bool,
     utf8: Utf8Validator,
+    /// The decompressor, when permessage-deflate is negotiated.
+    #[cfg(feature = "deflate")]
+    inflate: Option<Box<Decompressor>>,
+    /// Inflated data of the current chunk, in chunk delivery.
+    inflated: Vec<u8>,
 
     out: Output,
 }
@@ -313,6 +340,9 @@ impl Connection {
             assembly: Vec::new(),
             assembly_delivered: false,
             utf8: Utf8Validator::new(),
+            #[cfg(feature = "deflate")]
+            inflate: None,
+            inflated: Vec::new(),
             out: Output {
                 keys,
                 buf: Vec::new(),
@@ -321,6 +351,10 @@ impl Connection {
                 open_frame: None,
                 deferred_pong: None,
                 deferred_close: None,
+                #[cfg(feature = "deflate")]
+                deflate: None,
+                sending_compressed: false,
+                scratch: Vec::new(),
             },
         }
     }
@@ -338,6 +372,24 @@ impl Connection {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Turns on permessage-deflate with the parameters the handshake negotiated: messages
+    /// with RSV1 set are inflated (the message limit applies to the inflated size), and data
+    /// messages are sent compressed, at zlib `level` (0 to 9).
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, params: &DeflateParams, level: u32) {
+        let (compressor, decompressor) = params.codec(self.role, level);
+        self.inflate = Some(Box::new(decompressor));
+        self.out.deflate = Some(Box::new(compressor));
+    }
+
+    /// Whether permessage-deflate is on.
+    pub fn compression(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.inflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        return false;
     }
 
     /// Whether the transport should be closed once [`pending_output`](Self::pending_output)
@@ -412,6 +464,22 @@ impl Connection {
             self.out.buf = Vec::new();
             self.out.start = 0;
         }
+        self.inflated = Vec::new();
+        self.out.scratch = Vec::new();
+        // Without context takeover no state carries between messages: free it.
+        #[cfg(feature = "deflate")]
+        {
+            if self.message.is_none() {
+                if let Some(inflate) = self.inflate.as_mut() {
+                    inflate.release();
+                }
+            }
+            if self.out.sending.is_none() {
+                if let Some(deflate) = self.out.deflate.as_mut() {
+                    deflate.release();
+                }
+            }
+        }
     }
 
     fn compact_input(&mut self) {
@@ -434,7 +502,7 @@ impl Connection {
     #[must_use = "events report messages and failures"]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let ev = self.advance()?;
-        Some(make_event(ev, &self.input, &self.assembly))
+        Some(make_event(ev, &self.input, &self.assembly, &self.inflated))
     }
 
     fn advance(&mut self) -> Option<Ev> {
@@ -490,8 +558,13 @@ impl Connection {
         };
         // §5.2: "If a nonzero value is received and none of the negotiated extensions defines
         // the meaning of such a nonzero value, the receiving endpoint MUST _Fail the WebSocket
-        // Connection_." No extension is negotiated yet.
-        if header.rsv != 0 {
+        // Connection_." permessage-deflate defines RSV1 on the first frame of a data message
+        // only (RFC 7692 §6): on a control frame or a continuation it is an error too.
+        let allowed = match header.opcode {
+            OpCode::Text | OpCode::Binary if self.compression() => RSV1,
+            _ => 0,
+        };
+        if header.rsv & !allowed != 0 {
             return self.fail(ProtocolError::ReservedBits);
         }
         // §5.1: a server MUST close on an unmasked client frame; a client on a masked server
@@ -526,7 +599,8 @@ impl Connection {
                 let kind =
                     if opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
                 self.utf8 = Utf8Validator::new();
-                InMessage { kind, declared: 0, started: false }
+                let compressed = header.rsv & RSV1 != 0;
+                InMessage { kind, declared: 0, started: false, compressed, inflated: 0 }
             }
         };
         // Limits come from the header, before any payload is buffered.
@@ -547,6 +621,7 @@ impl Connection {
         if self.config.delivery == Delivery::Messages
             && header.fin
             && header.opcode != OpCode::Continuation
+            && !message.compressed
             && whole_in_buffer
         {
             let range = self.in_start..self.in_start + len as usize;
@@ -584,6 +659,13 @@ impl Connection {
         frame.remaining -= n as u64;
         let frame_done = frame.remaining == 0;
         let last = frame_done && frame.fin;
+        #[cfg(feature = "deflate")]
+        if message.compressed {
+            let pos =
+                FramePos { len: frame.len, fin: frame.fin, start: frame_start, end: frame_done };
+            self.frame = if frame_done { None } else { Some(frame) };
+            return self.read_compressed(range, message, pos, last);
+        }
         if message.kind == MessageKind::Text {
             let checked = self.utf8.feed(&self.input[range.clone()]);
             let checked = if last { checked.and_then(|()| self.utf8.finish()) } else { checked };
@@ -618,12 +700,84 @@ impl Connection {
                         start: frame_start,
                         end: frame_done,
                     };
-                    Step::Event(Ev::Chunk { kind: message.kind, range, first, last, frame })
+                    Step::Event(Ev::Chunk {
+                        kind: message.kind,
+                        range,
+                        first,
+                        last,
+                        frame,
+                        inflated: false,
+                    })
                 } else {
                     Step::Continue
                 }
             }
         }
+    }
+
+    /// The payload of a compressed message: inflated into the assembly buffer (messages) or
+    /// the inflate buffer (chunks), with the message limit applied to the inflated size.
+    #[cfg(feature = "deflate")]
+    fn read_compressed(
+        &mut self,
+        range: Range<usize>,
+        mut message: InMessage,
+        pos: FramePos,
+        last: bool,
+    ) -> Step {
+        let Some(inflate) = self.inflate.as_mut() else {
+            unreachable!("RSV1 is accepted only with permessage-deflate");
+        };
+        let chunks = self.config.delivery == Delivery::Chunks;
+        let (buf, base, limit) = if chunks {
+            self.inflated.clear();
+            (&mut self.inflated, 0, self.config.max_message_size.saturating_sub(message.inflated))
+        } else {
+            let base = self.assembly.len();
+            (&mut self.assembly, base, self.config.max_message_size)
+        };
+        let mut result = inflate.decompress(&self.input[range], buf, limit);
+        if last && result.is_ok() {
+            result = inflate.finish(buf, limit);
+        }
+        if let Err(err) = result {
+            return self.fail(match err {
+                InflateError::TooLarge => ProtocolError::MessageTooLarge,
+                _ => ProtocolError::InvalidCompressedData(message.kind),
+            });
+        }
+        let new = base..buf.len();
+        message.inflated += new.len();
+        if message.kind == MessageKind::Text {
+            let checked = self.utf8.feed(&buf[new.clone()]);
+            let checked = if last { checked.and_then(|()| self.utf8.finish()) } else { checked };
+            if let Err(err) = checked {
+                return self.fail(err);
+            }
+        }
+        let first = !message.started;
+        message.started = true;
+        self.message = if last { None } else { Some(message) };
+        if chunks {
+            if !new.is_empty() || first || last {
+                let kind = message.kind;
+                return Step::Event(Ev::Chunk {
+                    kind,
+                    range: new,
+                    first,
+                    last,
+                    frame: pos,
+                    inflated: true,
+                });
+            }
+            return Step::Continue;
+        }
+        if last {
+            self.assembly_delivered = true;
+            let range = 0..self.assembly.len();
+            return Step::Event(Ev::Message { kind: message.kind, range, assembled: true });
+        }
+        Step::Continue
     }
 
     fn control_frame(&mut self, header: FrameHeader, range: Range<usize>) -> Step {
@@ -718,7 +872,7 @@ impl Connection {
     #[must_use = "events report messages and failures"]
     pub fn poll_event_with_sender(&mut self) -> Option<(Event<'_>, Sender<'_>)> {
         let ev = self.advance()?;
-        let event = make_event(ev, &self.input, &self.assembly);
+        let event = make_event(ev, &self.input, &self.assembly, &self.inflated);
         Some((event, Sender { out: &mut self.out, state: &mut self.state }))
     }
 
@@ -766,7 +920,7 @@ impl Connection {
 }
 
 /// Builds the public event from indices into the connection's buffers.
-fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8]) -> Event<'a> {
+fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8], inflated: &'a [u8]) -> Event<'a> {
     match ev {
         Ev::Message { kind, range, assembled } => {
             let bytes = if assembled { &assembly[range] } else { &input[range] };
@@ -778,16 +932,18 @@ fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8]) -> Event<'a> {
                 }
             })
         }
-        Ev::Chunk { kind, range, first, last, frame } => Event::Chunk(Chunk {
-            kind,
-            data: &input[range],
-            first,
-            last,
-            frame_len: frame.len,
-            fin: frame.fin,
-            frame_start: frame.start,
-            frame_end: frame.end,
-        }),
+        Ev::Chunk { kind, range, first, last, frame, inflated: from_inflated } => {
+            Event::Chunk(Chunk {
+                kind,
+                data: if from_inflated { &inflated[range] } else { &input[range] },
+                first,
+                last,
+                frame_len: frame.len,
+                fin: frame.fin,
+                frame_start: frame.start,
+                frame_end: frame.end,
+            })
+        }
         Ev::Ping(range) => Event::Ping(&input[range]),
         Ev::Pong(range) => Event::Pong(&input[range]),
         Ev::Close { code, reason } => Event::Close(CloseFrame {
@@ -814,6 +970,13 @@ struct Output {
     /// only the most recently processed Ping frame").
     deferred_pong: Option<Vec<u8>>,
     deferred_close: Option<Vec<u8>>,
+    /// The compressor, when permessage-deflate is negotiated.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Compressor>>,
+    /// The message being sent is compressed.
+    sending_compressed: bool,
+    /// Compressed payload before it is framed.
+    scratch: Vec<u8>,
 }
 
 /// The state of a frame being sent in pieces.
@@ -825,6 +988,33 @@ struct OpenFrame {
 }
 
 impl Output {
+    /// Queues one frame of a data message, compressing it when the message is compressed
+    /// (RSV1 on its first frame only, RFC 7692 §6.1).
+    fn queue_data(&mut self, opcode: OpCode, fin: bool, data: &[u8]) {
+        #[cfg(feature = "deflate")]
+        if self.sending_compressed {
+            if let Some(deflate) = self.deflate.as_mut() {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                scratch.clear();
+                deflate.compress_fragment(data, fin, &mut scratch);
+                let rsv = if opcode == OpCode::Continuation { 0 } else { RSV1 };
+                self.queue_frame_rsv(opcode, fin, rsv, &scratch);
+                if scratch.capacity() <= RETAINED_BUFFER {
+                    self.scratch = scratch;
+                }
+                return;
+            }
+        }
+        self.queue_frame(opcode, fin, data);
+    }
+
+    fn compression(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        return false;
+    }
+
     fn queue_close_frame(&mut self, code: CloseCode, reason: &str) {
         let mut body = [0; MAX_CONTROL_PAYLOAD];
         body[..2].copy_from_slice(&code.0.to_be_bytes());
@@ -854,9 +1044,13 @@ impl Output {
     }
 
     fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.queue_frame_rsv(opcode, fin, 0, payload);
+    }
+
+    fn queue_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         // §5.3: a client masks every frame with a fresh key.
         let mask = self.keys.as_mut().map(|keys| keys.next_key());
-        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
         header.encode_to_vec(&mut self.buf);
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
@@ -897,7 +1091,8 @@ impl Sender<'_> {
         if self.out.sending.is_some() {
             return Err(SendError::MessageInProgress);
         }
-        self.out.queue_frame(kind.opcode(), true, data);
+        self.out.sending_compressed = self.out.compression();
+        self.out.queue_data(kind.opcode(), true, data);
         Ok(())
     }
 
@@ -914,12 +1109,15 @@ impl Sender<'_> {
     ) -> Result<(), SendError> {
         self.check_open()?;
         let opcode = match self.out.sending {
-            None => kind.opcode(),
+            None => {
+                self.out.sending_compressed = self.out.compression();
+                kind.opcode()
+            }
             Some(open) if open == kind => OpCode::Continuation,
             Some(_) => return Err(SendError::FragmentMismatch),
         };
         self.out.sending = if fin { None } else { Some(kind) };
-        self.out.queue_frame(opcode, fin, data);
+        self.out.queue_data(opcode, fin, data);
         Ok(())
     }
 
@@ -984,9 +1182,14 @@ impl Sender<'_> {
         if payload_len >> 63 != 0 {
             return Err(SendError::FrameOverrun);
         }
+        // A frame sent in pieces is never compressed (its compressed length is unknown in
+        // advance); messages may be sent uncompressed when compression is on (RFC 7692 §6).
         let opcode = match self.out.sending {
-            None => kind.opcode(),
-            Some(open) if open == kind => OpCode::Continuation,
+            None => {
+                self.out.sending_compressed = false;
+                kind.opcode()
+            }
+            Some(open) if open == kind && !self.out.sending_compressed => OpCode::Continuation,
             Some(_) => return Err(SendError::FragmentMismatch),
         };
         self.out.sending = if fin { None } else { Some(kind) };

@@ -1,6 +1,7 @@
 //! Error types, one per failure domain.
 
 use crate::close::CloseCode;
+use crate::connection::MessageKind;
 
 /// Why the connection failed the peer (§7.1.7). Each maps to the close code sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +49,9 @@ pub enum ProtocolError {
     /// A close frame carried a code that may not be sent.
     #[error("invalid close code {0}")]
     InvalidCloseCode(u16),
+    /// A compressed message (RFC 7692) did not inflate: 1007 for text, 1002 for binary.
+    #[error("invalid compressed data")]
+    InvalidCompressedData(MessageKind),
 }
 
 impl ProtocolError {
@@ -55,7 +59,9 @@ impl ProtocolError {
     /// the rest.
     pub fn close_code(self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData(MessageKind::Text) => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Self::FrameTooLarge | Self::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }

@@ -338,6 +338,12 @@ impl Compressor {
     /// assert_eq!(out, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
     /// ```
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        self.compress_fragment(message, true, out);
+    }
+
+    /// Appends the compressed form of one fragment of a message to `out`. Every fragment is
+    /// sync-flushed, so it can be sent at once; only the last loses its `00 00 ff ff`.
+    pub fn compress_fragment(&mut self, message: &[u8], last: bool, out: &mut Vec<u8>) {
         let (bits, level) = (self.window_bits, self.level);
         let deflate =
             self.inner.get_or_insert_with(|| Compress::new_with_window_bits(level, false, bits));
@@ -356,6 +362,9 @@ impl Compressor {
                 // Compressing in memory cannot fail; stop rather than loop.
                 Err(_) => break,
             }
+        }
+        if !last {
+            return;
         }
         if out[start..].ends_with(&TRAILER) {
             out.truncate(out.len() - TRAILER.len());
