@@ -16,6 +16,8 @@ try {
   const page = await browser.newPage();
   await page.goto(url);
   await page.locator("#state", { hasText: "open" }).waitFor({ timeout: 15000 });
+  const extensions = await page.locator("#extensions").textContent();
+  if (!extensions.includes("permessage-deflate")) throw new Error(`no compression negotiated: ${JSON.stringify(extensions)}`);
   const message = "hello from chromium κόσμε";
   await page.fill("#message", message);
   await page.click("#send");
@@ -23,7 +25,7 @@ try {
   await echo.waitFor({ timeout: 15000 });
   const text = await echo.textContent();
   if (text !== message) throw new Error(`page shows ${JSON.stringify(text)}`);
-  console.log(`ok: echoed ${JSON.stringify(text)}`);
+  console.log(`ok: echoed ${JSON.stringify(text)} with ${extensions}`);
 } finally {
   await browser.close();
 }

@@ -1,4 +1,4 @@
-"""Interop: the Python `websockets` library as a client of ws-echo.
+"""Interop: the Python `websockets` library as a client of ws-echo, with permessage-deflate.
 
 Usage: python_client.py ws://HOST:PORT/
 Sends text, binary, fragmented and large messages, checks every echo, closes cleanly, and
@@ -14,6 +14,9 @@ import websockets
 async def main(url: str) -> None:
     # compression is offered by default; the server may decline it.
     async with websockets.connect(url, max_size=None, open_timeout=10, close_timeout=10) as ws:
+        # The library offers permessage-deflate by default; the server accepts it.
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in extensions, f"not negotiated: {extensions!r}"
         checks = 0
         for message in ["hello", "κόσμε 𝄞", b"\x00\x01\x02binary", "", b""]:
             await ws.send(message)
@@ -39,7 +42,7 @@ async def main(url: str) -> None:
         await asyncio.wait_for(pong, 10)
         checks += 1
     assert ws.close_code == 1000, f"close code {ws.close_code}"
-    print(f"ok: {checks} checks, closed with {ws.close_code}")
+    print(f"ok: {checks} checks with {extensions}, closed with {ws.close_code}")
 
 
 if __name__ == "__main__":

@@ -155,6 +155,21 @@ impl RawClient {
         Ok(client)
     }
 
+    /// Connects offering permessage-deflate; returns the client and the response head.
+    pub fn connect_deflate(addr: SocketAddr) -> Result<(Self, String)> {
+        let mut client = Self::connect_tcp(addr)?;
+        let request = upgrade_request(addr).replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        );
+        client.stream.write_all(request.as_bytes())?;
+        let head = client.read_head()?;
+        if !head.starts_with("HTTP/1.1 101 ") {
+            bail!("handshake refused: {head}");
+        }
+        Ok((client, head))
+    }
+
     /// Connects and completes the opening handshake.
     pub fn connect(addr: SocketAddr) -> Result<Self> {
         Self::connect_with(addr, &[])

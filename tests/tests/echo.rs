@@ -397,3 +397,37 @@ fn invalid_utf8_late_in_a_large_text_frame_gets_1007() -> Result<()> {
     let _ = writer.join();
     Ok(())
 }
+
+#[test]
+fn permessage_deflate_is_negotiated_and_a_bomb_gets_1009() -> Result<()> {
+    let mut options = Options::default();
+    options.transport.protocol.max_message_size = 1 << 20;
+    let server = TestServer::start(options)?;
+    let (mut client, head) = RawClient::connect_deflate(server.addr)?;
+    assert!(head.contains("Sec-WebSocket-Extensions: permessage-deflate"), "{head}");
+    // A compressed message is echoed compressed (RSV1 set) and inflates to what was sent.
+    let mut compressor = ws_proto::Compressor::new(15, false, 6);
+    let mut payload = Vec::new();
+    compressor.compress(b"Hello, compressed world", &mut payload);
+    client.send(0xc1, &payload)?;
+    let echo = client.read_frame()?.expect("echo");
+    assert_eq!((echo.rsv, echo.opcode), (0b100, 1));
+    let mut inflated = Vec::new();
+    let mut decompressor = ws_proto::Decompressor::new(15, false);
+    decompressor.decompress(&echo.payload, &mut inflated, 1 << 20).expect("inflates");
+    decompressor.finish(&mut inflated, 1 << 20).expect("inflates");
+    assert_eq!(inflated, b"Hello, compressed world");
+    // 32 MiB of zeros, some 32 KiB on the wire: stopped at the 1 MiB limit with 1009.
+    let mut bomb_compressor = ws_proto::Compressor::new(15, true, 9);
+    let mut bomb = Vec::new();
+    bomb_compressor.compress(&vec![0u8; 32 << 20], &mut bomb);
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let _ = client.send(0xc2, &bomb);
+    let (code, _) = client.expect_close()?;
+    assert_eq!(code, 1009);
+    // Everyone else is still served.
+    let mut fresh = RawClient::connect(server.addr)?;
+    fresh.send(0x81, b"after the bomb")?;
+    assert_eq!(fresh.read_message()?, (1, b"after the bomb".to_vec()));
+    Ok(())
+}

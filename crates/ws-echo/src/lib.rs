@@ -39,6 +39,8 @@ impl Default for Options {
         let mut transport = ws_transport::Config::default();
         // Echo frame by frame: memory per connection stays bounded whatever the message size.
         transport.protocol.delivery = Delivery::Chunks;
+        // permessage-deflate when the client offers it (browsers always do).
+        transport.compression = Some(ws_proto::DeflateConfig::default());
         Self { max_connections: 10_000, transport }
     }
 }
@@ -278,10 +280,12 @@ async fn echo_loop(
     stop: &async_channel::Receiver<()>,
 ) -> Result<End, Error> {
     let high_water = ws.config().write_buffer_size;
-    // A text frame that arrives in pieces, held until it is whole (at most max_frame_size).
+    // A text frame that arrives in pieces, held until it is whole (at most max_frame_size);
+    // with compression, a whole message (at most max_message_size).
     let text_frame = &mut Vec::new();
     // One wait for shutdown for the connection's life, not a new one per read.
     let mut stopping = std::pin::pin!(stop.recv());
+    let compressed = ws.connection().compression();
     loop {
         if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
             *text_frame = Vec::new();
@@ -293,6 +297,16 @@ async fn echo_loop(
         while let Some((event, mut sender)) = conn.poll_event_with_sender() {
             // Send errors mean we already sent a close frame: nothing more goes out.
             match event {
+                // Compressed messages are echoed whole, compressed again: their frames do
+                // not map to the inflated data, and a message cut into many small fragments
+                // can stall clients that count buffered frames.
+                Event::Chunk(chunk) if compressed => {
+                    text_frame.extend_from_slice(chunk.data);
+                    if chunk.last {
+                        let _ = sender.send_message(chunk.kind, text_frame);
+                        text_frame.clear();
+                    }
+                }
                 Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame),
                 Event::Message(message) => {
                     let _ = sender.send_message(message.kind(), message.as_bytes());

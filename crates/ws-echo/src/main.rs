@@ -46,6 +46,17 @@ struct Args {
     /// Close connections (1001) that send nothing for this many seconds [default: off].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
     idle_timeout: Option<u64>,
+    /// Do not negotiate permessage-deflate (RFC 7692), even when a client offers it.
+    #[arg(long)]
+    no_compression: bool,
+    /// The largest LZ77 window the server compresses with, as a power of two (9 to 15).
+    /// Smaller windows use less memory per connection and compress less.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15))]
+    server_max_window_bits: u8,
+    /// The largest LZ77 window the server asks clients to compress with, when they allow a
+    /// limit (9 to 15).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(9..=15))]
+    client_max_window_bits: u8,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
     /// `ws_echo=debug`.
     #[arg(long, default_value = "info")]
@@ -69,6 +80,12 @@ fn main() -> anyhow::Result<()> {
     transport.close_timeout = Duration::from_secs(args.close_timeout);
     transport.ping_interval = args.ping_interval.map(Duration::from_secs);
     transport.idle_timeout = args.idle_timeout.map(Duration::from_secs);
+    transport.compression = (!args.no_compression).then(|| {
+        let mut deflate = ws_proto::DeflateConfig::default();
+        deflate.server_max_window_bits = args.server_max_window_bits;
+        deflate.client_max_window_bits = args.client_max_window_bits;
+        deflate
+    });
 
     let threads = args
         .threads

@@ -470,12 +470,21 @@ pub struct ClientRequest {
     pub protocols: Vec<String>,
     /// Extra headers, e.g. `Origin` or `Authorization`.
     pub headers: Vec<(String, String)>,
+    /// Extension offers, each a `Sec-WebSocket-Extensions` element such as
+    /// `permessage-deflate; client_max_window_bits`.
+    pub extensions: Vec<String>,
 }
 
 impl ClientRequest {
     /// A request for `path` on `host`.
     pub fn new(host: impl Into<String>, path: impl Into<String>) -> Self {
-        Self { host: host.into(), path: path.into(), protocols: Vec::new(), headers: Vec::new() }
+        Self {
+            host: host.into(),
+            path: path.into(),
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            extensions: Vec::new(),
+        }
     }
 
     /// Offers a subprotocol.
@@ -487,6 +496,12 @@ impl ClientRequest {
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers an extension (one `Sec-WebSocket-Extensions` element).
+    pub fn extension(mut self, offer: impl Into<String>) -> Self {
+        self.extensions.push(offer.into());
         self
     }
 
@@ -527,6 +542,15 @@ impl ClientRequest {
         if !self.protocols.is_empty() {
             out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", self.protocols.join(", ")));
         }
+        let offered: Vec<String> = self
+            .extensions
+            .iter()
+            .filter(|e| !e.bytes().any(|b| b == b'\r' || b == b'\n'))
+            .cloned()
+            .collect();
+        if !offered.is_empty() {
+            out.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", offered.join(", ")));
+        }
         for (name, value) in &self.headers {
             if name.bytes().chain(value.bytes()).any(|b| b == b'\r' || b == b'\n') {
                 continue;
@@ -534,9 +558,16 @@ impl ClientRequest {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
         out.push_str("\r\n");
+        let extension_names = offered
+            .iter()
+            .filter_map(|o| parse_extensions(o).ok())
+            .flatten()
+            .map(|offer| offer.name)
+            .collect();
         let handshake = ClientHandshake {
             expected_accept: accept_key(key.as_bytes()),
             protocols: self.protocols,
+            extension_names,
             head: HeadBuffer::new(limits),
         };
         (handshake, out.into_bytes())
@@ -575,6 +606,10 @@ pub enum ResponseError {
 pub struct Accepted {
     /// The subprotocol the server chose, one of those offered.
     pub protocol: Option<String>,
+    /// The extensions the server accepted, with their parameters (names among those offered;
+    /// the parameters are for the extension to check, e.g.
+    /// [`DeflateConfig::accept_response`](crate::DeflateConfig::accept_response)).
+    pub extensions: Vec<ExtensionOffer>,
     /// The response headers, for inspection.
     pub headers: Vec<Header>,
 }
@@ -584,6 +619,7 @@ pub struct Accepted {
 pub struct ClientHandshake {
     expected_accept: String,
     protocols: Vec<String>,
+    extension_names: Vec<String>,
     head: HeadBuffer,
 }
 
@@ -635,11 +671,21 @@ impl ClientHandshake {
             }
             _ => return Err(ResponseError::InvalidProtocol),
         };
-        // We offer no extensions yet, so any the server names were not offered.
-        if list_items(headers_named(&headers, "sec-websocket-extensions")).next().is_some() {
+        // §4.1: "the use of an extension not present in the client's handshake ... MUST
+        // _Fail the WebSocket Connection_".
+        let mut extensions = Vec::new();
+        for value in headers_named(&headers, "sec-websocket-extensions") {
+            let value = std::str::from_utf8(value).map_err(|_| ResponseError::InvalidExtension)?;
+            extensions
+                .extend(parse_extensions(value).map_err(|_| ResponseError::InvalidExtension)?);
+        }
+        if extensions
+            .iter()
+            .any(|e| !self.extension_names.iter().any(|n| n.eq_ignore_ascii_case(&e.name)))
+        {
             return Err(ResponseError::InvalidExtension);
         }
-        Ok(Some(Accepted { protocol, headers }))
+        Ok(Some(Accepted { protocol, extensions, headers }))
     }
 
     /// Bytes received after the response head: the start of the frame stream.

@@ -295,3 +295,32 @@ client_rejects! {
     client_fails_on_garbage:
         "SSH-2.0-OpenSSH\r\n\r\n".to_string() => ResponseError::MalformedHttp;
 }
+
+#[test]
+fn rfc_4_1_client_accepts_only_offered_extensions() {
+    let (mut hs, request) = ClientRequest::new("a", "/")
+        .extension("permessage-deflate; client_max_window_bits")
+        .start(NONCE);
+    let text = String::from_utf8(request).unwrap();
+    assert!(
+        text.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        ),
+        "{text}"
+    );
+    let reply = server_reply(
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12\r\n",
+    );
+    let accepted = hs.feed(reply.as_bytes()).unwrap().unwrap();
+    assert_eq!(accepted.extensions.len(), 1);
+    assert_eq!(
+        accepted.extensions[0].params,
+        [("server_max_window_bits".to_string(), Some("12".to_string()))]
+    );
+
+    let (mut hs, _) = ClientRequest::new("a", "/").extension("permessage-deflate").start(NONCE);
+    let reply =
+        server_reply("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "Sec-WebSocket-Extensions: x-other\r\n");
+    assert_eq!(hs.feed(reply.as_bytes()), Err(ResponseError::InvalidExtension));
+}

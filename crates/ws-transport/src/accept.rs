@@ -84,6 +84,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
             }
         };
         match upgrade.accept(protocol) {
+            #[cfg(feature = "deflate")]
+            Ok(response) => {
+                // Accept permessage-deflate when configured and offered.
+                let negotiated = self
+                    .config
+                    .compression
+                    .and_then(|c| Some((c, c.negotiate(&upgrade.extensions)?)));
+                match negotiated {
+                    Some((config, (params, header))) => {
+                        let response = response.header("Sec-WebSocket-Extensions", header);
+                        let mut ws = self.accept_with_response(response).await?;
+                        ws.connection_mut().set_deflate(&params, config.level);
+                        Ok(ws)
+                    }
+                    None => self.accept_with_response(response).await,
+                }
+            }
+            #[cfg(not(feature = "deflate"))]
             Ok(response) => self.accept_with_response(response).await,
             Err(_) => {
                 self.respond(Response::new(500)).await?;

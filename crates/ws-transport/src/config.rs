@@ -36,6 +36,10 @@ pub struct Config {
     /// Outgoing bytes queued before a send waits for the stream to take them (backpressure).
     /// Default 64 KiB.
     pub write_buffer_size: usize,
+    /// permessage-deflate (RFC 7692): offered by a client, accepted by a server when the
+    /// client offers it. Default off.
+    #[cfg(feature = "deflate")]
+    pub compression: Option<ws_proto::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             idle_timeout: None,
             read_buffer_size: 64 << 10,
             write_buffer_size: 64 << 10,
+            #[cfg(feature = "deflate")]
+            compression: None,
         }
     }
 }

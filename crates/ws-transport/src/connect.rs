@@ -94,6 +94,11 @@ pub async fn connect_with<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    #[cfg(feature = "deflate")]
+    let request = match config.compression {
+        Some(deflate) => request.extension(deflate.offer()),
+        None => request,
+    };
     let deadline = Instant::now() + config.handshake_timeout;
     let mut key = [0u8; 16];
     random_bytes(&mut key);
@@ -115,7 +120,17 @@ where
     };
     let accepted =
         with_deadline(deadline, exchange).await.ok_or(Error::Timeout(Timeout::Handshake))??;
-    let conn = Connection::client(config.protocol.clone(), RandomKeys::new());
+    #[allow(unused_mut)]
+    let mut conn = Connection::client(config.protocol.clone(), RandomKeys::new());
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = config.compression {
+        // §4.1: a response that breaks the extension's rules fails the connection.
+        match deflate.accept_response(&accepted.extensions) {
+            Ok(Some(params)) => conn.set_deflate(&params, deflate.level),
+            Ok(None) => {}
+            Err(_) => return Err(Error::Response(ws_proto::ResponseError::InvalidExtension)),
+        }
+    }
     let ws = WebSocket::from_parts(stream, conn, config, handshake.remaining());
     Ok((ws, accepted))
 }

@@ -233,7 +233,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// out in one vectored write (a client masks the owned payload in place).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let message = message.into();
-        if message.as_bytes().len() < IN_PLACE_MIN || self.stream_closed {
+        // Compressed messages go through the compressor; only plain ones are sent in place.
+        if message.as_bytes().len() < IN_PLACE_MIN || self.stream_closed || self.conn.compression()
+        {
             self.feed(message).await?;
             return self.flush().await;
         }

@@ -292,3 +292,55 @@ fn handshake_deadline_applies_to_a_silent_client() -> Result {
         Ok(())
     })
 }
+
+#[test]
+fn permessage_deflate_between_our_client_and_our_server() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let mut config = Config::default();
+        config.compression = Some(ws_proto::DeflateConfig::default());
+        let server_config = config.clone();
+        let server = smol::spawn(async move {
+            let mut ws = accept_one(&listener, server_config).await?;
+            assert!(ws.connection().compression());
+            let (read_before, _) = ws.byte_counts();
+            while let Some(message) = ws.recv().await? {
+                ws.send(message).await?;
+            }
+            Ok::<_, Error>(ws.byte_counts().0 - read_before)
+        });
+        let (mut ws, accepted) = connect_tcp(&format!("ws://{addr}/"), config).await?;
+        assert_eq!(accepted.extensions[0].name, "permessage-deflate");
+        assert!(ws.connection().compression());
+        let text = "compressible ".repeat(10_000);
+        for _ in 0..3 {
+            ws.send(text.as_str()).await?;
+            assert_eq!(ws.recv().await?, Some(Message::Text(text.clone())));
+        }
+        ws.send(Message::Binary(vec![])).await?;
+        assert_eq!(ws.recv().await?, Some(Message::Binary(vec![])));
+        ws.close(CloseCode::NORMAL, "").await?;
+        let bytes_read = server.await?;
+        // 390 KB of text crossed the wire in far fewer bytes.
+        assert!(bytes_read < 20_000, "server read {bytes_read} bytes");
+        Ok(())
+    })
+}
+
+#[test]
+fn compression_is_off_unless_both_sides_want_it() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let server = smol::spawn(async move {
+            let ws = accept_one(&listener, Config::default()).await?;
+            Ok::<_, Error>(ws.connection().compression())
+        });
+        let mut config = Config::default();
+        config.compression = Some(ws_proto::DeflateConfig::default());
+        let (ws, accepted) = connect_tcp(&format!("ws://{addr}/"), config).await?;
+        assert!(accepted.extensions.is_empty());
+        assert!(!ws.connection().compression());
+        assert!(!server.await?);
+        Ok(())
+    })
+}

@@ -369,6 +369,11 @@ impl Compressor {
         if out[start..].ends_with(&TRAILER) {
             out.truncate(out.len() - TRAILER.len());
         }
+        if out.len() == start {
+            // Nothing to flush (an empty message right after another): send the one octet of
+            // an empty stored block, which the peer completes with the trailer (§7.2.3.6).
+            out.push(0x00);
+        }
         if self.no_context_takeover {
             deflate.reset();
         }
@@ -578,6 +583,12 @@ mod tests {
         let mut c = Compressor::new(15, false, 6);
         let mut out = Vec::new();
         c.compress(b"", &mut out);
+        assert_eq!(out, [0x00]);
+        // Also right after another message, where the compressor has nothing to flush.
+        c.compress(b"Hello", &mut Vec::new());
+        out.clear();
+        c.compress(b"", &mut out);
+        assert_eq!(out, [0x00]);
         let mut d = Decompressor::new(15, false);
         assert_eq!(inflate(&mut d, &[&out]).unwrap(), b"");
         // An empty payload with RSV1 set is an empty message, too.
