@@ -17,6 +17,9 @@ pub(crate) enum Step {
     Delay(Duration),
     /// Waits until the peer has sent back this many messages (pongs included).
     Await(usize),
+    /// Sends a message compressed with the negotiated permessage-deflate parameters (RSV1
+    /// set), its compressed payload cut into frames of `fragment` bytes if given.
+    SendCompressed { opcode: u8, payload: Vec<u8>, fragment: Option<usize> },
 }
 
 /// A message the peer is expected to send back.
@@ -52,6 +55,9 @@ pub(crate) struct Case {
     pub(crate) steps: Vec<Step>,
     pub(crate) expect: Vec<Expected>,
     pub(crate) outcome: Outcome,
+    /// permessage-deflate parameters (sections 12 and 13): offered by the suite in server
+    /// mode, answered to the client's offer in client mode. Must be accepted as given.
+    pub(crate) deflate: Option<&'static str>,
 }
 
 fn send(frame: Frame) -> Step {
@@ -81,7 +87,7 @@ fn case(
     expect: Vec<Expected>,
     outcome: Outcome,
 ) -> Case {
-    Case { id: id.into(), description: description.into(), steps, expect, outcome }
+    Case { id: id.into(), description: description.into(), steps, expect, outcome, deflate: None }
 }
 
 const PROTOCOL: u16 = 1002;
@@ -103,6 +109,7 @@ pub(crate) fn catalogue() -> Vec<Case> {
     close(&mut cases);
     performance(&mut cases);
     auto_fragmentation(&mut cases);
+    compression(&mut cases);
     cases
 }
 
@@ -1007,4 +1014,156 @@ fn auto_fragmentation(cases: &mut Vec<Case>) {
         vec![Expected::Text(payload)],
         Outcome::Echo,
     ));
+}
+
+/// Messages per compression case (Autobahn sends 1000; fewer keep the run short).
+const COMPRESSED_MESSAGES: usize = 20;
+
+/// Deterministic pseudo-random bytes (xorshift), so every run sends the same payloads.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Compressible text: words drawn from a small vocabulary.
+fn words(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "the ",
+        "quick ",
+        "brown ",
+        "fox ",
+        "jumps ",
+        "over ",
+        "lazy ",
+        "dog ",
+        "κόσμε ",
+        "and ",
+        "then ",
+        "again ",
+    ];
+    let picks = noise(len, seed);
+    let mut out = Vec::with_capacity(len + 8);
+    let mut i = 0;
+    while out.len() < len {
+        out.extend_from_slice(
+            WORDS[picks[i % picks.len().max(1)] as usize % WORDS.len()].as_bytes(),
+        );
+        i += 1;
+    }
+    // Cut at a character boundary at or below `len`.
+    let mut end = len.min(out.len());
+    while std::str::from_utf8(&out[..end]).is_err() {
+        end -= 1;
+    }
+    out.truncate(end);
+    out
+}
+
+/// Makes a payload of a size from a seed.
+type Payload = fn(usize, u64) -> Vec<u8>;
+
+/// Sections 12 (payloads) and 13 (parameters): compressed messages of many sizes, each echoed.
+fn compression(cases: &mut Vec<Case>) {
+    const SIZES: [usize; 10] = [16, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131072];
+    let sets: Vec<(&str, &str, &'static str, u8, Payload)> = vec![
+        ("12.1", "compressible text", "permessage-deflate", TEXT, words),
+        ("12.2", "compressible binary", "permessage-deflate", BINARY, |n, s| {
+            noise(n, s).into_iter().map(|b| b % 4).collect()
+        }),
+        ("12.3", "text with long repeats", "permessage-deflate", TEXT, |n, s| {
+            let unit = words(64, s);
+            let mut text = unit.repeat(n / unit.len().max(1) + 1);
+            let mut end = n;
+            while std::str::from_utf8(&text[..end]).is_err() {
+                end -= 1;
+            }
+            text.truncate(end);
+            text
+        }),
+        ("12.4", "binary with long repeats", "permessage-deflate", BINARY, |n, s| {
+            noise(256, s).repeat(n / 256 + 1)[..n].to_vec()
+        }),
+        ("12.5", "incompressible binary", "permessage-deflate", BINARY, noise),
+        ("13.1", "default parameters", "permessage-deflate", TEXT, words),
+        (
+            "13.2",
+            "client_no_context_takeover",
+            "permessage-deflate; client_no_context_takeover",
+            TEXT,
+            words,
+        ),
+        (
+            "13.3",
+            "client_max_window_bits=9",
+            "permessage-deflate; client_max_window_bits=9",
+            TEXT,
+            words,
+        ),
+        (
+            "13.4",
+            "client_max_window_bits=15",
+            "permessage-deflate; client_max_window_bits=15",
+            TEXT,
+            words,
+        ),
+        (
+            "13.5",
+            "client_no_context_takeover, client_max_window_bits=9",
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits=9",
+            TEXT,
+            words,
+        ),
+        (
+            "13.6",
+            "server_no_context_takeover, server_max_window_bits=9",
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=9",
+            TEXT,
+            words,
+        ),
+        (
+            "13.7",
+            "all four parameters",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=10",
+            TEXT,
+            words,
+        ),
+    ];
+    for (section, what, params, opcode, payload) in sets {
+        // Ten sizes whole, then eight cut into frames of 256 compressed bytes, as Autobahn does.
+        let variants =
+            SIZES.iter().map(|&n| (n, None)).chain(SIZES[2..].iter().map(|&n| (n, Some(256))));
+        for (i, (size, fragment)) in variants.enumerate() {
+            let mut steps = Vec::new();
+            let mut expect = Vec::new();
+            for m in 0..COMPRESSED_MESSAGES {
+                let data = payload(size, (i * 1000 + m) as u64 + 1);
+                steps.push(Step::SendCompressed { opcode, payload: data.clone(), fragment });
+                steps.push(Step::Await(m + 1));
+                expect.push(if opcode == TEXT {
+                    Expected::Text(data)
+                } else {
+                    Expected::Binary(data)
+                });
+            }
+            let how =
+                fragment.map_or(String::new(), |f| format!(", in frames of {f} compressed bytes"));
+            cases.push(Case {
+                id: format!("{section}.{}", i + 1),
+                description: format!(
+                    "Send {COMPRESSED_MESSAGES} compressed messages of {size} bytes ({what}){how}; parameters: {params}."
+                ),
+                steps,
+                expect,
+                outcome: Outcome::Echo,
+                deflate: Some(params),
+            });
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! suite itself ([`wire`]), never by the code under test.
 
 mod cases;
+mod deflate;
 mod report;
 mod wire;
 
@@ -293,8 +294,10 @@ fn run_against_server(options: &Options, catalogue: &[Case]) -> Result<Vec<CaseR
     for case in catalogue {
         let result = smol::block_on(async {
             let started = Instant::now();
-            let observed = match client_connect(addr, &host).await {
-                Ok(stream) => execute(&stream, case, Mode::Server, Vec::new()).await,
+            let observed = match client_connect(addr, &host, case.deflate).await {
+                Ok((stream, codec)) => {
+                    execute(&stream, case, Mode::Server, Vec::new(), codec).await
+                }
                 Err(err) => Observed {
                     violation: Some(format!("handshake: {err:#}")),
                     ..Observed::default()
@@ -315,13 +318,19 @@ fn print_progress(result: &CaseResult) {
 }
 
 /// Opens a connection and performs a client handshake built here.
-async fn client_connect(addr: SocketAddr, host: &str) -> Result<Async<TcpStream>> {
+async fn client_connect(
+    addr: SocketAddr,
+    host: &str,
+    offer: Option<&str>,
+) -> Result<(Async<TcpStream>, Option<deflate::Codec>)> {
     let mut stream = Async::<TcpStream>::connect(addr).await?;
     stream.get_ref().set_nodelay(true)?;
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let extensions =
+        offer.map(|o| format!("Sec-WebSocket-Extensions: {o}\r\n")).unwrap_or_default();
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let head = read_head(&mut stream).await?;
@@ -336,7 +345,27 @@ async fn client_connect(addr: SocketAddr, host: &str) -> Result<Async<TcpStream>
     }) {
         bail!("wrong or missing Sec-WebSocket-Accept");
     }
-    Ok(stream)
+    let accepted: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+        })
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .collect();
+    let codec = match (offer, accepted.as_slice()) {
+        (None, []) => None,
+        (None, _) => bail!("the server accepted an extension that was not offered"),
+        (Some(_), [one]) => {
+            let params = deflate::parse(one)
+                .context("the server answered with something other than permessage-deflate")?;
+            Some(deflate::Codec::new(params, true))
+        }
+        (Some(_), _) => {
+            bail!("permessage-deflate was offered and not accepted exactly once: {accepted:?}")
+        }
+    };
+    Ok((stream, codec))
 }
 
 /// Reads an HTTP head byte by byte (so nothing after it is consumed).
@@ -381,13 +410,15 @@ fn run_against_client(catalogue: &[Case]) -> Result<Vec<CaseResult>> {
                 Some(Err(err)) => {
                     Observed { violation: Some(format!("accept: {err}")), ..Observed::default() }
                 }
-                Some(Ok((mut stream, _))) => match server_handshake(&mut stream, i + 1).await {
-                    Ok(leftover) => execute(&stream, case, Mode::Client, leftover).await,
-                    Err(err) => Observed {
-                        violation: Some(format!("handshake: {err:#}")),
-                        ..Observed::default()
-                    },
-                },
+                Some(Ok((mut stream, _))) => {
+                    match server_handshake(&mut stream, i + 1, case.deflate).await {
+                        Ok(codec) => execute(&stream, case, Mode::Client, Vec::new(), codec).await,
+                        Err(err) => Observed {
+                            violation: Some(format!("handshake: {err:#}")),
+                            ..Observed::default()
+                        },
+                    }
+                }
             };
             judge(case, Mode::Client, observed, started.elapsed())
         });
@@ -403,7 +434,11 @@ fn run_against_client(catalogue: &[Case]) -> Result<Vec<CaseResult>> {
 }
 
 /// Answers the client's opening handshake with a 101 built here; checks the case number.
-async fn server_handshake(stream: &mut Async<TcpStream>, case_number: usize) -> Result<Vec<u8>> {
+async fn server_handshake(
+    stream: &mut Async<TcpStream>,
+    case_number: usize,
+    response_params: Option<&str>,
+) -> Result<Option<deflate::Codec>> {
     stream.get_ref().set_nodelay(true)?;
     let head = read_head(stream).await?;
     let text = String::from_utf8_lossy(&head).into_owned();
@@ -419,13 +454,36 @@ async fn server_handshake(stream: &mut Async<TcpStream>, case_number: usize) -> 
                 .map(|(_, v)| v.trim().to_string())
         })
         .context("no Sec-WebSocket-Key")?;
+    let offered = text.lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.eq_ignore_ascii_case("sec-websocket-extensions") && v.contains("permessage-deflate")
+        })
+    });
+    let (extensions, codec) = match response_params {
+        Some(params) if offered => {
+            let parsed = deflate::parse(params).context("a case's parameters")?;
+            (
+                format!("Sec-WebSocket-Extensions: {params}\r\n"),
+                Some(deflate::Codec::new(parsed, false)),
+            )
+        }
+        Some(_) => bail!("the client did not offer permessage-deflate"),
+        None => (String::new(), None),
+    };
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\n{extensions}\r\n",
         wire::accept_key(&key)
     );
     stream.write_all(response.as_bytes()).await?;
-    Ok(Vec::new())
+    Ok(codec)
+}
+
+/// The testee's configuration: defaults, offering permessage-deflate (sections 12 and 13).
+fn testee_config() -> ws_transport::Config {
+    let mut config = ws_transport::Config::default();
+    config.compression = Some(ws_proto::DeflateConfig::default());
+    config
 }
 
 /// The client under test: connects once per case and echoes every message until closed.
@@ -433,14 +491,13 @@ fn testee_client(addr: SocketAddr, count: usize) -> Result<()> {
     smol::block_on(async {
         for case in 1..=count {
             let url = format!("ws://{addr}/runCase?case={case}&agent=ws-transport");
-            let (mut ws, _) =
-                match ws_transport::connect_tcp(&url, ws_transport::Config::default()).await {
-                    Ok(connected) => connected,
-                    Err(err) => {
-                        println!("  testee: case {case}: connect failed: {err}");
-                        continue;
-                    }
-                };
+            let (mut ws, _) = match ws_transport::connect_tcp(&url, testee_config()).await {
+                Ok(connected) => connected,
+                Err(err) => {
+                    println!("  testee: case {case}: connect failed: {err}");
+                    continue;
+                }
+            };
             while let Ok(Some(message)) = ws.recv().await {
                 if ws.send(message).await.is_err() {
                     break;
@@ -457,20 +514,29 @@ async fn execute(
     case: &Case,
     mode: Mode,
     leftover: Vec<u8>,
+    codec: Option<deflate::Codec>,
 ) -> Observed {
     let state = Rc::new(RefCell::new(Observed::default()));
+    let negotiated = codec.is_some();
+    let codec = Rc::new(RefCell::new(codec));
     let deadline = Instant::now() + case_deadline(case);
     let mask = |n: u32| -> Option<[u8; 4]> {
         (mode == Mode::Server).then(|| (n.wrapping_mul(0x9e37_79b9) ^ 0x5a5a_1234).to_be_bytes())
     };
     let writer = {
         let state = Rc::clone(&state);
+        let codec_w = Rc::clone(&codec);
         async move {
             let mut keys = 0u32;
             let total_writes = case
                 .steps
                 .iter()
-                .filter(|s| matches!(s, Step::Send { .. } | Step::SendParts { .. }))
+                .filter(|s| {
+                    matches!(
+                        s,
+                        Step::Send { .. } | Step::SendParts { .. } | Step::SendCompressed { .. }
+                    )
+                })
                 .count();
             let mut writes = 0;
             let mut w = stream;
@@ -519,6 +585,37 @@ async fn execute(
                             start = *end;
                         }
                     }
+                    Step::SendCompressed { opcode, payload, fragment } => {
+                        writes += 1;
+                        if writes == total_writes {
+                            mark_final_write(&state);
+                        }
+                        let Some(compressed) =
+                            codec_w.borrow_mut().as_mut().map(|c| c.compress(payload))
+                        else {
+                            state.borrow_mut().violation =
+                                Some("permessage-deflate was not negotiated".into());
+                            return;
+                        };
+                        let size = fragment.unwrap_or(compressed.len()).max(1);
+                        let parts: Vec<&[u8]> = if compressed.is_empty() {
+                            vec![&compressed[..]]
+                        } else {
+                            compressed.chunks(size).collect()
+                        };
+                        let mut bytes = Vec::with_capacity(compressed.len() + 14 * parts.len());
+                        for (j, part) in parts.iter().enumerate() {
+                            keys += 1;
+                            let (op, rsv) = if j == 0 { (*opcode, 0b100) } else { (CONT, 0) };
+                            let frame =
+                                Frame::new(op, part.to_vec()).fin(j + 1 == parts.len()).rsv(rsv);
+                            bytes.extend(frame.encode(mask(keys)));
+                        }
+                        state.borrow_mut().log("→", &bytes);
+                        if w.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
                     Step::Delay(d) => {
                         Timer::after(*d).await;
                     }
@@ -550,10 +647,11 @@ async fn execute(
     };
     let reader = {
         let state = Rc::clone(&state);
+        let codec_r = Rc::clone(&codec);
         async move {
             let mut buf = leftover;
             let mut chunk = vec![0u8; 64 << 10];
-            let mut message: Option<(u8, Vec<u8>)> = None;
+            let mut message: Option<(u8, Vec<u8>, bool)> = None;
             let mut r = stream;
             loop {
                 // Parse what has arrived.
@@ -581,7 +679,13 @@ async fn execute(
                             ));
                             return;
                         }
-                        if frame.rsv != 0 {
+                        // RSV1 marks a compressed message, on its first frame only (RFC 7692 §6).
+                        let allowed = if negotiated && matches!(frame.opcode, TEXT | BINARY) {
+                            0b100
+                        } else {
+                            0
+                        };
+                        if frame.rsv & !allowed != 0 {
                             o.violation = Some("peer set reserved bits".into());
                             return;
                         }
@@ -594,9 +698,11 @@ async fn execute(
                                 o.violation = Some("peer started a message inside another".into());
                                 return;
                             }
-                            TEXT | BINARY => message = Some((frame.opcode, frame.payload)),
+                            TEXT | BINARY => {
+                                message = Some((frame.opcode, frame.payload, frame.rsv != 0))
+                            }
                             CONT => match message.as_mut() {
-                                Some((_, data)) => data.extend_from_slice(&frame.payload),
+                                Some((_, data, _)) => data.extend_from_slice(&frame.payload),
                                 None => {
                                     o.violation =
                                         Some("peer sent a continuation with no message".into());
@@ -631,7 +737,25 @@ async fn execute(
                             }
                         }
                         if frame.fin && matches!(frame.opcode, TEXT | BINARY | CONT) {
-                            if let Some((opcode, data)) = message.take() {
+                            if let Some((opcode, data, compressed)) = message.take() {
+                                let data = if compressed {
+                                    match codec_r
+                                        .borrow_mut()
+                                        .as_mut()
+                                        .map(|c| c.inflate(&data, 64 << 20))
+                                    {
+                                        Some(Ok(inflated)) => inflated,
+                                        Some(Err(err)) => {
+                                            o.violation = Some(err);
+                                            return;
+                                        }
+                                        None => {
+                                            unreachable!("RSV1 is allowed only when negotiated")
+                                        }
+                                    }
+                                } else {
+                                    data
+                                };
                                 o.messages.push(if opcode == TEXT {
                                     Expected::Text(data)
                                 } else {
@@ -847,13 +971,14 @@ mod tests {
     }
 
     #[test]
-    fn the_catalogue_has_301_cases_with_unique_ids() {
+    fn the_catalogue_has_517_cases_with_unique_ids() {
         let cases = cases::catalogue();
-        assert_eq!(cases.len(), 301);
+        // 301 in sections 1-7, 9 and 10; 90 in section 12; 126 in section 13.
+        assert_eq!(cases.len(), 517);
         let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), 301);
+        assert_eq!(ids.len(), 517);
     }
 
     #[test]
