@@ -207,6 +207,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     warmup: plan.warmup,
                     duration: plan.window,
                     server_pid: Some(running.pid()),
+                    deflate: false,
                 };
                 let report = load::run(&options)
                     .with_context(|| format!("{} at {connections} x {size} B", server.name))?;
@@ -246,6 +247,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 warmup: plan.warmup,
                 duration: plan.window.max(Duration::from_secs(2)),
                 server_pid: Some(running.pid()),
+                deflate: false,
             };
             let report = load::run(&options)
                 .with_context(|| format!("{} with 16 MiB messages", server.name))?;
@@ -263,10 +265,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut idle: BTreeMap<&'static str, f64> = BTreeMap::new();
     for server in &servers {
         let running = Running::start(server)?;
-        let (_, _, per_conn) = load::idle(running.addr, plan.idle_connections, running.pid())
-            .with_context(|| {
-                format!("{} with {} idle connections", server.name, plan.idle_connections)
-            })?;
+        let (_, _, per_conn) =
+            load::idle(running.addr, plan.idle_connections, running.pid(), false).with_context(
+                || format!("{} with {} idle connections", server.name, plan.idle_connections),
+            )?;
         eprintln!(
             "{:>17} {} idle connections: {per_conn:.0} bytes each, all still echo",
             server.name, plan.idle_connections

@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+use crate::conformance::deflate::{self, Codec};
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadOptions {
@@ -21,6 +23,8 @@ pub(crate) struct LoadOptions {
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
     pub(crate) server_pid: Option<u32>,
+    /// Offer permessage-deflate and send compressed text messages.
+    pub(crate) deflate: bool,
 }
 
 /// What was measured over the window after the warm-up.
@@ -53,13 +57,21 @@ impl Rng {
 }
 
 /// Opens a TCP connection and completes the opening handshake.
-pub(crate) async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    deflate: bool,
+) -> Result<(Async<TcpStream>, Option<Codec>)> {
     let mut stream =
         Async::<TcpStream>::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.get_ref().set_nodelay(true)?;
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
+        if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        }
     );
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::new();
@@ -76,12 +88,26 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>> {
     if !head.starts_with(b"HTTP/1.1 101") {
         bail!("handshake refused: {}", String::from_utf8_lossy(&head));
     }
-    Ok(stream)
+    let text = String::from_utf8_lossy(&head);
+    let accepted = text.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, v)| v.trim())
+    });
+    let codec = match (deflate, accepted) {
+        (true, Some(value)) => {
+            Some(Codec::new(deflate::parse(value).context("unexpected extension answer")?, true))
+        }
+        (true, None) => bail!("the server did not accept permessage-deflate"),
+        (false, _) => None,
+    };
+    Ok((stream, codec))
 }
 
 /// One connection's state: reusable buffers for the frame out and the echo in.
 pub(crate) struct Echoer {
     stream: Async<TcpStream>,
+    codec: Option<Codec>,
     rng: Rng,
     frame: Vec<u8>,
     expected: Vec<u8>,
@@ -90,9 +116,10 @@ pub(crate) struct Echoer {
 }
 
 impl Echoer {
-    pub(crate) fn new(stream: Async<TcpStream>, seed: u64) -> Self {
+    pub(crate) fn new((stream, codec): (Async<TcpStream>, Option<Codec>), seed: u64) -> Self {
         Self {
             stream,
+            codec,
             rng: Rng(seed | 1),
             frame: Vec::new(),
             expected: Vec::new(),
@@ -106,10 +133,22 @@ impl Echoer {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         self.expected.clear();
-        self.expected.extend((0..size).map(|i| seq.wrapping_add(i as u8)));
+        let compressed = match self.codec.as_mut() {
+            // Text for compression: lowercase letters, varying with the message.
+            Some(codec) => {
+                self.expected.extend((0..size).map(|i| b'a' + (seq as usize + i / 7) as u8 % 26));
+                Some(codec.compress(&self.expected))
+            }
+            None => {
+                self.expected.extend((0..size).map(|i| seq.wrapping_add(i as u8)));
+                None
+            }
+        };
+        let body = compressed.as_deref().unwrap_or(&self.expected);
+        let size = body.len();
         let key = (self.rng.next() as u32).to_be_bytes();
         self.frame.clear();
-        self.frame.push(0x82);
+        self.frame.push(if compressed.is_some() { 0xc1 } else { 0x82 });
         match size {
             0..=125 => self.frame.push(0x80 | size as u8),
             126..=0xffff => {
@@ -122,13 +161,14 @@ impl Echoer {
             }
         }
         self.frame.extend_from_slice(&key);
-        self.frame.extend(self.expected.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        self.frame.extend(body.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        let size = self.expected.len();
         // Write and read concurrently: a large message is echoed while it is still being sent.
         self.write_and_read(size).await
     }
 
     async fn write_and_read(&mut self, size: usize) -> Result<()> {
-        let Self { stream, frame, expected, inbuf, .. } = self;
+        let Self { stream, frame, expected, inbuf, codec, .. } = self;
         let stream = &*stream;
         let write = async {
             let mut w = stream;
@@ -139,6 +179,8 @@ impl Echoer {
             inbuf.clear();
             let mut got = 0usize;
             let mut chunk = vec![0u8; 64 << 10];
+            // A compressed echo (RSV1 on its first frame) is collected, then inflated.
+            let mut compressed: Option<Vec<u8>> = None;
             // Accept the echo in any number of frames (fragmented or not).
             loop {
                 // Parse complete frames in inbuf.
@@ -168,15 +210,35 @@ impl Echoer {
                     if opcode == 0x8 {
                         bail!("server closed the connection");
                     }
+                    let fin = rest[0] & 0x80 != 0;
                     if opcode <= 2 {
                         let payload = &rest[hlen..hlen + len];
-                        if expected.get(got..got + len) != Some(payload) {
-                            bail!("echo differs at byte {got}");
+                        if opcode != 0 && rest[0] & 0x40 != 0 {
+                            compressed = Some(Vec::new());
                         }
-                        got += len;
+                        if let Some(data) = compressed.as_mut() {
+                            data.extend_from_slice(payload);
+                        } else {
+                            if expected.get(got..got + len) != Some(payload) {
+                                bail!("echo differs at byte {got}");
+                            }
+                            got += len;
+                        }
                     }
                     pos += hlen + len;
-                    if rest[0] & 0x80 != 0 && opcode <= 2 && got == size {
+                    if fin && opcode <= 2 {
+                        if let Some(data) = compressed.take() {
+                            let codec =
+                                codec.as_mut().context("compressed echo without negotiation")?;
+                            let inflated =
+                                codec.inflate(&data, 64 << 20).map_err(anyhow::Error::msg)?;
+                            if inflated != *expected {
+                                bail!("inflated echo differs");
+                            }
+                            got = size;
+                        }
+                    }
+                    if fin && opcode <= 2 && got == size {
                         inbuf.drain(..pos);
                         return Ok(());
                     }
@@ -221,8 +283,10 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
     smol::block_on(ex.run(async {
         let mut echoers = Vec::with_capacity(options.connections);
         for i in 0..options.connections {
-            echoers
-                .push(Echoer::new(connect(options.addr).await?, 0x9e37_79b9_7f4a_7c15 ^ i as u64));
+            echoers.push(Echoer::new(
+                connect(options.addr, options.deflate).await?,
+                0x9e37_79b9_7f4a_7c15 ^ i as u64,
+            ));
         }
         let start = Instant::now();
         let measure_from = start + options.warmup;
@@ -281,14 +345,19 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
 
 /// Opens `count` idle connections and reports the server's RSS growth per connection, then
 /// checks that every connection still echoes.
-pub(crate) fn idle(addr: SocketAddr, count: usize, pid: u32) -> Result<(u64, u64, f64)> {
+pub(crate) fn idle(
+    addr: SocketAddr,
+    count: usize,
+    pid: u32,
+    deflate: bool,
+) -> Result<(u64, u64, f64)> {
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let before = rss_bytes(pid)?;
         let mut echoers = Vec::with_capacity(count);
         for i in 0..count {
             echoers.push(Echoer::new(
-                connect(addr).await.with_context(|| format!("connection {i}"))?,
+                connect(addr, deflate).await.with_context(|| format!("connection {i}"))?,
                 i as u64 + 1,
             ));
         }
@@ -297,6 +366,15 @@ pub(crate) fn idle(addr: SocketAddr, count: usize, pid: u32) -> Result<(u64, u64
         let after = rss_bytes(pid)?;
         for echoer in &mut echoers {
             echoer.round_trip(20).await?;
+        }
+        if deflate {
+            // With compression, codec state exists only once a message has gone through.
+            Timer::after(Duration::from_secs(2)).await;
+            let active = rss_bytes(pid)?;
+            eprintln!(
+                "after one compressed message each: {:.0} bytes per connection",
+                active.saturating_sub(before) as f64 / count as f64
+            );
         }
         let per_conn = after.saturating_sub(before) as f64 / count as f64;
         Ok((before, after, per_conn))

@@ -39,8 +39,12 @@ impl Default for Options {
         let mut transport = ws_transport::Config::default();
         // Echo frame by frame: memory per connection stays bounded whatever the message size.
         transport.protocol.delivery = Delivery::Chunks;
-        // permessage-deflate when the client offers it (browsers always do).
-        transport.compression = Some(ws_proto::DeflateConfig::default());
+        // permessage-deflate when the client offers it (browsers always do), without context
+        // takeover: zlib state is freed between messages, so idle connections stay small.
+        let mut deflate = ws_proto::DeflateConfig::default();
+        deflate.server_no_context_takeover = true;
+        deflate.client_no_context_takeover = true;
+        transport.compression = Some(deflate);
         Self { max_connections: 10_000, transport }
     }
 }

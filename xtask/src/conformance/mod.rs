@@ -6,7 +6,7 @@
 //! suite itself ([`wire`]), never by the code under test.
 
 mod cases;
-mod deflate;
+pub(crate) mod deflate;
 mod report;
 mod wire;
 
