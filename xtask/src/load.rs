@@ -13,6 +13,7 @@ use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::conformance::deflate::{self, Codec};
+use crate::conformance::read_head;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -74,17 +75,7 @@ pub(crate) async fn connect(
         }
     );
     stream.write_all(request.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 {
-            bail!("connection closed during the handshake");
-        }
-        head.push(byte[0]);
-        if head.len() > 16 << 10 {
-            bail!("response head too large");
-        }
-    }
+    let head = read_head(&mut stream).await?;
     if !head.starts_with(b"HTTP/1.1 101") {
         bail!("handshake refused: {}", String::from_utf8_lossy(&head));
     }

@@ -369,7 +369,7 @@ async fn client_connect(
 }
 
 /// Reads an HTTP head byte by byte (so nothing after it is consumed).
-async fn read_head(stream: &mut Async<TcpStream>) -> Result<Vec<u8>> {
+pub(crate) async fn read_head(stream: &mut Async<TcpStream>) -> Result<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
