@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::{Config, Connection, Delivery, Event, Message, MessageKind};
+use ws_proto::{Config, Connection, DeflateParams, Delivery, Event, Message, MessageKind};
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -17,7 +17,13 @@ enum Seen {
     Disconnected,
 }
 
-fn run(role_client: bool, delivery: Delivery, input: &[u8], cuts: &[usize]) -> (Vec<Seen>, Vec<u8>) {
+fn run(
+    role_client: bool,
+    delivery: Delivery,
+    deflate: Option<DeflateParams>,
+    input: &[u8],
+    cuts: &[usize],
+) -> (Vec<Seen>, Vec<u8>) {
     let mut config = Config::default();
     config.max_frame_size = 4096;
     config.max_message_size = 8192;
@@ -27,6 +33,9 @@ fn run(role_client: bool, delivery: Delivery, input: &[u8], cuts: &[usize]) -> (
     } else {
         Connection::server(config)
     };
+    if let Some(params) = deflate {
+        conn.set_deflate(&params, 6);
+    }
     let mut seen = Vec::new();
     let mut out = Vec::new();
     let mut text = Vec::new();
@@ -110,9 +119,21 @@ fuzz_target!(|data: &[u8]| {
     let Some((&control, input)) = data.split_first() else { return };
     let client = control & 1 != 0;
     let delivery = if control & 2 != 0 { Delivery::Chunks } else { Delivery::Messages };
-    let whole = run(client, delivery, input, &[]);
-    let step = usize::from(control >> 2) + 1;
+    // permessage-deflate on, with parameters from the next bits.
+    let deflate = (control & 4 != 0).then(|| DeflateParams {
+        server_no_context_takeover: control & 8 != 0,
+        client_no_context_takeover: control & 16 != 0,
+        server_max_window_bits: 9 + (control >> 5) % 7,
+        client_max_window_bits: 15 - (control >> 5) % 7,
+    });
+    let whole = run(client, delivery, deflate, input, &[]);
+    let step = usize::from(control >> 5) + 1;
     let cuts: Vec<usize> = (step..input.len()).step_by(step).collect();
-    let split = run(client, delivery, input, &cuts);
-    assert_eq!(whole, split);
+    let split = run(client, delivery, deflate, input, &cuts);
+    if deflate.is_some() {
+        // Inflated chunks follow the input's split, and so does what is echoed of them.
+        assert_eq!(whole.0, split.0);
+    } else {
+        assert_eq!(whole, split);
+    }
 });

@@ -740,20 +740,27 @@ impl Connection {
         if last && result.is_ok() {
             result = inflate.finish(buf, limit);
         }
+        let new = base..buf.len();
+        message.inflated += new.len();
+        // Text is checked before an inflate error is reported: the bytes inflated before the
+        // error come first in the message, so the verdict does not depend on how the frame
+        // was split across reads (found by the connection fuzz target).
+        if message.kind == MessageKind::Text {
+            let checked = self.utf8.feed(&buf[new.clone()]);
+            let checked = if last && result.is_ok() {
+                checked.and_then(|()| self.utf8.finish())
+            } else {
+                checked
+            };
+            if let Err(err) = checked {
+                return self.fail(err);
+            }
+        }
         if let Err(err) = result {
             return self.fail(match err {
                 InflateError::TooLarge => ProtocolError::MessageTooLarge,
                 _ => ProtocolError::InvalidCompressedData(message.kind),
             });
-        }
-        let new = base..buf.len();
-        message.inflated += new.len();
-        if message.kind == MessageKind::Text {
-            let checked = self.utf8.feed(&buf[new.clone()]);
-            let checked = if last { checked.and_then(|()| self.utf8.finish()) } else { checked };
-            if let Err(err) = checked {
-                return self.fail(err);
-            }
         }
         let first = !message.started;
         message.started = true;

@@ -234,3 +234,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_verdict_on_bad_compressed_text_does_not_depend_on_the_split() {
+    // Found by the connection fuzz target: inflating this frame yields invalid UTF-8 and then
+    // fails to inflate; fed whole it was reported as bad compressed data, fed two bytes at a
+    // time as bad UTF-8. The bytes inflated first decide, however the input is split.
+    let wire = [65u8, 43, 234, 130, 121, 1, 96, 8, 46];
+    let p = params(false, false, 10, 14);
+    let verdict = |step: usize| {
+        let mut config = Config::default();
+        config.delivery = Delivery::Chunks;
+        let mut c = client(config);
+        c.set_deflate(&p, 6);
+        let mut events = Vec::new();
+        for piece in wire.chunks(step) {
+            events.extend(feed(&mut c, piece));
+        }
+        c.receive_eof();
+        events.extend(drain(&mut c));
+        events.into_iter().find(|e| matches!(e, Owned::Failed(_) | Owned::Disconnected))
+    };
+    let whole = verdict(wire.len());
+    for step in 1..wire.len() {
+        assert_eq!(verdict(step), whole, "step {step}");
+    }
+}
