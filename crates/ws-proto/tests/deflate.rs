@@ -260,3 +260,17 @@ fn the_verdict_on_bad_compressed_text_does_not_depend_on_the_split() {
         assert_eq!(verdict(step), whole, "step {step}");
     }
 }
+
+#[test]
+fn an_empty_compressed_payload_is_an_empty_message_and_the_stream_stays_in_step() {
+    let mut s = server();
+    s.set_deflate(&params(false, false, 15, 15), 6);
+    let mut input = frame(0xc1, b"", Some(KEY));
+    input.extend(frame(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], Some(KEY)));
+    // Context taken over: the second "Hello" refers back to the first.
+    input.extend(frame(0xc1, &[0xf2, 0x00, 0x11, 0x00, 0x00], Some(KEY)));
+    assert_eq!(
+        feed(&mut s, &input),
+        [Owned::Text(String::new()), Owned::Text("Hello".into()), Owned::Text("Hello".into())]
+    );
+}

@@ -404,6 +404,9 @@ pub struct Decompressor {
     inner: Option<Decompress>,
     window_bits: u8,
     no_context_takeover: bool,
+    /// The current message has had compressed bytes; without any, it is empty and the
+    /// inflater must not see a trailer (see [`finish`](Self::finish)).
+    fed: bool,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -425,7 +428,7 @@ impl Decompressor {
     /// resetting after each message if the peer does not take over context.
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
         // A window at least as large as the peer's reads its output; zlib's minimum is 2^9.
-        Self { inner: None, window_bits: window_bits.clamp(9, 15), no_context_takeover }
+        Self { inner: None, window_bits: window_bits.clamp(9, 15), no_context_takeover, fed: false }
     }
 
     /// Inflates the payload of one frame of a compressed message, appending to `out`, which
@@ -449,6 +452,7 @@ impl Decompressor {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
+        self.fed |= !data.is_empty();
         let bits = self.window_bits;
         let inflate =
             self.inner.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
@@ -487,8 +491,18 @@ impl Decompressor {
 
     /// Ends a message: inflates the removed `00 00 ff ff` trailer, and resets when the peer
     /// does not take over context.
+    ///
+    /// A message with no compressed bytes at all is empty: a trailer alone is not a complete
+    /// DEFLATE block, and feeding it would leave the inflater inside a stored block, so the
+    /// next message would not inflate.
     pub fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        let result = self.decompress(&TRAILER, out, limit);
+        let result = if std::mem::take(&mut self.fed) {
+            let result = self.decompress(&TRAILER, out, limit);
+            self.fed = false;
+            result
+        } else {
+            Ok(())
+        };
         if self.no_context_takeover || result.is_err() {
             if let Some(inflate) = self.inner.as_mut() {
                 inflate.reset(false);
@@ -591,8 +605,14 @@ mod tests {
         assert_eq!(out, [0x00]);
         let mut d = Decompressor::new(15, false);
         assert_eq!(inflate(&mut d, &[&out]).unwrap(), b"");
-        // An empty payload with RSV1 set is an empty message, too.
+        // An empty payload with RSV1 set is an empty message, too, and the stream stays in
+        // step: the next message still inflates.
         assert_eq!(inflate(&mut d, &[]).unwrap(), b"");
+        assert_eq!(inflate(&mut d, &[&[]]).unwrap(), b"");
+        assert_eq!(
+            inflate(&mut d, &[&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]]).unwrap(),
+            b"Hello"
+        );
     }
 
     #[test]
