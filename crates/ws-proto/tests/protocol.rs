@@ -37,8 +37,12 @@ fn rfc_5_1_client_fails_on_masked_frame() {
     let mut conn = client(Config::default());
     let events = feed(&mut conn, &frame(0x81, b"hi", Some(KEY)));
     assert_eq!(events, [Owned::Failed(ProtocolError::MaskedFrame)]);
-    // 1002, masked with the client's first key (0, 0, 0, 1): only the 4th byte would change.
-    assert_eq!(take_output(&mut conn), [0x88, 0x82, 0, 0, 0, 1, 0x03, 0xea]);
+    // 1002, masked with the client's first key.
+    let k = client_key(1);
+    assert_eq!(
+        take_output(&mut conn),
+        [0x88, 0x82, k[0], k[1], k[2], k[3], 0x03 ^ k[0], 0xea ^ k[1]]
+    );
     assert!(conn.should_close_transport());
 }
 
@@ -93,7 +97,27 @@ fn rfc_5_3_client_uses_a_fresh_key_per_frame() {
     conn.send_binary(b"a").unwrap();
     conn.send_binary(b"a").unwrap();
     let out = take_output(&mut conn);
-    assert_eq!(out, [0x82, 0x81, 0, 0, 0, 1, b'a', 0x82, 0x81, 0, 0, 0, 2, b'a']);
+    let (k1, k2) = (client_key(1), client_key(2));
+    assert_ne!(k1, k2);
+    assert_eq!(
+        out,
+        [
+            0x82,
+            0x81,
+            k1[0],
+            k1[1],
+            k1[2],
+            k1[3],
+            b'a' ^ k1[0],
+            0x82,
+            0x81,
+            k2[0],
+            k2[1],
+            k2[2],
+            k2[3],
+            b'a' ^ k2[0]
+        ]
+    );
 }
 
 // ---- §5.2 base framing ---------------------------------------------------------------------
@@ -193,7 +217,11 @@ fn rfc_7_1_1_client_waits_for_the_server_to_close_tcp() {
         feed(&mut conn, &frame(0x88, b"\x03\xe9", None)),
         [Owned::Close(CloseCode::GOING_AWAY, String::new())]
     );
-    assert_eq!(take_output(&mut conn), [0x88, 0x82, 0, 0, 0, 1, 0x03, 0xe9]);
+    let k = client_key(1);
+    assert_eq!(
+        take_output(&mut conn),
+        [0x88, 0x82, k[0], k[1], k[2], k[3], 0x03 ^ k[0], 0xe9 ^ k[1]]
+    );
     assert_eq!(conn.state(), State::Closed);
     assert!(!conn.should_close_transport());
     conn.receive_eof();

@@ -98,12 +98,19 @@ pub fn server_with(config: Config) -> Connection {
     Connection::server(config)
 }
 
-/// A client whose masking keys count up from 1, so its output is deterministic.
+/// The masking key a [`client`] uses for its `n`th frame (from 1): deterministic, different
+/// for every frame, and with no zero byte, so that masking shows in every payload byte.
+pub fn client_key(n: u32) -> [u8; 4] {
+    [0x10 + n as u8, 0x5a, 0xa5, 0xc3]
+}
+
+/// A client whose masking keys are [`client_key`]`(1)`, `(2)`, …, so its output is
+/// deterministic.
 pub fn client(config: Config) -> Connection {
     let mut n: u32 = 0;
     Connection::client(config, move || {
         n = n.wrapping_add(1);
-        n.to_be_bytes()
+        client_key(n)
     })
 }
 
