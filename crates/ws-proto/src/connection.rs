@@ -448,6 +448,16 @@ impl Connection {
         self.in_end - self.in_start
     }
 
+    /// Bytes of memory the connection's buffers hold (their capacity), compression state
+    /// aside: what an idle connection costs beyond this struct.
+    pub fn buffer_capacity(&self) -> usize {
+        self.input.capacity()
+            + self.assembly.capacity()
+            + self.inflated.capacity()
+            + self.out.buf.capacity()
+            + self.out.scratch.capacity()
+    }
+
     /// Frees buffers that hold nothing, so an idle connection costs only this struct. Call it
     /// when the connection goes idle; buffers are allocated again on demand.
     pub fn release_idle_buffers(&mut self) {
