@@ -14,6 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::conformance::deflate::{self, Codec};
 use crate::conformance::read_head;
+use crate::conformance::wire;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -176,35 +177,21 @@ impl Echoer {
             loop {
                 // Parse complete frames in inbuf.
                 let mut pos = 0;
-                loop {
-                    let rest = &inbuf[pos..];
-                    if rest.len() < 2 {
-                        break;
-                    }
-                    let (len, hlen) = match rest[1] & 0x7f {
-                        126 if rest.len() >= 4 => {
-                            (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4)
-                        }
-                        127 if rest.len() >= 10 => {
-                            (u64::from_be_bytes(rest[2..10].try_into()?) as usize, 10)
-                        }
-                        126 | 127 => break,
-                        n => (n as usize, 2),
-                    };
-                    if rest[1] & 0x80 != 0 {
+                while let Some(header) =
+                    wire::parse_header(&inbuf[pos..], 64 << 20).map_err(anyhow::Error::msg)?
+                {
+                    if header.mask.is_some() {
                         bail!("server sent a masked frame");
                     }
-                    if rest.len() < hlen + len {
-                        break;
-                    }
-                    let opcode = rest[0] & 0xf;
+                    let opcode = header.opcode;
+                    let len = header.payload.len();
                     if opcode == 0x8 {
                         bail!("server closed the connection");
                     }
-                    let fin = rest[0] & 0x80 != 0;
+                    let fin = header.fin;
                     if opcode <= 2 {
-                        let payload = &rest[hlen..hlen + len];
-                        if opcode != 0 && rest[0] & 0x40 != 0 {
+                        let payload = &inbuf[pos..][header.payload.clone()];
+                        if opcode != 0 && header.rsv & 0b100 != 0 {
                             compressed = Some(Vec::new());
                         }
                         if let Some(data) = compressed.as_mut() {
@@ -216,7 +203,7 @@ impl Echoer {
                             got += len;
                         }
                     }
-                    pos += hlen + len;
+                    pos += header.payload.end;
                     if fin && opcode <= 2 {
                         if let Some(data) = compressed.take() {
                             let codec =

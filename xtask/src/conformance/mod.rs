@@ -8,7 +8,7 @@
 mod cases;
 pub(crate) mod deflate;
 mod report;
-mod wire;
+pub(crate) mod wire;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader};

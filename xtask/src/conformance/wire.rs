@@ -76,13 +76,23 @@ pub(crate) struct Received {
     pub(crate) payload: Vec<u8>,
 }
 
-/// Parses one frame from the start of `buf`: `Ok(None)` if more bytes are needed, an error
-/// for a header no peer may send (a length over 2^63 or over `limit`).
-pub(crate) fn parse(buf: &[u8], limit: usize) -> Result<Option<(Received, usize)>, String> {
+/// A complete frame's header, with where its payload lies in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) fin: bool,
+    pub(crate) rsv: u8,
+    pub(crate) opcode: u8,
+    pub(crate) mask: Option<[u8; 4]>,
+    /// The payload's bytes in the buffer, still masked if `mask` is set.
+    pub(crate) payload: std::ops::Range<usize>,
+}
+
+/// Finds one complete frame at the start of `buf` without copying it: `Ok(None)` if more bytes
+/// are needed, an error for a length over `limit` (checked before waiting for the payload).
+pub(crate) fn parse_header(buf: &[u8], limit: usize) -> Result<Option<Header>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
-    let masked = buf[1] & 0x80 != 0;
     let (len, mut pos) = match buf[1] & 0x7f {
         126 if buf.len() >= 4 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
         127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes")), 10),
@@ -93,32 +103,43 @@ pub(crate) fn parse(buf: &[u8], limit: usize) -> Result<Option<(Received, usize)
         return Err(format!("peer declared a {len}-byte frame"));
     }
     let len = len as usize;
-    let key = if masked {
-        if buf.len() < pos + 4 {
-            return Ok(None);
-        }
+    let mask = if buf[1] & 0x80 != 0 {
+        let Some(key) = buf.get(pos..pos + 4) else { return Ok(None) };
         pos += 4;
-        Some([buf[pos - 4], buf[pos - 3], buf[pos - 2], buf[pos - 1]])
+        Some([key[0], key[1], key[2], key[3]])
     } else {
         None
     };
     if buf.len() < pos + len {
         return Ok(None);
     }
-    let mut payload = buf[pos..pos + len].to_vec();
-    if let Some(key) = key {
+    Ok(Some(Header {
+        fin: buf[0] & 0x80 != 0,
+        rsv: (buf[0] >> 4) & 7,
+        opcode: buf[0] & 0xf,
+        mask,
+        payload: pos..pos + len,
+    }))
+}
+
+/// Parses one frame from the start of `buf` into an unmasked copy; see [`parse_header`].
+pub(crate) fn parse(buf: &[u8], limit: usize) -> Result<Option<(Received, usize)>, String> {
+    let Some(header) = parse_header(buf, limit)? else { return Ok(None) };
+    let mut payload = buf[header.payload.clone()].to_vec();
+    if let Some(key) = header.mask {
         for (i, b) in payload.iter_mut().enumerate() {
             *b ^= key[i % 4];
         }
     }
+    let used = header.payload.end;
     let frame = Received {
-        fin: buf[0] & 0x80 != 0,
-        rsv: (buf[0] >> 4) & 7,
-        opcode: buf[0] & 0xf,
-        masked,
+        fin: header.fin,
+        rsv: header.rsv,
+        opcode: header.opcode,
+        masked: header.mask.is_some(),
         payload,
     };
-    Ok(Some((frame, pos + len)))
+    Ok(Some((frame, used)))
 }
 
 /// The `Sec-WebSocket-Accept` for a key: SHA-1 and base64, written here from FIPS 180-1 and
