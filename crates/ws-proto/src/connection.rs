@@ -386,10 +386,7 @@ impl Connection {
 
     /// Whether permessage-deflate is on.
     pub fn compression(&self) -> bool {
-        #[cfg(feature = "deflate")]
-        return self.inflate.is_some();
-        #[cfg(not(feature = "deflate"))]
-        return false;
+        self.out.compression()
     }
 
     /// Whether the transport should be closed once [`pending_output`](Self::pending_output)

@@ -41,6 +41,16 @@ impl Message {
     }
 }
 
+/// Copies a message borrowed from the connection.
+impl From<ProtoMessage<'_>> for Message {
+    fn from(message: ProtoMessage<'_>) -> Self {
+        match message {
+            ProtoMessage::Text(text) => Self::Text(text.to_owned()),
+            ProtoMessage::Binary(data) => Self::Binary(data.to_vec()),
+        }
+    }
+}
+
 impl From<&str> for Message {
     fn from(text: &str) -> Self {
         Self::Text(text.to_owned())
@@ -209,12 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_owned(&mut self) -> Option<Polled> {
         let event = self.conn.poll_event()?;
         Some(match event {
-            Event::Message(ProtoMessage::Text(text)) => {
-                Polled::Message(Message::Text(text.to_owned()))
-            }
-            Event::Message(ProtoMessage::Binary(data)) => {
-                Polled::Message(Message::Binary(data.to_vec()))
-            }
+            Event::Message(message) => Polled::Message(message.into()),
             Event::Chunk(_) => Polled::Chunk,
             Event::Pong(_) => Polled::Pong,
             Event::Close(frame) => {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use async_lock::Mutex;
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use ws_proto::{CloseCode, Connection, Event, Message as ProtoMessage, State};
+use ws_proto::{CloseCode, Connection, Event, State};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
@@ -104,12 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
                     break;
                 };
                 next = match event {
-                    Event::Message(ProtoMessage::Text(t)) => {
-                        Some(Next::Message(Message::Text(t.to_owned())))
-                    }
-                    Event::Message(ProtoMessage::Binary(b)) => {
-                        Some(Next::Message(Message::Binary(b.to_vec())))
-                    }
+                    Event::Message(message) => Some(Next::Message(message.into())),
                     Event::Close(_) => Some(Next::Closed),
                     Event::Failed(err) => Some(Next::Failed(err)),
                     Event::Disconnected => Some(Next::Disconnected),
