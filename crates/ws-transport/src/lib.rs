@@ -42,7 +42,7 @@ pub use accept::{ServerHandshake, accept, accept_with};
 pub use config::Config;
 pub use connect::{WsUrl, connect, connect_tcp, connect_with};
 pub use error::{Error, Timeout};
-pub use socket::{IN_PLACE_MIN, Message, WebSocket};
+pub use socket::{IN_PLACE_MIN, Message, Outgoing, WebSocket};
 pub use split::{WsReader, WsWriter};
 
 /// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.

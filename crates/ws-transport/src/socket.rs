@@ -41,6 +41,93 @@ impl Message {
     }
 }
 
+/// What [`WebSocket::send`] and [`WebSocket::feed`] take: text or binary, borrowed
+/// (`&str`, `&[u8]`, copied once, into the output buffer) or owned (`String`, `Vec<u8>`,
+/// [`Message`]; from 4 KiB not copied at all). Sealed: implemented for those types only.
+pub trait Outgoing: sealed::Sealed {
+    /// Text or binary.
+    fn kind(&self) -> MessageKind;
+    /// The payload.
+    fn bytes(&self) -> &[u8];
+    /// The payload as an owned buffer that may be masked in place, or `self` back when it is
+    /// borrowed.
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self>
+    where
+        Self: Sized;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for &str {}
+    impl Sealed for String {}
+    impl Sealed for &[u8] {}
+    impl Sealed for Vec<u8> {}
+    impl Sealed for super::Message {}
+}
+
+impl Outgoing for &str {
+    fn kind(&self) -> MessageKind {
+        MessageKind::Text
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Err(self)
+    }
+}
+
+impl Outgoing for &[u8] {
+    fn kind(&self) -> MessageKind {
+        MessageKind::Binary
+    }
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Err(self)
+    }
+}
+
+impl Outgoing for String {
+    fn kind(&self) -> MessageKind {
+        MessageKind::Text
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Ok(self.into_bytes())
+    }
+}
+
+impl Outgoing for Vec<u8> {
+    fn kind(&self) -> MessageKind {
+        MessageKind::Binary
+    }
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Ok(self)
+    }
+}
+
+impl Outgoing for Message {
+    fn kind(&self) -> MessageKind {
+        Message::kind(self)
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn into_owned_bytes(self) -> Result<Vec<u8>, Self> {
+        Ok(match self {
+            Self::Text(text) => text.into_bytes(),
+            Self::Binary(data) => data,
+        })
+    }
+}
+
 /// Copies a message borrowed from the connection.
 impl From<ProtoMessage<'_>> for Message {
     fn from(message: ProtoMessage<'_>) -> Self {
@@ -236,21 +323,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// A message of [`IN_PLACE_MIN`] bytes or more is not copied: its header and payload go
     /// out in one vectored write (a client masks the owned payload in place).
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        // Compressed messages go through the compressor; only plain ones are sent in place.
-        if message.as_bytes().len() < IN_PLACE_MIN || self.stream_closed || self.conn.compression()
+    pub async fn send(&mut self, message: impl Outgoing) -> Result<(), Error> {
+        // Compressed messages go through the compressor; only plain, owned ones of some size
+        // are sent in place.
+        if message.bytes().len() >= IN_PLACE_MIN && !self.stream_closed && !self.conn.compression()
         {
+            let kind = message.kind();
+            match message.into_owned_bytes() {
+                Ok(mut payload) => {
+                    self.conn.sender().send_in_place(kind, &mut payload)?;
+                    return self.write_out(&payload).await;
+                }
+                Err(message) => self.feed(message).await?,
+            }
+        } else {
             self.feed(message).await?;
-            return self.flush().await;
         }
-        let kind = message.kind();
-        let mut payload = match message {
-            Message::Text(text) => text.into_bytes(),
-            Message::Binary(data) => data,
-        };
-        self.conn.sender().send_in_place(kind, &mut payload)?;
-        self.write_out(&payload).await
+        self.flush().await
     }
 
     /// Writes all pending output and then `payload`, within [`Config::write_timeout`].
@@ -272,9 +361,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues a message, waiting only while more than
     /// [`Config::write_buffer_size`] bytes are queued. Call [`flush`](Self::flush) after a
     /// batch.
-    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        self.conn.sender().send_message(message.kind(), message.as_bytes())?;
+    pub async fn feed(&mut self, message: impl Outgoing) -> Result<(), Error> {
+        self.conn.sender().send_message(message.kind(), message.bytes())?;
         if self.conn.pending_output().len() > self.config.write_buffer_size {
             self.flush().await?;
         }

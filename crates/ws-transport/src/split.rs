@@ -10,7 +10,7 @@ use ws_proto::{CloseCode, Connection, Event, State};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
-use crate::socket::Message;
+use crate::socket::{Message, Outgoing};
 use crate::util::{with_deadline, write_output};
 
 /// State both halves share: the protocol machine and the write side of the stream.
@@ -147,10 +147,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Sends a message and waits until the stream has taken it.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
+    pub async fn send(&self, message: impl Outgoing) -> Result<(), Error> {
         let mut shared = self.shared.lock().await;
-        shared.conn.sender().send_message(message.kind(), message.as_bytes())?;
+        shared.conn.sender().send_message(message.kind(), message.bytes())?;
         shared.flush().await
     }
 

@@ -47,11 +47,14 @@ fn client_and_server_exchange_messages_and_close() -> Result {
             ws.send(message.clone()).await?;
             assert_eq!(ws.recv().await?, Some(message));
         }
+        // Borrowed data above the in-place size goes through the output buffer instead.
+        ws.send(&big[..10_000]).await?;
+        assert_eq!(ws.recv().await?, Some(Message::Binary(big[..10_000].to_vec())));
         ws.ping(b"p").await?;
         ws.close(CloseCode::NORMAL, "bye").await?;
         assert_eq!(ws.peer_close().map(|(c, _)| c), Some(CloseCode::NORMAL));
         let (seen, close) = server.await?;
-        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.len(), 4);
         assert_eq!(close, Some((CloseCode::NORMAL, "bye".to_string())));
         Ok(())
     })
