@@ -86,14 +86,18 @@ fn main() -> anyhow::Result<()> {
     transport.close_timeout = Duration::from_secs(args.close_timeout);
     transport.ping_interval = args.ping_interval.map(Duration::from_secs);
     transport.idle_timeout = args.idle_timeout.map(Duration::from_secs);
-    transport.compression = (!args.no_compression).then(|| {
-        let mut deflate = ws_proto::DeflateConfig::default();
+    // The server's compression defaults live in `Options::default`; flags adjust them.
+    if args.no_compression {
+        transport.compression = None;
+    }
+    if let Some(deflate) = transport.compression.as_mut() {
         deflate.server_max_window_bits = args.server_max_window_bits;
         deflate.client_max_window_bits = args.client_max_window_bits;
-        deflate.server_no_context_takeover = !args.context_takeover;
-        deflate.client_no_context_takeover = !args.context_takeover;
-        deflate
-    });
+        if args.context_takeover {
+            deflate.server_no_context_takeover = false;
+            deflate.client_no_context_takeover = false;
+        }
+    }
 
     let threads = args
         .threads
