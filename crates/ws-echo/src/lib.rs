@@ -1,10 +1,12 @@
 //! The echo server behind the `ws-echo` binary, as a library so that tests can run it in
 //! process on `127.0.0.1:0`.
 //!
-//! Every connection is a task on one multi-threaded executor: it reads the request head,
-//! serves the demo page, `/healthz` or a 404 to plain HTTP, refuses bad upgrades with their
-//! 4xx, and echoes every message of an accepted WebSocket frame by frame as it streams in, so
-//! a message of any size costs a bounded amount of memory.
+//! Every connection starts as a task on one multi-threaded executor: it reads the request head,
+//! serves the demo page, `/healthz` or a 404 to plain HTTP, and refuses bad upgrades with their
+//! 4xx. An accepted WebSocket then echoes every message frame by frame as it streams in, so a
+//! message of any size costs a bounded amount of memory — on Linux in an engine thread of its
+//! own (edge-triggered epoll, see `engine.rs`), elsewhere (or with [`Engine::Async`]) in the
+//! same task through [`ws_transport::WebSocket`].
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,12 +19,39 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
 use smol::Executor;
 use tracing::{debug, info, warn};
 use ws_proto::{
-    Chunk, CloseCode, Delivery, Event, HandshakeError, MessageKind, Request, Response, Sender,
+    Chunk, CloseCode, Connection, Delivery, Event, HandshakeError, MessageKind, Request, Response,
+    Sender,
 };
 use ws_transport::{Error, ServerHandshake, WebSocket};
 
+#[cfg(target_os = "linux")]
+mod engine;
+
 /// The demo page served at `/`.
 pub const PAGE: &str = include_str!("page.html");
+
+/// What runs the echo once the opening handshake is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Engine {
+    /// Each connection stays a task on the executor and echoes through
+    /// [`ws_transport::WebSocket`] (smol's reactor). Portable.
+    Async,
+    /// Connections are handed to [`Options::echo_threads`] engine threads, each with an
+    /// edge-triggered epoll set driving `ws_proto::Connection`s directly: fewer system calls
+    /// per message. Linux only; the default there.
+    #[cfg(target_os = "linux")]
+    Epoll,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        #[cfg(target_os = "linux")]
+        return Self::Epoll;
+        #[cfg(not(target_os = "linux"))]
+        return Self::Async;
+    }
+}
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -32,6 +61,10 @@ pub struct Options {
     pub max_connections: usize,
     /// Limits and timeouts of each connection.
     pub transport: ws_transport::Config,
+    /// What runs the echo phase. Default [`Engine::Epoll`] on Linux, else [`Engine::Async`].
+    pub engine: Engine,
+    /// Engine threads for [`Engine::Epoll`]. Default 1.
+    pub echo_threads: usize,
 }
 
 impl Default for Options {
@@ -45,7 +78,7 @@ impl Default for Options {
         deflate.server_no_context_takeover = true;
         deflate.client_no_context_takeover = true;
         transport.compression = Some(deflate);
-        Self { max_connections: 10_000, transport }
+        Self { max_connections: 10_000, transport, engine: Engine::default(), echo_threads: 1 }
     }
 }
 
@@ -97,6 +130,13 @@ impl Server {
         let refusing = Arc::new(AtomicUsize::new(0));
         // Closing this channel (dropping the sender) tells every connection to shut down.
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let echo = match EchoPhase::start(&self.options) {
+            Ok(echo) => Arc::new(echo),
+            Err(err) => {
+                warn!("cannot start the echo engine: {err}");
+                return Summary { accepted: 0, abandoned: 0 };
+            }
+        };
         let mut accepted = 0;
         let accept_loop = async {
             loop {
@@ -123,9 +163,9 @@ impl Server {
                         let guard = LiveGuard(Arc::clone(&live));
                         let options = Arc::clone(&self.options);
                         let stop = stop_rx.clone();
+                        let echo = Arc::clone(&echo);
                         ex.spawn(async move {
-                            handle(stream, peer, &options, stop).await;
-                            drop(guard);
+                            handle(stream, peer, &options, stop, &echo, guard).await;
                         })
                         .detach();
                     }
@@ -142,12 +182,18 @@ impl Server {
         let open = live.load(Ordering::Acquire);
         info!(open, "shutting down: closing open connections with 1001");
         drop(stop_tx);
+        echo.stop();
         let deadline =
             Instant::now() + self.options.transport.close_timeout + Duration::from_secs(1);
         while live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(10)).await;
         }
-        Summary { accepted, abandoned: live.load(Ordering::Acquire) }
+        let abandoned = live.load(Ordering::Acquire);
+        // Handshakes still in flight hold clones; the last one ends with them.
+        if let Ok(echo) = Arc::try_unwrap(echo) {
+            echo.join();
+        }
+        Summary { accepted, abandoned }
     }
 }
 
@@ -207,9 +253,55 @@ async fn handle(
     peer: SocketAddr,
     options: &Options,
     stop: async_channel::Receiver<()>,
+    phase: &EchoPhase,
+    guard: LiveGuard,
 ) {
-    if let Some(ws) = Box::pin(open(stream, peer, options)).await {
-        Box::pin(echo(ws, peer, stop)).await;
+    let Some(ws) = Box::pin(open(stream, peer, options)).await else { return };
+    match phase {
+        EchoPhase::Async => Box::pin(echo(ws, peer, stop)).await,
+        #[cfg(target_os = "linux")]
+        EchoPhase::Epoll(pool) => {
+            if let Err(err) = pool.adopt(ws, peer, guard) {
+                warn!(%peer, "cannot hand the connection to an engine: {err}");
+            }
+            return;
+        }
+    }
+    drop(guard);
+}
+
+/// The running echo phase of a server.
+#[derive(Debug)]
+enum EchoPhase {
+    Async,
+    #[cfg(target_os = "linux")]
+    Epoll(engine::Pool),
+}
+
+impl EchoPhase {
+    fn start(options: &Options) -> io::Result<Self> {
+        Ok(match options.engine {
+            Engine::Async => Self::Async,
+            #[cfg(target_os = "linux")]
+            Engine::Epoll => {
+                Self::Epoll(engine::Pool::start(options.echo_threads, &options.transport)?)
+            }
+        })
+    }
+
+    /// Shuts the engines' connections down with 1001 (tasks hear it through their channel).
+    fn stop(&self) {
+        #[cfg(target_os = "linux")]
+        if let Self::Epoll(pool) = self {
+            pool.stop();
+        }
+    }
+
+    fn join(self) {
+        #[cfg(target_os = "linux")]
+        if let Self::Epoll(pool) = self {
+            pool.join();
+        }
     }
 }
 
@@ -254,6 +346,7 @@ async fn open(
 }
 
 /// How an echo session ended.
+#[derive(Debug)]
 enum End {
     Closed(CloseCode),
     Failed(ws_proto::ProtocolError),
@@ -269,6 +362,16 @@ async fn echo(
     debug!(%peer, "open");
     let result = echo_loop(&mut ws, &stop).await;
     let (read, written) = ws.byte_counts();
+    log_end(peer, result.as_ref().map_err(|err| err as &dyn std::fmt::Display), read, written);
+}
+
+/// Logs how a session ended: at debug when it ended normally, at warn when it failed.
+fn log_end(
+    peer: SocketAddr,
+    result: Result<&End, &dyn std::fmt::Display>,
+    read: u64,
+    written: u64,
+) {
     match result {
         Ok(End::Closed(code)) => debug!(%peer, code = code.0, read, written, "closed"),
         Ok(End::Failed(err)) => {
@@ -284,60 +387,21 @@ async fn echo_loop(
     stop: &async_channel::Receiver<()>,
 ) -> Result<End, Error> {
     let high_water = ws.config().write_buffer_size;
-    // A text frame that arrives in pieces, held until it is whole (at most max_frame_size);
-    // with compression, a whole message (at most max_message_size).
     let text_frame = &mut Vec::new();
     // One wait for shutdown for the connection's life, not a new one per read.
     let mut stopping = std::pin::pin!(stop.recv());
-    let compressed = ws.connection().compression();
     loop {
-        if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
-            *text_frame = Vec::new();
-        }
-        let mut end = None;
-        // Set when we stop polling at the high-water mark with events possibly left.
-        let mut more = false;
-        let conn = ws.connection_mut();
-        while let Some((event, mut sender)) = conn.poll_event_with_sender() {
-            // Send errors mean we already sent a close frame: nothing more goes out.
-            match event {
-                // Compressed messages are echoed whole, compressed again: their frames do
-                // not map to the inflated data, and a message cut into many small fragments
-                // can stall clients that count buffered frames.
-                Event::Chunk(chunk) if compressed => {
-                    text_frame.extend_from_slice(chunk.data);
-                    if chunk.last {
-                        let _ = sender.send_message(chunk.kind, text_frame);
-                        text_frame.clear();
-                    }
-                }
-                Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame),
-                Event::Message(message) => {
-                    let _ = sender.send_message(message.kind(), message.as_bytes());
-                }
-                Event::Close(frame) => end = Some(End::Closed(frame.code)),
-                Event::Failed(err) => end = Some(End::Failed(err)),
-                Event::Disconnected => end = Some(End::Disconnected),
-                _ => {}
-            }
-            if end.is_some() {
-                break;
-            }
-            if conn.pending_output().len() >= high_water {
-                more = true;
-                break;
-            }
-        }
+        let pass = echo_events(ws.connection_mut(), text_frame, high_water);
         // Backpressure: nothing more is read until what we owe the peer is written.
         ws.flush().await?;
-        if let Some(end) = end {
+        if let Some(end) = pass.end {
             if !matches!(end, End::Disconnected) {
                 // Sends what is queued and ends the stream (the server closes first).
                 Box::pin(ws.close(CloseCode::NORMAL, "")).await.or_else(ignore_after_close)?;
             }
             return Ok(end);
         }
-        if more {
+        if pass.more {
             continue;
         }
         let read = async { ws.read_more().await.map(Some) };
@@ -350,6 +414,62 @@ async fn echo_loop(
             return Ok(End::Closed(CloseCode::GOING_AWAY));
         }
     }
+}
+
+/// What one pass over a connection's buffered events did.
+struct Pass {
+    /// How the session ended, if it did.
+    end: Option<End>,
+    /// Stopped at the high-water mark with events possibly left: flush, then pass again.
+    more: bool,
+    /// A pong arrived (the answer to a keepalive ping).
+    pong: bool,
+}
+
+/// Polls the events buffered in `conn` and queues their echoes, until an end (close, failure,
+/// disconnection), the input runs out, or `high_water` bytes of output are queued. Both
+/// engines echo through this one function.
+///
+/// `text_frame` holds a text frame that arrives in pieces until it is whole (at most
+/// `max_frame_size`), or with compression a whole message (at most `max_message_size`).
+fn echo_events(conn: &mut Connection, text_frame: &mut Vec<u8>, high_water: usize) -> Pass {
+    if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
+        *text_frame = Vec::new();
+    }
+    let compressed = conn.compression();
+    let mut pass = Pass { end: None, more: false, pong: false };
+    while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+        // Send errors mean we already sent a close frame: nothing more goes out.
+        match event {
+            // Compressed messages are echoed whole, compressed again: their frames do not map
+            // to the inflated data, and a message cut into many small fragments can stall
+            // clients that count buffered frames.
+            Event::Chunk(chunk) if compressed => {
+                text_frame.extend_from_slice(chunk.data);
+                if chunk.last {
+                    let _ = sender.send_message(chunk.kind, text_frame);
+                    text_frame.clear();
+                }
+            }
+            Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame),
+            Event::Message(message) => {
+                let _ = sender.send_message(message.kind(), message.as_bytes());
+            }
+            Event::Pong(_) => pass.pong = true,
+            Event::Close(frame) => pass.end = Some(End::Closed(frame.code)),
+            Event::Failed(err) => pass.end = Some(End::Failed(err)),
+            Event::Disconnected => pass.end = Some(End::Disconnected),
+            _ => {}
+        }
+        if pass.end.is_some() {
+            break;
+        }
+        if conn.pending_output().len() >= high_water {
+            pass.more = true;
+            break;
+        }
+    }
+    pass
 }
 
 /// Echoes one chunk, frame for frame: each echoed frame has the length and FIN bit of the

@@ -234,6 +234,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Takes the WebSocket apart, to drive the connection some other way (an event loop of
+    /// one's own, say): the stream and the state machine, with any input already read and
+    /// output not yet written still inside it. The timers' state is dropped.
+    pub fn into_parts(self) -> (S, Connection) {
+        (self.stream, self.conn)
+    }
+
     /// The protocol state machine.
     pub fn connection(&self) -> &Connection {
         &self.conn

@@ -1,0 +1,588 @@
+//! The echo phase on Linux: engine threads that each own an edge-triggered epoll set and drive
+//! their connections' [`Connection`]s directly with non-blocking reads and writes.
+//!
+//! Why not the async path for this phase: smol's reactor (async-io) registers a socket in
+//! one-shot mode, so every wait re-arms it with `epoll_ctl`, and each read that finds nothing
+//! costs a `recv` returning `EAGAIN` first. Here a socket is registered once (`EPOLLET`), a
+//! read shorter than its buffer is taken to mean the socket is drained (data arriving later
+//! raises a new edge), and a small message costs one `read` and one `write`, with one
+//! `epoll_wait` shared by every connection that became ready meanwhile. The opening handshake
+//! stays on the async path ([`ws_transport::ServerHandshake`]); the accepted connection is then
+//! handed over whole, input already read included. docs/benchmarks.md has the measurements.
+//!
+//! Limits: every connection has the same timers as [`ws_transport::WebSocket`] (close, write,
+//! keepalive ping and pong, idle), kept in one heap per engine; one connection gets at most
+//! [`READS_PER_TURN`] reads before the others get a turn; output is bounded by
+//! `write_buffer_size` exactly as on the async path.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_io::Async;
+use rustix::buffer::spare_capacity;
+use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
+use tracing::{debug, warn};
+use ws_proto::{CloseCode, Connection, State};
+use ws_transport::{Config, WebSocket};
+
+use crate::{End, LiveGuard, echo_events, log_end};
+
+/// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
+const WAKE: u64 = u64::MAX;
+/// The smallest read requested; reads double while they fill the buffer, up to
+/// [`Config::read_buffer_size`].
+const MIN_READ: usize = 2 << 10;
+/// Reads one connection may make in one turn before the others get theirs.
+pub(crate) const READS_PER_TURN: usize = 16;
+/// Events taken from epoll per wait.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// Engine threads, with connections dealt to them in turn.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    engines: Vec<(Arc<Inbox>, JoinHandle<()>)>,
+    next: AtomicUsize,
+}
+
+/// What the accepting side tells an engine.
+enum Command {
+    Adopt(Box<Adopted>),
+    /// Close every connection with 1001, take no more, and end when they are gone or
+    /// `close_timeout` plus a second has passed.
+    Stop,
+}
+
+/// An accepted connection on its way to an engine.
+struct Adopted {
+    stream: TcpStream,
+    conn: Connection,
+    peer: SocketAddr,
+    guard: LiveGuard,
+}
+
+/// An engine's mailbox: commands, and an eventfd in its epoll set to wake it.
+#[derive(Debug)]
+struct Inbox {
+    commands: Mutex<Vec<Command>>,
+    wake: OwnedFd,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Adopt(_) => "Adopt",
+            Self::Stop => "Stop",
+        })
+    }
+}
+
+impl Inbox {
+    fn send(&self, command: Command) {
+        self.commands.lock().unwrap_or_else(PoisonError::into_inner).push(command);
+        // Adds 1 to the eventfd's counter; it cannot overflow in practice (2^64 - 1).
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+}
+
+impl Pool {
+    /// Starts `threads` engine threads.
+    pub(crate) fn start(threads: usize, config: &Config) -> io::Result<Self> {
+        let mut engines = Vec::with_capacity(threads);
+        for i in 0..threads.max(1) {
+            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+            epoll::add(&epoll, &wake, epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+            let inbox = Arc::new(Inbox { commands: Mutex::new(Vec::new()), wake });
+            let engine = Engine::new(epoll, Arc::clone(&inbox), config.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("ws-echo-io-{i}"))
+                .spawn(move || engine.run())?;
+            engines.push((inbox, thread));
+        }
+        Ok(Self { engines, next: AtomicUsize::new(0) })
+    }
+
+    /// Hands an accepted WebSocket to the next engine, with the guard that counts it live.
+    pub(crate) fn adopt(
+        &self,
+        ws: WebSocket<Async<TcpStream>>,
+        peer: SocketAddr,
+        guard: LiveGuard,
+    ) -> io::Result<()> {
+        let (stream, conn) = ws.into_parts();
+        // Leaves smol's reactor; the socket stays non-blocking.
+        let stream = stream.into_inner()?;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.engines.len();
+        let adopted = Box::new(Adopted { stream, conn, peer, guard });
+        self.engines[i].0.send(Command::Adopt(adopted));
+        Ok(())
+    }
+
+    /// Tells every engine to close its connections with 1001 and end.
+    pub(crate) fn stop(&self) {
+        for (inbox, _) in &self.engines {
+            inbox.send(Command::Stop);
+        }
+    }
+
+    /// Waits for the engine threads to end (after [`stop`](Self::stop), within the close
+    /// timeout plus a second).
+    pub(crate) fn join(self) {
+        for (_, thread) in self.engines {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One engine: its epoll set, its connections, their timers.
+struct Engine {
+    epoll: OwnedFd,
+    inbox: Arc<Inbox>,
+    config: Config,
+    /// Connections by slot; a key is `generation << 32 | slot`, so a stale key never reaches
+    /// a connection that reused the slot.
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    /// Deadlines, earliest first; an entry is acted on only if it is still its connection's
+    /// `timer_at` (later entries are left to expire unread).
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Connections whose turn ended early (read budget spent) with input possibly left.
+    ready: Vec<u64>,
+    /// Set by [`Command::Stop`]: when the engine gives up on connections still open.
+    drain_deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    conn: Option<Box<Conn>>,
+}
+
+/// A connection in the echo phase.
+struct Conn {
+    stream: TcpStream,
+    conn: Connection,
+    peer: SocketAddr,
+    _guard: LiveGuard,
+    /// A text frame (or compressed message) held until whole; see `echo_events`.
+    text_frame: Vec<u8>,
+    /// An edge said the socket may have input not read yet.
+    readable: bool,
+    /// An edge said the socket may take more output.
+    writable: bool,
+    /// The peer ended its side of the stream.
+    eof: bool,
+    read_size: usize,
+    last_received: Instant,
+    ping_sent: Option<Instant>,
+    closing_since: Option<Instant>,
+    write_blocked_since: Option<Instant>,
+    /// The deadline this connection has in the engine's heap, if any.
+    timer_at: Option<Instant>,
+    end: Option<End>,
+    bytes_read: u64,
+    bytes_written: u64,
+}
+
+/// Where a connection's turn left it.
+enum Turn {
+    /// Waiting for an edge or a timer.
+    Wait,
+    /// Read budget spent with input possibly left: another turn after the others.
+    Again,
+    /// Finished: remove it.
+    Done(Result<End, io::Error>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Close,
+    Write,
+    Pong,
+    Ping,
+    Idle,
+}
+
+impl Engine {
+    fn new(epoll: OwnedFd, inbox: Arc<Inbox>, config: Config) -> Self {
+        Self {
+            epoll,
+            inbox,
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            timers: BinaryHeap::new(),
+            ready: Vec::new(),
+            drain_deadline: None,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
+        let mut turns = Vec::new();
+        loop {
+            let now = Instant::now();
+            if let Some(deadline) = self.drain_deadline {
+                if self.live == 0 || now >= deadline {
+                    break;
+                }
+            }
+            let timeout = if self.ready.is_empty() {
+                let next = self.timers.peek().map(|Reverse((at, _))| *at);
+                let next = match (next, self.drain_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                next.map(|at| timespec(at.saturating_duration_since(now)))
+            } else {
+                Some(Timespec { tv_sec: 0, tv_nsec: 0 })
+            };
+            events.clear();
+            match epoll::wait(&self.epoll, spare_capacity(&mut events), timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => {
+                    warn!("epoll_wait failed, closing this engine's connections: {err}");
+                    break;
+                }
+            }
+            let now = Instant::now();
+            for event in &events {
+                let key = event.data.u64();
+                if key == WAKE {
+                    self.take_commands(now);
+                    continue;
+                }
+                let flags = event.flags;
+                let Some(c) = self.get(key) else { continue };
+                use epoll::EventFlags as F;
+                if flags.intersects(F::IN | F::RDHUP | F::HUP | F::ERR) {
+                    c.readable = true;
+                }
+                if flags.intersects(F::OUT | F::HUP | F::ERR) {
+                    c.writable = true;
+                }
+                self.turn(key, now);
+            }
+            std::mem::swap(&mut turns, &mut self.ready);
+            for key in turns.drain(..) {
+                self.turn(key, now);
+            }
+            self.expire_timers(now);
+        }
+        if self.live > 0 {
+            debug!(open = self.live, "engine ending with connections still open");
+        }
+    }
+
+    fn get(&mut self, key: u64) -> Option<&mut Conn> {
+        conn_mut(&mut self.slots, key)
+    }
+
+    fn take_commands(&mut self, now: Instant) {
+        let mut counter = [0u8; 8];
+        let _ = rustix::io::read(&self.inbox.wake, &mut counter);
+        let commands = std::mem::take(
+            &mut *self.inbox.commands.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        for command in commands {
+            match command {
+                Command::Adopt(adopted) => self.adopt(*adopted, now),
+                Command::Stop => {
+                    let close = self.config.close_timeout + Duration::from_secs(1);
+                    self.drain_deadline.get_or_insert(now + close);
+                    let keys: Vec<u64> = (0..self.slots.len())
+                        .filter(|&i| self.slots[i].conn.is_some())
+                        .map(|i| u64::from(self.slots[i].generation) << 32 | i as u64)
+                        .collect();
+                    for key in keys {
+                        self.going_away(key, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, adopted: Adopted, now: Instant) {
+        let Adopted { stream, conn, peer, guard } = adopted;
+        let index = match self.free.pop() {
+            Some(index) => index as usize,
+            None => {
+                self.slots.push(Slot::default());
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.generation = slot.generation.wrapping_add(1);
+        let key = u64::from(slot.generation) << 32 | index as u64;
+        use epoll::EventFlags as F;
+        let flags = F::IN | F::OUT | F::RDHUP | F::ET;
+        if let Err(err) = epoll::add(&self.epoll, &stream, epoll::EventData::new_u64(key), flags) {
+            warn!(%peer, "cannot watch the connection: {err}");
+            self.free.push(index as u32);
+            return;
+        }
+        debug!(%peer, "open");
+        slot.conn = Some(Box::new(Conn {
+            stream,
+            conn,
+            peer,
+            _guard: guard,
+            text_frame: Vec::new(),
+            // Input may already be waiting (and some may be buffered from the handshake).
+            readable: true,
+            writable: true,
+            eof: false,
+            read_size: MIN_READ,
+            last_received: now,
+            ping_sent: None,
+            closing_since: None,
+            write_blocked_since: None,
+            timer_at: None,
+            end: None,
+            bytes_read: 0,
+            bytes_written: 0,
+        }));
+        self.live += 1;
+        if self.drain_deadline.is_some() {
+            self.going_away(key, now);
+        } else {
+            self.turn(key, now);
+        }
+    }
+
+    /// Starts the close handshake with 1001 (server shutting down).
+    fn going_away(&mut self, key: u64, now: Instant) {
+        let Some(c) = self.get(key) else { return };
+        if c.conn.state() == State::Open {
+            if c.conn.close(CloseCode::GOING_AWAY, "server shutting down").is_err() {
+                // A frame is half sent: no close frame can go out before it ends.
+                let err = io::Error::other("shutting down in the middle of a frame");
+                self.remove(key, Err(err));
+                return;
+            }
+            c.closing_since = Some(now);
+            c.end = Some(End::Closed(CloseCode::GOING_AWAY));
+        }
+        self.turn(key, now);
+    }
+
+    fn turn(&mut self, key: u64, now: Instant) {
+        let config = &self.config;
+        let Some(c) = conn_mut(&mut self.slots, key) else { return };
+        match c.turn(now, config) {
+            Turn::Wait => {
+                if let Some((at, _)) = c.deadline(config) {
+                    if c.timer_at.is_none_or(|scheduled| at < scheduled) {
+                        c.timer_at = Some(at);
+                        self.timers.push(Reverse((at, key)));
+                    }
+                }
+            }
+            Turn::Again => self.ready.push(key),
+            Turn::Done(result) => self.remove(key, result),
+        }
+    }
+
+    fn expire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = conn_mut(&mut self.slots, key) else { continue };
+            if c.timer_at != Some(at) {
+                continue;
+            }
+            c.timer_at = None;
+            let deadline = c.deadline(&self.config);
+            match deadline {
+                Some((due, which)) if due <= now => self.on_deadline(key, which, now),
+                // Pushed back by activity since it was scheduled.
+                Some(_) => self.turn(key, now),
+                None => {}
+            }
+        }
+    }
+
+    fn on_deadline(&mut self, key: u64, which: Deadline, now: Instant) {
+        let Some(c) = self.get(key) else { return };
+        match which {
+            Deadline::Close => {
+                let err = io::Error::new(io::ErrorKind::TimedOut, "close handshake timed out");
+                self.remove(key, Err(err));
+            }
+            Deadline::Write => {
+                let err = io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading");
+                self.remove(key, Err(err));
+            }
+            Deadline::Pong => {
+                // No answer to a keepalive ping: fail the connection (1011: no protocol rule
+                // was broken, but the peer is unresponsive), with one try to say so.
+                let _ = c.conn.close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
+                let _ = c.stream.write(c.conn.pending_output());
+                let err = io::Error::new(io::ErrorKind::TimedOut, "keepalive ping unanswered");
+                self.remove(key, Err(err));
+            }
+            Deadline::Ping => {
+                c.ping_sent = Some(now);
+                let _ = c.conn.send_ping(b"keepalive");
+                self.turn(key, now);
+            }
+            Deadline::Idle => {
+                let _ = c.conn.close(CloseCode::GOING_AWAY, "idle timeout");
+                c.closing_since = Some(now);
+                c.end = Some(End::Closed(CloseCode::GOING_AWAY));
+                self.turn(key, now);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: u64, result: Result<End, io::Error>) {
+        let index = (key & 0xffff_ffff) as usize;
+        let Some(c) = self.slots[index].conn.take() else { return };
+        self.free.push(index as u32);
+        self.live -= 1;
+        log_end(
+            c.peer,
+            result.as_ref().map_err(|err| err as &dyn std::fmt::Display),
+            c.bytes_read,
+            c.bytes_written,
+        );
+        // Dropping the stream closes the socket, which also takes it out of the epoll set.
+    }
+}
+
+impl Conn {
+    /// Moves the connection as far as it can go without waiting: writes what is owed, echoes
+    /// what is buffered, reads while the socket has input (at most [`READS_PER_TURN`] times).
+    fn turn(&mut self, now: Instant, config: &Config) -> Turn {
+        let mut reads = 0;
+        loop {
+            // Write what is owed first; nothing is read while output waits (backpressure).
+            while !self.conn.pending_output().is_empty() {
+                if !self.writable {
+                    self.write_blocked_since.get_or_insert(now);
+                    return Turn::Wait;
+                }
+                match self.stream.write(self.conn.pending_output()) {
+                    Ok(0) => return Turn::Done(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        self.conn.consume_output(n);
+                        self.bytes_written += n as u64;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Turn::Done(Err(err)),
+                }
+            }
+            self.write_blocked_since = None;
+            if self.conn.should_close_transport() {
+                // The server ends the TCP connection first (§7.1.1).
+                let _ = self.stream.shutdown(Shutdown::Write);
+                let end = self.end.take().unwrap_or(End::Disconnected);
+                return Turn::Done(Ok(end));
+            }
+            let pass = echo_events(&mut self.conn, &mut self.text_frame, config.write_buffer_size);
+            if pass.pong {
+                self.ping_sent = None;
+            }
+            if let Some(end) = pass.end {
+                if matches!(end, End::Disconnected) {
+                    return Turn::Done(Ok(end));
+                }
+                if self.conn.state() == State::Open {
+                    let _ = self.conn.close(CloseCode::NORMAL, "");
+                }
+                self.closing_since.get_or_insert(now);
+                self.end = Some(end);
+                continue;
+            }
+            if pass.more || !self.conn.pending_output().is_empty() {
+                continue;
+            }
+            if self.eof {
+                // The stream ended and every event is out, with no close handshake done.
+                return Turn::Done(Ok(End::Disconnected));
+            }
+            if !self.readable {
+                // Idle until the next edge: free the buffers (the next read allocates again).
+                self.conn.release_idle_buffers();
+                return Turn::Wait;
+            }
+            if reads == READS_PER_TURN {
+                return Turn::Again;
+            }
+            reads += 1;
+            let size = self.read_size.clamp(MIN_READ, config.read_buffer_size.max(MIN_READ));
+            let buf = &mut self.conn.input_buffer(size)[..size];
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.readable = false;
+                    self.eof = true;
+                    self.conn.receive_eof();
+                }
+                Ok(n) => {
+                    self.conn.input_written(n);
+                    self.bytes_read += n as u64;
+                    self.last_received = now;
+                    // A short read drained the socket; more input raises a new edge.
+                    if n < size {
+                        self.readable = false;
+                    }
+                    self.read_size = if n >= size { size * 2 } else { (n * 2).max(MIN_READ) };
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Turn::Done(Err(err)),
+            }
+        }
+    }
+
+    /// The connection's next deadline, as on [`ws_transport::WebSocket`]: the close handshake
+    /// once it started, a blocked write, else the keepalive ping or its pong, and idleness.
+    fn deadline(&self, config: &Config) -> Option<(Instant, Deadline)> {
+        let mut candidates: [Option<(Instant, Deadline)>; 4] = [None; 4];
+        if let Some(since) = self.write_blocked_since {
+            candidates[0] = Some((since + config.write_timeout, Deadline::Write));
+        }
+        if let Some(since) = self.closing_since {
+            candidates[1] = Some((since + config.close_timeout, Deadline::Close));
+        } else {
+            if let Some(sent) = self.ping_sent {
+                candidates[2] = Some((sent + config.pong_timeout, Deadline::Pong));
+            } else if let Some(interval) = config.ping_interval {
+                candidates[2] = Some((self.last_received + interval, Deadline::Ping));
+            }
+            if let Some(idle) = config.idle_timeout {
+                candidates[3] = Some((self.last_received + idle, Deadline::Idle));
+            }
+        }
+        candidates.into_iter().flatten().min_by_key(|(at, _)| *at)
+    }
+}
+
+/// The connection a key names, unless its slot was reused since.
+fn conn_mut(slots: &mut [Slot], key: u64) -> Option<&mut Conn> {
+    let slot = slots.get_mut((key & 0xffff_ffff) as usize)?;
+    if u64::from(slot.generation) != key >> 32 {
+        return None;
+    }
+    slot.conn.as_deref_mut()
+}
+
+/// An epoll timeout: whole milliseconds, rounded up so that a wait never ends before its
+/// deadline (which would spin).
+fn timespec(wait: Duration) -> Timespec {
+    let ms = wait.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
+    Timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 }
+}
