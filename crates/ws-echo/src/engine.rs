@@ -43,6 +43,11 @@ const MIN_READ: usize = 2 << 10;
 pub(crate) const READS_PER_TURN: usize = 16;
 /// Events taken from epoll per wait.
 const EVENTS_PER_WAIT: usize = 256;
+/// Read buffers an engine keeps for its connections to share: a connection that waits for
+/// input returns its buffer here, and the next one to read takes it, so neither allocates nor
+/// zeroes one per message, and idle connections hold none. Each is at most twice
+/// `read_buffer_size` (larger ones are freed), so the pool holds at most 8 MiB by default.
+const POOLED_BUFFERS: usize = 64;
 
 /// Engine threads, with connections dealt to them in turn.
 #[derive(Debug)]
@@ -158,6 +163,8 @@ struct Engine {
     ready: Vec<u64>,
     /// Set by [`Command::Stop`]: when the engine gives up on connections still open.
     drain_deadline: Option<Instant>,
+    /// Read buffers not in use; see [`POOLED_BUFFERS`].
+    pool: Vec<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -223,6 +230,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             ready: Vec::new(),
             drain_deadline: None,
+            pool: Vec::new(),
         }
     }
 
@@ -338,8 +346,9 @@ impl Engine {
             peer,
             _guard: guard,
             text_frame: Vec::new(),
-            // Input may already be waiting (and some may be buffered from the handshake).
-            readable: true,
+            // Registering reports the socket's state as a first edge; input buffered with the
+            // handshake is echoed by the first turn.
+            readable: false,
             writable: true,
             eof: false,
             read_size: MIN_READ,
@@ -379,7 +388,7 @@ impl Engine {
     fn turn(&mut self, key: u64, now: Instant) {
         let config = &self.config;
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
-        match c.turn(now, config) {
+        match c.turn(now, config, &mut self.pool) {
             Turn::Wait => {
                 if let Some((at, _)) = c.deadline(config) {
                     if c.timer_at.is_none_or(|scheduled| at < scheduled) {
@@ -465,13 +474,15 @@ impl Engine {
 impl Conn {
     /// Moves the connection as far as it can go without waiting: writes what is owed, echoes
     /// what is buffered, reads while the socket has input (at most [`READS_PER_TURN`] times).
-    fn turn(&mut self, now: Instant, config: &Config) -> Turn {
+    /// Read buffers come from and go back to `pool`.
+    fn turn(&mut self, now: Instant, config: &Config, pool: &mut Vec<Vec<u8>>) -> Turn {
         let mut reads = 0;
         loop {
             // Write what is owed first; nothing is read while output waits (backpressure).
             while !self.conn.pending_output().is_empty() {
                 if !self.writable {
                     self.write_blocked_since.get_or_insert(now);
+                    self.idle(pool, config);
                     return Turn::Wait;
                 }
                 match self.stream.write(self.conn.pending_output()) {
@@ -515,12 +526,19 @@ impl Conn {
                 return Turn::Done(Ok(End::Disconnected));
             }
             if !self.readable {
-                // Idle until the next edge: free the buffers (the next read allocates again).
-                self.conn.release_idle_buffers();
+                self.idle(pool, config);
                 return Turn::Wait;
             }
             if reads == READS_PER_TURN {
                 return Turn::Again;
+            }
+            if reads == 0 {
+                if let Some(buf) = pool.pop() {
+                    // Handed back when the connection still has its own.
+                    if let Some(buf) = self.conn.give_input_buffer(buf) {
+                        pool.push(buf);
+                    }
+                }
             }
             reads += 1;
             let size = self.read_size.clamp(MIN_READ, config.read_buffer_size.max(MIN_READ));
@@ -546,6 +564,17 @@ impl Conn {
                 Err(err) => return Turn::Done(Err(err)),
             }
         }
+    }
+
+    /// Before waiting for an edge: the read buffer goes back to the pool (unless it holds
+    /// part of a frame), empty buffers are freed.
+    fn idle(&mut self, pool: &mut Vec<Vec<u8>>, config: &Config) {
+        if let Some(buf) = self.conn.take_input_buffer() {
+            if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * config.read_buffer_size {
+                pool.push(buf);
+            }
+        }
+        self.conn.release_idle_buffers();
     }
 
     /// The connection's next deadline, as on [`ws_transport::WebSocket`]: the close handshake

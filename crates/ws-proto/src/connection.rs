@@ -455,6 +455,46 @@ impl Connection {
             + self.out.scratch.capacity()
     }
 
+    /// Takes out the input buffer when it holds no unprocessed input, so that a caller with
+    /// many connections can keep a pool of read buffers instead of one per connection; the
+    /// connection gets another from [`input_buffer`](Self::input_buffer) (or
+    /// [`give_input_buffer`](Self::give_input_buffer)) when it next reads.
+    ///
+    /// ```
+    /// use ws_proto::{Config, Connection};
+    ///
+    /// let mut conn = Connection::server(Config::default());
+    /// conn.input_buffer(4096);
+    /// let buf = conn.take_input_buffer().expect("an empty buffer");
+    /// assert_eq!(conn.buffer_capacity(), 0);
+    /// // Another connection reads into it without allocating or zeroing it again.
+    /// let mut other = Connection::server(Config::default());
+    /// other.give_input_buffer(buf);
+    /// assert!(other.input_buffer(4096).len() >= 4096);
+    /// ```
+    pub fn take_input_buffer(&mut self) -> Option<Vec<u8>> {
+        if self.in_start != self.in_end || self.input.capacity() == 0 {
+            return None;
+        }
+        self.in_start = 0;
+        self.in_end = 0;
+        Some(std::mem::take(&mut self.input))
+    }
+
+    /// Gives the connection a buffer to read into (from a pool; see
+    /// [`take_input_buffer`](Self::take_input_buffer)) if it holds none; otherwise hands
+    /// `buf` back. Its contents are irrelevant: it is only written into.
+    pub fn give_input_buffer(&mut self, buf: Vec<u8>) -> Option<Vec<u8>> {
+        if self.input.capacity() != 0 {
+            return Some(buf);
+        }
+        debug_assert_eq!(self.in_end, 0);
+        self.input = buf;
+        self.in_start = 0;
+        self.in_end = 0;
+        None
+    }
+
     /// Frees buffers that hold nothing, so an idle connection costs only this struct. Call it
     /// when the connection goes idle; buffers are allocated again on demand.
     pub fn release_idle_buffers(&mut self) {

@@ -554,6 +554,27 @@ fn idle_buffers_are_released() {
 }
 
 #[test]
+fn input_buffers_move_between_connections_without_leaking_bytes() {
+    let mut a = server();
+    let frame = client_frame(0x82, b"first");
+    // Half a frame buffered: the buffer holds input, so it stays.
+    feed(&mut a, &frame[..4]);
+    assert!(a.take_input_buffer().is_none());
+    assert_eq!(feed(&mut a, &frame[4..]), [Owned::Binary(b"first".to_vec())]);
+    let buf = a.take_input_buffer().expect("an empty buffer is taken");
+    assert!(buf.capacity() >= frame.len());
+    assert_eq!(a.buffer_capacity(), 0);
+    // Another connection reads into it; what the first left there never shows up.
+    let mut b = server();
+    assert!(b.give_input_buffer(buf).is_none());
+    assert_eq!(feed(&mut b, &client_frame(0x81, b"xy")), [Owned::Text("xy".into())]);
+    // A connection that has a buffer hands a given one back.
+    assert!(b.give_input_buffer(vec![0; 16]).is_some());
+    // The first still works, with a buffer of its own.
+    assert_eq!(feed(&mut a, &client_frame(0x81, b"again")), [Owned::Text("again".into())]);
+}
+
+#[test]
 fn send_fragment_rules() {
     let mut conn = server();
     conn.send_fragment(MessageKind::Binary, b"a", false).unwrap();
