@@ -17,7 +17,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -503,7 +503,35 @@ impl Conn {
                 let end = self.end.take().unwrap_or(End::Disconnected);
                 return Turn::Done(Ok(end));
             }
-            let pass = echo_events(&mut self.conn, &mut self.text_frame, config.write_buffer_size);
+            // Large binary payload goes from the input buffer straight to the socket.
+            let mut write_error = None;
+            let Self { stream, conn, text_frame, writable, bytes_written, .. } = self;
+            let mut direct = |pending: &[u8], data: &[u8]| -> usize {
+                if !*writable {
+                    return 0;
+                }
+                loop {
+                    let parts = [IoSlice::new(pending), IoSlice::new(data)];
+                    match stream.write_vectored(&parts) {
+                        Ok(n) => {
+                            *bytes_written += n as u64;
+                            return n;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) => {
+                            *writable = false;
+                            if err.kind() != io::ErrorKind::WouldBlock {
+                                write_error = Some(err);
+                            }
+                            return 0;
+                        }
+                    }
+                }
+            };
+            let pass = echo_events(conn, text_frame, config.write_buffer_size, Some(&mut direct));
+            if let Some(err) = write_error {
+                return Turn::Done(Err(err));
+            }
             if pass.pong {
                 self.ping_sent = None;
             }

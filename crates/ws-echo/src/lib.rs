@@ -391,7 +391,12 @@ async fn echo_loop(
     // One wait for shutdown for the connection's life, not a new one per read.
     let mut stopping = std::pin::pin!(stop.recv());
     loop {
-        let pass = echo_events(ws.connection_mut(), text_frame, high_water);
+        let pass = echo_events(
+            ws.connection_mut(),
+            text_frame,
+            high_water,
+            None::<fn(&[u8], &[u8]) -> usize>,
+        );
         // Backpressure: nothing more is read until what we owe the peer is written.
         ws.flush().await?;
         if let Some(end) = pass.end {
@@ -416,6 +421,11 @@ async fn echo_loop(
     }
 }
 
+/// Binary payload at least this large is offered to a direct write (see [`echo_events`]);
+/// smaller pieces are cheaper to copy into the output buffer, where they batch with other
+/// frames into one write.
+const DIRECT_MIN: usize = 4 << 10;
+
 /// What one pass over a connection's buffered events did.
 struct Pass {
     /// How the session ended, if it did.
@@ -432,7 +442,17 @@ struct Pass {
 ///
 /// `text_frame` holds a text frame that arrives in pieces until it is whole (at most
 /// `max_frame_size`), or with compression a whole message (at most `max_message_size`).
-fn echo_events(conn: &mut Connection, text_frame: &mut Vec<u8>, high_water: usize) -> Pass {
+///
+/// `direct`, when given, is a vectored write to the transport (pending output, then payload;
+/// returns bytes taken): binary payload of at least [`DIRECT_MIN`] bytes is offered to it
+/// straight from the input buffer and copied into the output only if the transport does not
+/// take it all.
+fn echo_events(
+    conn: &mut Connection,
+    text_frame: &mut Vec<u8>,
+    high_water: usize,
+    mut direct: Option<impl FnMut(&[u8], &[u8]) -> usize>,
+) -> Pass {
     if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
         *text_frame = Vec::new();
     }
@@ -451,7 +471,7 @@ fn echo_events(conn: &mut Connection, text_frame: &mut Vec<u8>, high_water: usiz
                     text_frame.clear();
                 }
             }
-            Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame),
+            Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame, direct.as_mut()),
             Event::Message(message) => {
                 let _ = sender.send_message(message.kind(), message.as_bytes());
             }
@@ -479,14 +499,26 @@ fn echo_events(conn: &mut Connection, text_frame: &mut Vec<u8>, high_water: usiz
 /// it streamed, invalid UTF-8 late in the frame could not be answered with a close frame
 /// (1007), since nothing may interrupt a frame. Send errors mean a close frame was already
 /// sent, after which nothing more goes out.
-fn echo_chunk(sender: &mut Sender<'_>, chunk: &Chunk<'_>, text_frame: &mut Vec<u8>) {
+fn echo_chunk(
+    sender: &mut Sender<'_>,
+    chunk: &Chunk<'_>,
+    text_frame: &mut Vec<u8>,
+    direct: Option<&mut impl FnMut(&[u8], &[u8]) -> usize>,
+) {
     match chunk.kind {
         MessageKind::Binary => {
             if chunk.frame_start {
                 let _ = sender.begin_frame(MessageKind::Binary, chunk.fin, chunk.frame_len);
             }
-            if !chunk.data.is_empty() {
-                let _ = sender.send_frame_data(chunk.data);
+            match direct {
+                Some(write) if chunk.data.len() >= DIRECT_MIN => {
+                    let _ = sender
+                        .send_frame_data_via(chunk.data, |pending, data| write(pending, data));
+                }
+                _ if !chunk.data.is_empty() => {
+                    let _ = sender.send_frame_data(chunk.data);
+                }
+                _ => {}
             }
         }
         MessageKind::Text if chunk.frame_start && chunk.frame_end => {

@@ -889,16 +889,7 @@ impl Connection {
     ///
     /// If `n` is more than is pending.
     pub fn consume_output(&mut self, n: usize) {
-        let out = &mut self.out;
-        assert!(out.start + n <= out.buf.len(), "consumed more output than pending");
-        out.start += n;
-        if out.start == out.buf.len() {
-            out.buf.clear();
-            out.start = 0;
-            if out.buf.capacity() > RETAINED_BUFFER {
-                out.buf = Vec::new();
-            }
-        }
+        self.out.consume(n);
     }
 
     /// The sending side, to queue frames.
@@ -1042,6 +1033,19 @@ struct OpenFrame {
 }
 
 impl Output {
+    /// Drops the first `n` pending bytes, which the caller wrote.
+    fn consume(&mut self, n: usize) {
+        assert!(self.start + n <= self.buf.len(), "consumed more output than pending");
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > RETAINED_BUFFER {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
     /// Queues one frame of a data message, compressing it when the message is compressed
     /// (RSV1 on its first frame only, RFC 7692 §6.1).
     fn queue_data(&mut self, opcode: OpCode, fin: bool, data: &[u8]) {
@@ -1277,6 +1281,62 @@ impl Sender<'_> {
             self.out.flush_deferred();
         } else {
             self.out.open_frame = Some(frame);
+        }
+        Ok(())
+    }
+
+    /// Like [`send_frame_data`](Self::send_frame_data), but first offers the pending output
+    /// and `data` to `write` — a vectored write to the transport, returning how many bytes
+    /// it took — so that payload written there is never copied into the output buffer (an
+    /// echo then copies a large frame nowhere: straight from the input buffer to the socket).
+    /// What `write` took is removed from the pending output first, then from `data`; the
+    /// rest of `data` is queued as `send_frame_data` would. A masked frame (a client's) is
+    /// queued without calling `write`, as its payload must be masked first.
+    ///
+    /// ```
+    /// use ws_proto::{Config, Connection, MessageKind};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// let mut sender = server.sender();
+    /// sender.begin_frame(MessageKind::Binary, true, 6)?;
+    /// let mut wire = Vec::new();
+    /// // The transport takes the header and four payload bytes.
+    /// sender.send_frame_data_via(b"abcdef", |pending, data| {
+    ///     wire.extend_from_slice(pending);
+    ///     wire.extend_from_slice(&data[..4]);
+    ///     pending.len() + 4
+    /// })?;
+    /// assert_eq!(wire, b"\x82\x06abcd");
+    /// assert_eq!(server.pending_output(), b"ef");
+    /// # Ok::<(), ws_proto::SendError>(())
+    /// ```
+    pub fn send_frame_data_via(
+        &mut self,
+        data: &[u8],
+        write: impl FnOnce(&[u8], &[u8]) -> usize,
+    ) -> Result<(), SendError> {
+        let Some(frame) = self.out.open_frame else {
+            return Err(SendError::NoFrameInProgress);
+        };
+        if data.len() as u64 > frame.remaining {
+            return Err(SendError::FrameOverrun);
+        }
+        if frame.mask.is_some() || data.is_empty() {
+            return self.send_frame_data(data);
+        }
+        let pending = self.out.buf.len() - self.out.start;
+        let written = write(&self.out.buf[self.out.start..], data).min(pending + data.len());
+        self.out.consume(written.min(pending));
+        let taken = written.saturating_sub(pending);
+        if taken > 0 {
+            let remaining = frame.remaining - taken as u64;
+            self.out.open_frame = (remaining > 0).then_some(OpenFrame { remaining, ..frame });
+        }
+        if taken < data.len() {
+            return self.send_frame_data(&data[taken..]);
+        }
+        if self.out.open_frame.is_none() {
+            self.out.flush_deferred();
         }
         Ok(())
     }

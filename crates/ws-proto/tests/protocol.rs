@@ -679,3 +679,68 @@ fn send_in_place_queues_only_the_header() {
         Err(SendError::MessageInProgress)
     );
 }
+
+/// The bytes a frame sent in two pieces puts on the wire, the second piece offered to a
+/// transport that takes `take` bytes of (pending output ++ piece).
+fn wire_with_direct_write(take: usize) -> Vec<u8> {
+    let mut conn = server();
+    let mut wire = Vec::new();
+    let mut sender = conn.sender();
+    sender.begin_frame(MessageKind::Binary, true, 10).unwrap();
+    sender.send_frame_data(b"0123").unwrap();
+    sender
+        .send_frame_data_via(b"456789", |pending, data| {
+            let both: Vec<u8> = pending.iter().chain(data).copied().collect();
+            let n = take.min(both.len());
+            wire.extend_from_slice(&both[..n]);
+            n
+        })
+        .unwrap();
+    assert!(!conn.sender().frame_in_progress());
+    wire.extend(take_output(&mut conn));
+    wire
+}
+
+#[test]
+fn frame_data_written_directly_gives_the_same_wire_bytes_whatever_the_transport_takes() {
+    let mut copied = server();
+    let mut sender = copied.sender();
+    sender.begin_frame(MessageKind::Binary, true, 10).unwrap();
+    sender.send_frame_data(b"0123456789").unwrap();
+    let expected = take_output(&mut copied);
+    assert_eq!(expected, b"\x82\x0a0123456789");
+    // 0: nothing written (all queued); 2: part of the header; 6: the header and the first
+    // piece; 9: into the second piece; 12: everything.
+    for take in 0..=expected.len() {
+        assert_eq!(wire_with_direct_write(take), expected, "transport took {take}");
+    }
+}
+
+#[test]
+fn a_pong_owed_during_a_direct_frame_follows_it() {
+    let mut conn = server();
+    conn.sender().begin_frame(MessageKind::Binary, true, 3).unwrap();
+    // A ping arrives while the frame is open: the pong waits for the frame's end.
+    feed(&mut conn, &client_frame(0x89, b"p"));
+    let mut wire = take_output(&mut conn);
+    conn.sender()
+        .send_frame_data_via(b"abc", |pending, data| {
+            assert!(pending.is_empty());
+            wire.extend_from_slice(data);
+            data.len()
+        })
+        .unwrap();
+    wire.extend(take_output(&mut conn));
+    assert_eq!(wire, b"\x82\x03abc\x8a\x01p");
+}
+
+#[test]
+fn a_client_frame_is_never_written_unmasked() {
+    let mut conn = client(Config::default());
+    let mut sender = conn.sender();
+    sender.begin_frame(MessageKind::Binary, true, 3).unwrap();
+    sender.send_frame_data_via(b"abc", |_, _| panic!("a masked frame must be queued")).unwrap();
+    let out = take_output(&mut conn);
+    assert_eq!(out.len(), 2 + 4 + 3);
+    assert_ne!(&out[6..], b"abc");
+}
