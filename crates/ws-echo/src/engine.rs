@@ -189,7 +189,8 @@ struct Conn {
     eof: bool,
     read_size: usize,
     last_received: Instant,
-    ping_sent: Option<Instant>,
+    /// When the keepalive ping went out, and the pongs received by then.
+    ping_sent: Option<(Instant, u64)>,
     closing_since: Option<Instant>,
     write_blocked_since: Option<Instant>,
     /// The deadline this connection has in the engine's heap, if any.
@@ -443,7 +444,7 @@ impl Engine {
                 self.remove(key, Err(err));
             }
             Deadline::Ping => {
-                c.ping_sent = Some(now);
+                c.ping_sent = Some((now, c.conn.pongs_received()));
                 let _ = c.conn.send_ping(b"keepalive");
                 self.turn(key, now);
             }
@@ -532,9 +533,6 @@ impl Conn {
             if let Some(err) = write_error {
                 return Turn::Done(Err(err));
             }
-            if pass.pong {
-                self.ping_sent = None;
-            }
             if let Some(end) = pass.end {
                 if matches!(end, End::Disconnected) {
                     return Turn::Done(Ok(end));
@@ -615,7 +613,9 @@ impl Conn {
         if let Some(since) = self.closing_since {
             candidates[1] = Some((since + config.close_timeout, Deadline::Close));
         } else {
-            if let Some(sent) = self.ping_sent {
+            // Any pong since the keepalive ping answers it.
+            let answered = |(_, pongs): &(Instant, u64)| self.conn.pongs_received() > *pongs;
+            if let Some((sent, _)) = self.ping_sent.filter(|ping| !answered(ping)) {
                 candidates[2] = Some((sent + config.pong_timeout, Deadline::Pong));
             } else if let Some(interval) = config.ping_interval {
                 candidates[2] = Some((self.last_received + interval, Deadline::Ping));

@@ -432,8 +432,6 @@ struct Pass {
     end: Option<End>,
     /// Stopped at the high-water mark with events possibly left: flush, then pass again.
     more: bool,
-    /// A pong arrived (the answer to a keepalive ping).
-    pong: bool,
 }
 
 /// Polls the events buffered in `conn` and queues their echoes, until an end (close, failure,
@@ -457,7 +455,7 @@ fn echo_events(
         *text_frame = Vec::new();
     }
     let compressed = conn.compression();
-    let mut pass = Pass { end: None, more: false, pong: false };
+    let mut pass = Pass { end: None, more: false };
     while let Some((event, mut sender)) = conn.poll_event_with_sender() {
         // Send errors mean we already sent a close frame: nothing more goes out.
         match event {
@@ -475,7 +473,6 @@ fn echo_events(
             Event::Message(message) => {
                 let _ = sender.send_message(message.kind(), message.as_bytes());
             }
-            Event::Pong(_) => pass.pong = true,
             Event::Close(frame) => pass.end = Some(End::Closed(frame.code)),
             Event::Failed(err) => pass.end = Some(End::Failed(err)),
             Event::Disconnected => pass.end = Some(End::Disconnected),

@@ -281,6 +281,8 @@ pub struct Connection {
     /// The connection failed us or the peer; the transport should close now.
     failed: bool,
     eof: bool,
+    /// Pong frames received, whoever polled them; see [`Connection::pongs_received`].
+    pongs: u64,
 
     /// Read buffer: `input[in_start..in_end]` is unprocessed. Kept fully initialised so reads
     /// can go straight into it.
@@ -332,6 +334,7 @@ impl Connection {
             state: State::Open,
             failed: false,
             eof: false,
+            pongs: 0,
             input: Vec::new(),
             in_start: 0,
             in_end: 0,
@@ -437,6 +440,12 @@ impl Connection {
     /// Records the end of the transport's input stream.
     pub fn receive_eof(&mut self) {
         self.eof = true;
+    }
+
+    /// Pong frames received so far. A keepalive timer compares it with its value when the
+    /// ping went out, so it sees the answer however the events are polled.
+    pub fn pongs_received(&self) -> u64 {
+        self.pongs
     }
 
     /// Bytes buffered but not yet processed: at most one partial frame header or control frame
@@ -848,7 +857,10 @@ impl Connection {
                 }
                 Step::Event(Ev::Ping(range))
             }
-            OpCode::Pong => Step::Event(Ev::Pong(range)),
+            OpCode::Pong => {
+                self.pongs += 1;
+                Step::Event(Ev::Pong(range))
+            }
             OpCode::Close => {
                 let close = match CloseFrame::parse(&self.input[range.clone()]) {
                     Ok(close) => close,

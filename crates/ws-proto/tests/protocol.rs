@@ -744,3 +744,17 @@ fn a_client_frame_is_never_written_unmasked() {
     assert_eq!(out.len(), 2 + 4 + 3);
     assert_ne!(&out[6..], b"abc");
 }
+
+#[test]
+fn pongs_are_counted_however_events_are_polled() {
+    let mut conn = server();
+    assert_eq!(conn.pongs_received(), 0);
+    conn.receive_data(&client_frame(0x8a, b"1"));
+    conn.receive_data(&client_frame(0x8a, b"2"));
+    // Counted when parsed, whether or not the caller looks at the events.
+    while conn.poll_event_with_sender().is_some() {}
+    assert_eq!(conn.pongs_received(), 2);
+    // A ping is not a pong.
+    feed(&mut conn, &client_frame(0x89, b"3"));
+    assert_eq!(conn.pongs_received(), 2);
+}

@@ -165,7 +165,6 @@ impl From<&[u8]> for Message {
 /// An event copied out of the connection, so that the stream can be used while acting on it.
 enum Polled {
     Message(Message),
-    Pong,
     Other,
     Chunk,
     Close,
@@ -195,7 +194,8 @@ pub struct WebSocket<S> {
     conn: Connection,
     config: Config,
     last_received: Instant,
-    ping_sent: Option<Instant>,
+    /// When the keepalive ping went out, and the pongs received by then.
+    ping_sent: Option<(Instant, u64)>,
     closing_since: Option<Instant>,
     stream_closed: bool,
     peer_close: Option<(CloseCode, String)>,
@@ -280,7 +280,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.flush().await?;
                         return Ok(Some(message));
                     }
-                    Polled::Pong => self.ping_sent = None,
                     Polled::Other => {}
                     Polled::Chunk => {
                         return Err(Error::Unsupported(
@@ -315,7 +314,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Some(match event {
             Event::Message(message) => Polled::Message(message.into()),
             Event::Chunk(_) => Polled::Chunk,
-            Event::Pong(_) => Polled::Pong,
             Event::Close(frame) => {
                 self.peer_close = Some((frame.code, frame.reason.to_owned()));
                 Polled::Close
@@ -477,6 +475,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.conn.state() != State::Open {
                 self.closing_since.get_or_insert_with(Instant::now);
             }
+            // Any pong since the keepalive ping answers it, whoever polled the event.
+            if self.ping_sent.is_some_and(|(_, pongs)| self.conn.pongs_received() > pongs) {
+                self.ping_sent = None;
+            }
             let deadline = self.next_deadline();
             let max = self.config.read_buffer_size;
             let size = self.read_size.clamp(MIN_READ, max.max(MIN_READ));
@@ -536,7 +538,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Some(since) = self.closing_since {
             candidates[0] = Some((since + self.config.close_timeout, Deadline::Close));
         } else {
-            if let Some(sent) = self.ping_sent {
+            if let Some((sent, _)) = self.ping_sent {
                 candidates[1] = Some((sent + self.config.pong_timeout, Deadline::Pong));
             } else if let Some(interval) = self.config.ping_interval {
                 candidates[1] = Some((self.last_received + interval, Deadline::Ping));
@@ -563,7 +565,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Err(Error::Timeout(Timeout::Pong))
             }
             Deadline::Ping => {
-                self.ping_sent = Some(Instant::now());
+                self.ping_sent = Some((Instant::now(), self.conn.pongs_received()));
                 self.conn.send_ping(b"keepalive")?;
                 self.flush().await
             }
