@@ -38,6 +38,23 @@ fn servers(root: &Path) -> Vec<Server> {
                 .to_vec(),
         },
         Server {
+            // The same binary with the portable engine: ws-transport's WebSocket on smol.
+            name: "ws-echo (async)",
+            binary: root.join("target/release/ws-echo"),
+            args: [
+                "--threads",
+                "1",
+                "--engine",
+                "async",
+                "--log",
+                "error",
+                "--bind",
+                "127.0.0.1:0",
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        Server {
             name: "fastwebsockets",
             binary: peers.join("fastwebsockets-echo"),
             args: vec!["127.0.0.1:0".into()],

@@ -12,7 +12,7 @@
 //!
 //! Limits: every connection has the same timers as [`ws_transport::WebSocket`] (close, write,
 //! keepalive ping and pong, idle), kept in one heap per engine; one connection gets at most
-//! [`READS_PER_TURN`] reads before the others get a turn; output is bounded by
+//! [`TURN_BYTES`] read before the others get a turn; output is bounded by
 //! `write_buffer_size` exactly as on the async path.
 
 use std::cmp::Reverse;
@@ -39,15 +39,17 @@ const WAKE: u64 = u64::MAX;
 /// The smallest read requested; reads double while they fill the buffer, up to
 /// [`Config::read_buffer_size`].
 const MIN_READ: usize = 2 << 10;
-/// Reads one connection may make in one turn before the others get theirs.
-pub(crate) const READS_PER_TURN: usize = 16;
+/// Bytes one connection may read in one turn before the others get theirs (one message of
+/// 1 MiB, or four reads of 256 KiB).
+pub(crate) const TURN_BYTES: usize = 1 << 20;
 /// Events taken from epoll per wait.
 const EVENTS_PER_WAIT: usize = 256;
 /// Read buffers an engine keeps for its connections to share: a connection that waits for
 /// input returns its buffer here, and the next one to read takes it, so neither allocates nor
 /// zeroes one per message, and idle connections hold none. Each is at most twice
-/// `read_buffer_size` (larger ones are freed), so the pool holds at most 8 MiB by default.
-const POOLED_BUFFERS: usize = 64;
+/// `read_buffer_size` (larger ones are freed), so the pool holds at most 8 MiB with ws-echo's
+/// 256 KiB reads. One engine thread reads for one connection at a time, so a few suffice.
+const POOLED_BUFFERS: usize = 16;
 
 /// Engine threads, with connections dealt to them in turn.
 #[derive(Debug)]
@@ -474,10 +476,10 @@ impl Engine {
 
 impl Conn {
     /// Moves the connection as far as it can go without waiting: writes what is owed, echoes
-    /// what is buffered, reads while the socket has input (at most [`READS_PER_TURN`] times).
+    /// what is buffered, reads while the socket has input (at most [`TURN_BYTES`]).
     /// Read buffers come from and go back to `pool`.
     fn turn(&mut self, now: Instant, config: &Config, pool: &mut Vec<Vec<u8>>) -> Turn {
-        let mut reads = 0;
+        let mut read_this_turn = 0;
         loop {
             // Write what is owed first; nothing is read while output waits (backpressure).
             while !self.conn.pending_output().is_empty() {
@@ -555,10 +557,10 @@ impl Conn {
                 self.idle(pool, config);
                 return Turn::Wait;
             }
-            if reads == READS_PER_TURN {
+            if read_this_turn >= TURN_BYTES {
                 return Turn::Again;
             }
-            if reads == 0 {
+            if read_this_turn == 0 {
                 if let Some(buf) = pool.pop() {
                     // Handed back when the connection still has its own.
                     if let Some(buf) = self.conn.give_input_buffer(buf) {
@@ -566,7 +568,6 @@ impl Conn {
                     }
                 }
             }
-            reads += 1;
             let size = self.read_size.clamp(MIN_READ, config.read_buffer_size.max(MIN_READ));
             let buf = &mut self.conn.input_buffer(size)[..size];
             match self.stream.read(buf) {
@@ -578,6 +579,7 @@ impl Conn {
                 Ok(n) => {
                     self.conn.input_written(n);
                     self.bytes_read += n as u64;
+                    read_this_turn += n;
                     self.last_received = now;
                     // A short read drained the socket; more input raises a new edge.
                     if n < size {

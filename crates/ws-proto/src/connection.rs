@@ -7,7 +7,7 @@ use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::error::{ProtocolError, SendError};
 #[cfg(feature = "deflate")]
 use crate::extensions::{Compressor, Decompressor, DeflateParams, InflateError};
-use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1, Status};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 
@@ -504,13 +504,21 @@ impl Connection {
         None
     }
 
-    /// Frees buffers that hold nothing, so an idle connection costs only this struct. Call it
-    /// when the connection goes idle; buffers are allocated again on demand.
+    /// Frees buffers that hold nothing, so an idle connection costs only this struct, and
+    /// moves a few held bytes (part of a header or control frame) out of a large read buffer.
+    /// Call it when the connection goes idle; buffers are allocated again on demand.
     pub fn release_idle_buffers(&mut self) {
-        if self.in_start == self.in_end {
+        let held = self.in_end - self.in_start;
+        if held == 0 {
             self.input = Vec::new();
             self.in_start = 0;
             self.in_end = 0;
+        } else if held <= MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD && self.input.capacity() > 4 << 10 {
+            // A peer that sends part of a header and stops must not pin a large read buffer:
+            // what is held is at most a header and a control frame, cheap to move.
+            self.input = self.input[self.in_start..self.in_end].to_vec();
+            self.in_start = 0;
+            self.in_end = held;
         }
         if self.message.is_none() {
             self.assembly = Vec::new();

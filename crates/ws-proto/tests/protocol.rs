@@ -758,3 +758,18 @@ fn pongs_are_counted_however_events_are_polled() {
     feed(&mut conn, &client_frame(0x89, b"3"));
     assert_eq!(conn.pongs_received(), 2);
 }
+
+#[test]
+fn a_partial_header_does_not_pin_a_large_read_buffer() {
+    let mut conn = server();
+    // A large frame made the input buffer large; then 3 bytes of the next header arrive.
+    let next = client_frame(0x82, b"tail");
+    let mut input = client_frame(0x82, &[9; 200_000]);
+    input.extend_from_slice(&next[..3]);
+    assert_eq!(feed(&mut conn, &input), [Owned::Binary(vec![9; 200_000])]);
+    assert!(conn.buffer_capacity() >= 200_000);
+    conn.release_idle_buffers();
+    assert!(conn.buffer_capacity() < 1024, "{} bytes held", conn.buffer_capacity());
+    // The held bytes are kept: the frame completes.
+    assert_eq!(feed(&mut conn, &next[3..]), [Owned::Binary(b"tail".to_vec())]);
+}
