@@ -9,7 +9,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ws_echo::{Options, Server, Summary};
+use ws_echo::{Engine, Options, Server, Summary};
+
+/// Every echo engine this platform has, for tests that run against each.
+pub fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::Async];
+    #[cfg(target_os = "linux")]
+    engines.push(Engine::Epoll);
+    engines
+}
 
 /// A server running in this process on its own executor threads.
 pub struct TestServer {

@@ -14,19 +14,25 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[test]
 fn echoes_binary_at_length_boundaries() -> Result<()> {
-    let server = TestServer::start_default()?;
-    let mut client = RawClient::connect(server.addr)?;
-    for len in [0, 1, 125, 126, 127, 65535, 65536, 16 << 20] {
-        let payload = pattern(len);
-        let writer =
-            client.send_in_background(ws_tests::client_frame(0x82, &payload, [7, 7, 1, 3]))?;
-        let (opcode, echoed) = client.read_message()?;
-        writer.join().expect("writer thread")?;
-        assert_eq!(opcode, 2, "length {len}");
-        assert!(echoed == payload, "length {len}: echo differs");
+    let options = Options::default();
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let mut client = RawClient::connect(server.addr)?;
+        for len in [0, 1, 125, 126, 127, 65535, 65536, 16 << 20] {
+            let payload = pattern(len);
+            let writer =
+                client.send_in_background(ws_tests::client_frame(0x82, &payload, [7, 7, 1, 3]))?;
+            let (opcode, echoed) = client.read_message()?;
+            writer.join().expect("writer thread")?;
+            assert_eq!(opcode, 2, "length {len}");
+            assert!(echoed == payload, "length {len}: echo differs");
+        }
+        client.send(0x88, &1000u16.to_be_bytes())?;
+        assert_eq!(client.read_message()?.0, 8);
     }
-    client.send(0x88, &1000u16.to_be_bytes())?;
-    assert_eq!(client.read_message()?.0, 8);
     Ok(())
 }
 
@@ -54,26 +60,32 @@ fn echoes_text_at_length_boundaries() -> Result<()> {
 
 #[test]
 fn echoes_fragmented_messages() -> Result<()> {
-    let server = TestServer::start_default()?;
-    let mut client = RawClient::connect(server.addr)?;
-    let euro = "€".as_bytes();
-    client.send(0x01, b"price: ")?;
-    client.send(0x00, &euro[..1])?;
-    client.send(0x89, b"ping in the middle")?;
-    client.send(0x00, &euro[1..])?;
-    client.send(0x80, b"!")?;
-    // The echo streams, so the pong arrives among the echoed fragments.
-    assert_eq!(client.read_message()?, (1, "price: €!".as_bytes().to_vec()));
-    assert_eq!(client.pongs, [b"ping in the middle".to_vec()]);
-    // Binary in 100 fragments.
-    let payload = pattern(100_000);
-    let parts: Vec<&[u8]> = payload.chunks(1000).collect();
-    for (i, part) in parts.iter().enumerate() {
-        let op = if i == 0 { 0x02 } else { 0x00 };
-        let fin = if i + 1 == parts.len() { 0x80 } else { 0 };
-        client.send(fin | op, part)?;
+    let options = Options::default();
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let mut client = RawClient::connect(server.addr)?;
+        let euro = "€".as_bytes();
+        client.send(0x01, b"price: ")?;
+        client.send(0x00, &euro[..1])?;
+        client.send(0x89, b"ping in the middle")?;
+        client.send(0x00, &euro[1..])?;
+        client.send(0x80, b"!")?;
+        // The echo streams, so the pong arrives among the echoed fragments.
+        assert_eq!(client.read_message()?, (1, "price: €!".as_bytes().to_vec()));
+        assert_eq!(client.pongs, [b"ping in the middle".to_vec()]);
+        // Binary in 100 fragments.
+        let payload = pattern(100_000);
+        let parts: Vec<&[u8]> = payload.chunks(1000).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let op = if i == 0 { 0x02 } else { 0x00 };
+            let fin = if i + 1 == parts.len() { 0x80 } else { 0 };
+            client.send(fin | op, part)?;
+        }
+        assert_eq!(client.read_message()?, (2, payload));
     }
-    assert_eq!(client.read_message()?, (2, payload));
     Ok(())
 }
 
@@ -136,60 +148,65 @@ fn bad_input_gets_its_close_code_and_the_server_keeps_serving() -> Result<()> {
     let mut options = Options::default();
     options.transport.protocol.max_message_size = 1000;
     options.transport.protocol.max_frame_size = 600;
-    let server = TestServer::start(options)?;
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let frame = |b0, payload: &[u8]| ws_tests::client_frame(b0, payload, key);
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("RSV1 without extension", frame(0xc1, b"x"), 1002),
-        ("RSV2", frame(0xa2, b"x"), 1002),
-        ("RSV3", frame(0x92, b"x"), 1002),
-        ("reserved opcode 3", frame(0x83, b""), 1002),
-        ("reserved opcode 0xB", frame(0x8b, b""), 1002),
-        ("control frame over 125 bytes", frame(0x89, &[0; 126]), 1002),
-        ("fragmented ping", frame(0x09, b""), 1002),
-        ("unmasked client frame", ws_tests::unmasked_frame(0x81, b"hi"), 1002),
-        ("continuation without a message", frame(0x80, b"x"), 1002),
-        (
-            "new message inside a fragmented one",
-            [frame(0x01, b"a"), frame(0x81, b"b")].concat(),
-            1002,
-        ),
-        ("invalid utf-8", frame(0x81, b"\xce\xba\xed\xa0\x80"), 1007),
-        (
-            "invalid utf-8 across fragments",
-            [frame(0x01, b"\xf4"), frame(0x80, b"\x90\x80\x80")].concat(),
-            1007,
-        ),
-        ("truncated utf-8 at message end", frame(0x81, b"ok\xe2\x82"), 1007),
-        ("frame over the frame limit", frame(0x82, &[0; 601]), 1009),
-        (
-            "message over the message limit",
-            [frame(0x02, &[0; 600]), frame(0x80, &[0; 401])].concat(),
-            1009,
-        ),
-        ("invalid close code", frame(0x88, &1005u16.to_be_bytes()), 1002),
-        ("one-byte close payload", frame(0x88, b"\x03"), 1002),
-        ("close reason not utf-8", frame(0x88, b"\x03\xe8\xff"), 1007),
-        (
-            "length with the top bit set",
-            vec![0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
-            1002,
-        ),
-        (
-            "declared length of 2^62",
-            [vec![0x82, 0xff], (1u64 << 62).to_be_bytes().to_vec(), key.to_vec()].concat(),
-            1009,
-        ),
-    ];
-    for (name, bytes, expected) in cases {
-        let mut client = RawClient::connect(server.addr)?;
-        client.send_raw(&bytes)?;
-        let (code, _) = client.expect_close().map_err(|e| e.context(name))?;
-        assert_eq!(code, expected, "{name}");
-        // A fresh connection is served right after.
-        let mut fresh = RawClient::connect(server.addr)?;
-        fresh.send(0x81, name.as_bytes())?;
-        assert_eq!(fresh.read_message()?, (1, name.as_bytes().to_vec()), "after {name}");
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let key = [0x11, 0x22, 0x33, 0x44];
+        let frame = |b0, payload: &[u8]| ws_tests::client_frame(b0, payload, key);
+        let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+            ("RSV1 without extension", frame(0xc1, b"x"), 1002),
+            ("RSV2", frame(0xa2, b"x"), 1002),
+            ("RSV3", frame(0x92, b"x"), 1002),
+            ("reserved opcode 3", frame(0x83, b""), 1002),
+            ("reserved opcode 0xB", frame(0x8b, b""), 1002),
+            ("control frame over 125 bytes", frame(0x89, &[0; 126]), 1002),
+            ("fragmented ping", frame(0x09, b""), 1002),
+            ("unmasked client frame", ws_tests::unmasked_frame(0x81, b"hi"), 1002),
+            ("continuation without a message", frame(0x80, b"x"), 1002),
+            (
+                "new message inside a fragmented one",
+                [frame(0x01, b"a"), frame(0x81, b"b")].concat(),
+                1002,
+            ),
+            ("invalid utf-8", frame(0x81, b"\xce\xba\xed\xa0\x80"), 1007),
+            (
+                "invalid utf-8 across fragments",
+                [frame(0x01, b"\xf4"), frame(0x80, b"\x90\x80\x80")].concat(),
+                1007,
+            ),
+            ("truncated utf-8 at message end", frame(0x81, b"ok\xe2\x82"), 1007),
+            ("frame over the frame limit", frame(0x82, &[0; 601]), 1009),
+            (
+                "message over the message limit",
+                [frame(0x02, &[0; 600]), frame(0x80, &[0; 401])].concat(),
+                1009,
+            ),
+            ("invalid close code", frame(0x88, &1005u16.to_be_bytes()), 1002),
+            ("one-byte close payload", frame(0x88, b"\x03"), 1002),
+            ("close reason not utf-8", frame(0x88, b"\x03\xe8\xff"), 1007),
+            (
+                "length with the top bit set",
+                vec![0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+                1002,
+            ),
+            (
+                "declared length of 2^62",
+                [vec![0x82, 0xff], (1u64 << 62).to_be_bytes().to_vec(), key.to_vec()].concat(),
+                1009,
+            ),
+        ];
+        for (name, bytes, expected) in cases {
+            let mut client = RawClient::connect(server.addr)?;
+            client.send_raw(&bytes)?;
+            let (code, _) = client.expect_close().map_err(|e| e.context(name))?;
+            assert_eq!(code, expected, "{name}");
+            // A fresh connection is served right after.
+            let mut fresh = RawClient::connect(server.addr)?;
+            fresh.send(0x81, name.as_bytes())?;
+            assert_eq!(fresh.read_message()?, (1, name.as_bytes().to_vec()), "after {name}");
+        }
     }
     Ok(())
 }
@@ -340,61 +357,83 @@ fn connections_over_the_limit_get_503_and_the_others_carry_on() -> Result<()> {
 
 #[test]
 fn graceful_shutdown_sends_1001_to_open_connections() -> Result<()> {
-    let server = TestServer::start_default()?;
-    let mut clients: Vec<RawClient> =
-        (0..5).map(|_| RawClient::connect(server.addr)).collect::<Result<_>>()?;
-    for client in &mut clients {
-        client.send(0x81, b"hello")?;
-        assert_eq!(client.read_message()?, (1, b"hello".to_vec()));
+    let options = Options::default();
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let mut clients: Vec<RawClient> =
+            (0..5).map(|_| RawClient::connect(server.addr)).collect::<Result<_>>()?;
+        for client in &mut clients {
+            client.send(0x81, b"hello")?;
+            assert_eq!(client.read_message()?, (1, b"hello".to_vec()));
+        }
+        let readers: Vec<_> =
+            clients.into_iter().map(|mut c| std::thread::spawn(move || c.expect_close())).collect();
+        let summary = server.stop();
+        for reader in readers {
+            let (code, tcp_closed) = reader.join().expect("reader thread")?;
+            assert_eq!(code, 1001);
+            assert!(tcp_closed);
+        }
+        assert_eq!(summary.abandoned, 0);
     }
-    let readers: Vec<_> =
-        clients.into_iter().map(|mut c| std::thread::spawn(move || c.expect_close())).collect();
-    let summary = server.stop();
-    for reader in readers {
-        let (code, tcp_closed) = reader.join().expect("reader thread")?;
-        assert_eq!(code, 1001);
-        assert!(tcp_closed);
-    }
-    assert_eq!(summary.abandoned, 0);
     Ok(())
 }
 
 #[test]
 fn the_echo_keeps_the_clients_frames() -> Result<()> {
-    let server = TestServer::start_default()?;
-    let mut client = RawClient::connect(server.addr)?;
-    // One 4 MiB binary frame comes back as one 4 MiB frame, though it streams through.
-    let payload = pattern(4 << 20);
-    let writer = client.send_in_background(ws_tests::client_frame(0x82, &payload, [3, 1, 4, 1]))?;
-    let frame = client.read_frame()?.expect("echo");
-    writer.join().expect("writer thread")?;
-    assert_eq!((frame.fin, frame.opcode, frame.payload.len()), (true, 2, payload.len()));
-    assert!(frame.payload == payload);
-    // Fragments come back as the same fragments.
-    client.send(0x01, b"ab")?;
-    client.send(0x00, b"cde")?;
-    client.send(0x80, b"f")?;
-    let frames: Vec<_> =
-        (0..3).map(|_| client.read_frame()).collect::<Result<Option<Vec<_>>>>()?.expect("frames");
-    let shape: Vec<_> = frames.iter().map(|f| (f.fin, f.opcode, f.payload.clone())).collect();
-    assert_eq!(
-        shape,
-        [(false, 1, b"ab".to_vec()), (false, 0, b"cde".to_vec()), (true, 0, b"f".to_vec())]
-    );
+    let options = Options::default();
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let mut client = RawClient::connect(server.addr)?;
+        // One 4 MiB binary frame comes back as one 4 MiB frame, though it streams through.
+        let payload = pattern(4 << 20);
+        let writer =
+            client.send_in_background(ws_tests::client_frame(0x82, &payload, [3, 1, 4, 1]))?;
+        let frame = client.read_frame()?.expect("echo");
+        writer.join().expect("writer thread")?;
+        assert_eq!((frame.fin, frame.opcode, frame.payload.len()), (true, 2, payload.len()));
+        assert!(frame.payload == payload);
+        // Fragments come back as the same fragments.
+        client.send(0x01, b"ab")?;
+        client.send(0x00, b"cde")?;
+        client.send(0x80, b"f")?;
+        let frames: Vec<_> = (0..3)
+            .map(|_| client.read_frame())
+            .collect::<Result<Option<Vec<_>>>>()?
+            .expect("frames");
+        let shape: Vec<_> = frames.iter().map(|f| (f.fin, f.opcode, f.payload.clone())).collect();
+        assert_eq!(
+            shape,
+            [(false, 1, b"ab".to_vec()), (false, 0, b"cde".to_vec()), (true, 0, b"f".to_vec())]
+        );
+    }
     Ok(())
 }
 
 #[test]
 fn invalid_utf8_late_in_a_large_text_frame_gets_1007() -> Result<()> {
-    let server = TestServer::start_default()?;
-    let mut client = RawClient::connect(server.addr)?;
-    let mut text = vec![b'a'; 1 << 20];
-    text.extend_from_slice(b"\xff tail");
-    let writer = client.send_in_background(ws_tests::client_frame(0x81, &text, [2, 7, 1, 8]))?;
-    // Nothing of the bad frame is echoed: the first frame back is the close.
-    let frame = client.read_frame()?.expect("close frame");
-    assert_eq!(frame.close_code(), Some(1007));
-    let _ = writer.join();
+    let options = Options::default();
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let mut client = RawClient::connect(server.addr)?;
+        let mut text = vec![b'a'; 1 << 20];
+        text.extend_from_slice(b"\xff tail");
+        let writer =
+            client.send_in_background(ws_tests::client_frame(0x81, &text, [2, 7, 1, 8]))?;
+        // Nothing of the bad frame is echoed: the first frame back is the close.
+        let frame = client.read_frame()?.expect("close frame");
+        assert_eq!(frame.close_code(), Some(1007));
+        let _ = writer.join();
+    }
     Ok(())
 }
 
@@ -402,32 +441,37 @@ fn invalid_utf8_late_in_a_large_text_frame_gets_1007() -> Result<()> {
 fn permessage_deflate_is_negotiated_and_a_bomb_gets_1009() -> Result<()> {
     let mut options = Options::default();
     options.transport.protocol.max_message_size = 1 << 20;
-    let server = TestServer::start(options)?;
-    let (mut client, head) = RawClient::connect_deflate(server.addr)?;
-    assert!(head.contains("Sec-WebSocket-Extensions: permessage-deflate"), "{head}");
-    // A compressed message is echoed compressed (RSV1 set) and inflates to what was sent.
-    let mut compressor = ws_proto::Compressor::new(15, false, 6);
-    let mut payload = Vec::new();
-    compressor.compress(b"Hello, compressed world", &mut payload);
-    client.send(0xc1, &payload)?;
-    let echo = client.read_frame()?.expect("echo");
-    assert_eq!((echo.rsv, echo.opcode), (0b100, 1));
-    let mut inflated = Vec::new();
-    let mut decompressor = ws_proto::Decompressor::new(15, false);
-    decompressor.decompress(&echo.payload, &mut inflated, 1 << 20).expect("inflates");
-    decompressor.finish(&mut inflated, 1 << 20).expect("inflates");
-    assert_eq!(inflated, b"Hello, compressed world");
-    // 32 MiB of zeros, some 32 KiB on the wire: stopped at the 1 MiB limit with 1009.
-    let mut bomb_compressor = ws_proto::Compressor::new(15, true, 9);
-    let mut bomb = Vec::new();
-    bomb_compressor.compress(&vec![0u8; 32 << 20], &mut bomb);
-    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
-    let _ = client.send(0xc2, &bomb);
-    let (code, _) = client.expect_close()?;
-    assert_eq!(code, 1009);
-    // Everyone else is still served.
-    let mut fresh = RawClient::connect(server.addr)?;
-    fresh.send(0x81, b"after the bomb")?;
-    assert_eq!(fresh.read_message()?, (1, b"after the bomb".to_vec()));
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        let server = TestServer::start(options)?;
+        let (mut client, head) = RawClient::connect_deflate(server.addr)?;
+        assert!(head.contains("Sec-WebSocket-Extensions: permessage-deflate"), "{head}");
+        // A compressed message is echoed compressed (RSV1 set) and inflates to what was sent.
+        let mut compressor = ws_proto::Compressor::new(15, false, 6);
+        let mut payload = Vec::new();
+        compressor.compress(b"Hello, compressed world", &mut payload);
+        client.send(0xc1, &payload)?;
+        let echo = client.read_frame()?.expect("echo");
+        assert_eq!((echo.rsv, echo.opcode), (0b100, 1));
+        let mut inflated = Vec::new();
+        let mut decompressor = ws_proto::Decompressor::new(15, false);
+        decompressor.decompress(&echo.payload, &mut inflated, 1 << 20).expect("inflates");
+        decompressor.finish(&mut inflated, 1 << 20).expect("inflates");
+        assert_eq!(inflated, b"Hello, compressed world");
+        // 32 MiB of zeros, some 32 KiB on the wire: stopped at the 1 MiB limit with 1009.
+        let mut bomb_compressor = ws_proto::Compressor::new(15, true, 9);
+        let mut bomb = Vec::new();
+        bomb_compressor.compress(&vec![0u8; 32 << 20], &mut bomb);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let _ = client.send(0xc2, &bomb);
+        let (code, _) = client.expect_close()?;
+        assert_eq!(code, 1009);
+        // Everyone else is still served.
+        let mut fresh = RawClient::connect(server.addr)?;
+        fresh.send(0x81, b"after the bomb")?;
+        assert_eq!(fresh.read_message()?, (1, b"after the bomb".to_vec()));
+    }
     Ok(())
 }

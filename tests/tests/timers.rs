@@ -6,15 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use ws_echo::{Engine, Options};
-use ws_tests::{RawClient, TestServer, client_frame};
-
-/// Every engine this platform has.
-fn engines() -> Vec<Engine> {
-    let mut engines = vec![Engine::Async];
-    #[cfg(target_os = "linux")]
-    engines.push(Engine::Epoll);
-    engines
-}
+use ws_tests::{RawClient, TestServer, client_frame, engines};
 
 fn options(engine: Engine, configure: impl Fn(&mut ws_transport::Config)) -> Options {
     let mut options = Options::default();
