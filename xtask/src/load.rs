@@ -103,7 +103,11 @@ pub(crate) struct Echoer {
     rng: Rng,
     frame: Vec<u8>,
     expected: Vec<u8>,
+    /// Read space, kept initialised and reused from one round trip to the next (zeroing or
+    /// allocating a buffer per message would make the generator, not the server, the cost
+    /// being measured); `inbuf[..filled]` holds unparsed bytes.
     inbuf: Vec<u8>,
+    filled: usize,
     seq: u8,
 }
 
@@ -116,6 +120,7 @@ impl Echoer {
             frame: Vec::new(),
             expected: Vec::new(),
             inbuf: Vec::new(),
+            filled: 0,
             seq: 0,
         }
     }
@@ -160,7 +165,7 @@ impl Echoer {
     }
 
     async fn write_and_read(&mut self, size: usize) -> Result<()> {
-        let Self { stream, frame, expected, inbuf, codec, .. } = self;
+        let Self { stream, frame, expected, inbuf, filled, codec, .. } = self;
         let stream = &*stream;
         let write = async {
             let mut w = stream;
@@ -168,17 +173,16 @@ impl Echoer {
         };
         let read = async {
             let mut r = stream;
-            inbuf.clear();
             let mut got = 0usize;
-            let mut chunk = vec![0u8; 64 << 10];
             // A compressed echo (RSV1 on its first frame) is collected, then inflated.
             let mut compressed: Option<Vec<u8>> = None;
             // Accept the echo in any number of frames (fragmented or not).
             loop {
-                // Parse complete frames in inbuf.
+                // Parse complete frames in inbuf[..filled].
                 let mut pos = 0;
-                while let Some(header) =
-                    wire::parse_header(&inbuf[pos..], 64 << 20).map_err(anyhow::Error::msg)?
+                let mut done = false;
+                while let Some(header) = wire::parse_header(&inbuf[pos..*filled], 64 << 20)
+                    .map_err(anyhow::Error::msg)?
                 {
                     if header.mask.is_some() {
                         bail!("server sent a masked frame");
@@ -217,16 +221,26 @@ impl Echoer {
                         }
                     }
                     if fin && opcode <= 2 && got == size {
-                        inbuf.drain(..pos);
-                        return Ok(());
+                        done = true;
+                        break;
                     }
                 }
-                inbuf.drain(..pos);
-                let n = r.read(&mut chunk).await?;
+                // Keep what is not parsed yet at the front.
+                inbuf.copy_within(pos..*filled, 0);
+                *filled -= pos;
+                if done {
+                    return Ok(());
+                }
+                if *filled == inbuf.len() {
+                    // Room for the whole echo plus headers, up to 64 KiB more per read.
+                    let want = (*filled + (size + 16).clamp(4 << 10, 64 << 10)).next_power_of_two();
+                    inbuf.resize(want, 0);
+                }
+                let n = r.read(&mut inbuf[*filled..]).await?;
                 if n == 0 {
                     bail!("server closed the connection");
                 }
-                inbuf.extend_from_slice(&chunk[..n]);
+                *filled += n;
             }
         };
         let (w, r) = futures_lite::future::zip(write, read).await;
