@@ -19,6 +19,17 @@ pub fn engines() -> Vec<Engine> {
     engines
 }
 
+/// Starts a server with `options` on each engine in turn (see [`engines`]), for tests that
+/// must hold for both; the engine is printed, so a failure says which.
+pub fn each_engine(options: &Options) -> impl Iterator<Item = Result<(Engine, TestServer)>> + '_ {
+    engines().into_iter().map(move |engine| {
+        eprintln!("engine: {engine:?}");
+        let mut options = options.clone();
+        options.engine = engine;
+        Ok((engine, TestServer::start(options)?))
+    })
+}
+
 /// A server running in this process on its own executor threads.
 pub struct TestServer {
     /// Where it listens.
