@@ -138,12 +138,20 @@ impl Pool {
         }
     }
 
-    /// Waits for the engine threads to end (after [`stop`](Self::stop), within the close
-    /// timeout plus a second).
-    pub(crate) fn join(self) {
-        for (_, thread) in self.engines {
+    /// Stops the engines and waits for their threads to end (within the close timeout plus
+    /// a second).
+    pub(crate) fn join(mut self) {
+        self.stop();
+        for (_, thread) in self.engines.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Pool {
+    /// A server dropped without running still ends its engine threads.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -100,6 +100,7 @@ pub struct Summary {
 pub struct Server {
     listener: Async<TcpListener>,
     options: Arc<Options>,
+    echo: EchoPhase,
 }
 
 /// Decrements the live-connection count when a connection task ends, however it ends.
@@ -113,9 +114,13 @@ impl Drop for LiveGuard {
 
 impl Server {
     /// Binds the listening socket.
+    /// Binds the listening socket and starts the echo engine threads, if the engine has
+    /// them (their epoll sets are created here, so running out of descriptors is an error
+    /// at start, not later).
     pub fn bind(addr: SocketAddr, options: Options) -> io::Result<Self> {
         let listener = Async::<TcpListener>::bind(addr)?;
-        Ok(Self { listener, options: Arc::new(options) })
+        let echo = EchoPhase::start(&options)?;
+        Ok(Self { listener, options: Arc::new(options), echo })
     }
 
     /// The bound address (useful after binding port 0).
@@ -134,13 +139,7 @@ impl Server {
         let refusing = Arc::new(AtomicUsize::new(0));
         // Closing this channel (dropping the sender) tells every connection to shut down.
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        let echo = match EchoPhase::start(&self.options) {
-            Ok(echo) => Arc::new(echo),
-            Err(err) => {
-                warn!("cannot start the echo engine: {err}");
-                return Summary { accepted: 0, abandoned: 0 };
-            }
-        };
+        let echo = Arc::new(self.echo);
         let mut accepted = 0;
         let accept_loop = async {
             loop {
