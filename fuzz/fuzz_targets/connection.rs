@@ -1,6 +1,9 @@
 //! Frame parser and connection state machine: arbitrary bytes, split at arbitrary points, in
 //! both roles and both delivery modes. Checks that nothing panics, that every run ends, and
-//! that the events do not depend on how the input was split.
+//! that the events do not depend on how the input was split. The split run also echoes binary
+//! frames through `send_frame_data_via` (a transport taking varying amounts) and swaps its
+//! read buffer for a garbage-filled one between reads, as ws-echo's engine does; the bytes on
+//! the wire and the events must not change.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,6 +26,7 @@ fn run(
     deflate: Option<DeflateParams>,
     input: &[u8],
     cuts: &[usize],
+    engine_like: bool,
 ) -> (Vec<Seen>, Vec<u8>) {
     let mut config = Config::default();
     config.max_frame_size = 4096;
@@ -40,19 +44,35 @@ fn run(
     let mut out = Vec::new();
     let mut text = Vec::new();
     let mut start = 0;
+    // With `engine_like`, how much the next direct write takes (cycles through 0..=4 quarters).
+    let mut take = engine_like.then_some(0usize);
     for &cut in cuts.iter().chain([input.len()].iter()) {
         let cut = cut.clamp(start, input.len());
         conn.receive_data(&input[start..cut]);
         start = cut;
-        collect(&mut conn, &mut seen, &mut out, &mut text);
+        collect(&mut conn, &mut seen, &mut out, &mut text, &mut take);
+        if engine_like {
+            // Back to the pool and out again, dirty: stale bytes must never be parsed.
+            if let Some(mut buf) = conn.take_input_buffer() {
+                buf.fill(0xa5);
+                assert!(conn.give_input_buffer(buf).is_none());
+            }
+            conn.release_idle_buffers();
+        }
     }
     conn.receive_eof();
-    collect(&mut conn, &mut seen, &mut out, &mut text);
+    collect(&mut conn, &mut seen, &mut out, &mut text, &mut take);
     assert!(conn.should_close_transport() || !seen.is_empty());
     (merge(seen), out)
 }
 
-fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>, text: &mut Vec<u8>) {
+fn collect(
+    conn: &mut Connection,
+    seen: &mut Vec<Seen>,
+    out: &mut Vec<u8>,
+    text: &mut Vec<u8>,
+    take: &mut Option<usize>,
+) {
     // Echo as ws-echo does, frame for frame (binary streamed, text once whole), to exercise
     // the sending side too.
     while let Some((event, mut sender)) = conn.poll_event_with_sender() {
@@ -70,7 +90,17 @@ fn collect(conn: &mut Connection, seen: &mut Vec<Seen>, out: &mut Vec<u8>, text:
                     if c.frame_start {
                         let _ = sender.begin_frame(c.kind, c.fin, c.frame_len);
                     }
-                    if !c.data.is_empty() {
+                    if let Some(quarters) = take.as_mut() {
+                        *quarters = (*quarters + 1) % 5;
+                        let q = *quarters;
+                        let _ = sender.send_frame_data_via(c.data, |pending, data| {
+                            let n = (pending.len() + data.len()) * q / 4;
+                            let from_pending = n.min(pending.len());
+                            out.extend_from_slice(&pending[..from_pending]);
+                            out.extend_from_slice(&data[..n - from_pending]);
+                            n
+                        });
+                    } else if !c.data.is_empty() {
                         let _ = sender.send_frame_data(c.data);
                     }
                 } else {
@@ -126,10 +156,10 @@ fuzz_target!(|data: &[u8]| {
         server_max_window_bits: 9 + (control >> 5) % 7,
         client_max_window_bits: 15 - (control >> 5) % 7,
     });
-    let whole = run(client, delivery, deflate, input, &[]);
+    let whole = run(client, delivery, deflate, input, &[], false);
     let step = usize::from(control >> 5) + 1;
     let cuts: Vec<usize> = (step..input.len()).step_by(step).collect();
-    let split = run(client, delivery, deflate, input, &cuts);
+    let split = run(client, delivery, deflate, input, &cuts, true);
     if deflate.is_some() {
         // Inflated chunks follow the input's split, and so does what is echoed of them.
         assert_eq!(whole.0, split.0);
