@@ -29,7 +29,7 @@ use async_io::Async;
 use rustix::buffer::spare_capacity;
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 use tracing::{debug, warn};
-use ws_proto::{CloseCode, Connection, State};
+use ws_proto::{CloseCode, Connection, Deadline, State, TimerAction, Timers};
 use ws_transport::{Config, WebSocket};
 
 use crate::{End, LiveGuard, echo_events, log_end};
@@ -196,10 +196,8 @@ struct Conn {
     writable: bool,
     /// The peer ended its side of the stream.
     eof: bool,
-    last_received: Instant,
-    /// When the keepalive ping went out, and the pongs received by then.
-    ping_sent: Option<(Instant, u64)>,
-    closing_since: Option<Instant>,
+    /// Close, keepalive and idle deadlines: ws-proto's, as on `WebSocket`.
+    timers: Timers,
     write_blocked_since: Option<Instant>,
     /// The deadline this connection has in the engine's heap, if any.
     timer_at: Option<Instant>,
@@ -219,12 +217,11 @@ enum Turn {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Deadline {
-    Close,
+enum Due {
+    /// One of the protocol's timers.
+    Protocol(Deadline),
+    /// A write blocked for `write_timeout`: the peer stopped reading.
     Write,
-    Pong,
-    Ping,
-    Idle,
 }
 
 impl Engine {
@@ -360,9 +357,7 @@ impl Engine {
             readable: false,
             writable: true,
             eof: false,
-            last_received: now,
-            ping_sent: None,
-            closing_since: None,
+            timers: Timers::new(self.config.timers(), now),
             write_blocked_since: None,
             timer_at: None,
             end: None,
@@ -387,7 +382,7 @@ impl Engine {
                 self.remove(key, Err(err));
                 return;
             }
-            c.closing_since = Some(now);
+            c.timers.start_closing(now);
             c.end = Some(End::Closed(CloseCode::GOING_AWAY));
         }
         self.turn(key, now);
@@ -398,7 +393,7 @@ impl Engine {
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
         match c.turn(now, config, &mut self.pool) {
             Turn::Wait => {
-                if let Some((at, _)) = c.deadline(config) {
+                if let Some((at, _)) = c.deadline(config, now) {
                     if c.timer_at.is_none_or(|scheduled| at < scheduled) {
                         c.timer_at = Some(at);
                         self.timers.push(Reverse((at, key)));
@@ -421,7 +416,7 @@ impl Engine {
                 continue;
             }
             c.timer_at = None;
-            let deadline = c.deadline(&self.config);
+            let deadline = c.deadline(&self.config, now);
             match deadline {
                 Some((due, which)) if due <= now => self.on_deadline(key, which, now),
                 // Pushed back by activity since it was scheduled.
@@ -431,34 +426,31 @@ impl Engine {
         }
     }
 
-    fn on_deadline(&mut self, key: u64, which: Deadline, now: Instant) {
+    fn on_deadline(&mut self, key: u64, due: Due, now: Instant) {
         let Some(c) = self.get(key) else { return };
-        match which {
-            Deadline::Close => {
-                let err = io::Error::new(io::ErrorKind::TimedOut, "close handshake timed out");
-                self.remove(key, Err(err));
-            }
-            Deadline::Write => {
+        let which = match due {
+            Due::Write => {
                 let err = io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading");
                 self.remove(key, Err(err));
+                return;
             }
-            Deadline::Pong => {
-                // No answer to a keepalive ping: fail the connection (1011: no protocol rule
-                // was broken, but the peer is unresponsive), with one try to say so.
-                let _ = c.conn.close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                let _ = c.stream.write(c.conn.pending_output());
-                let err = io::Error::new(io::ErrorKind::TimedOut, "keepalive ping unanswered");
-                self.remove(key, Err(err));
+            Due::Protocol(which) => which,
+        };
+        match c.timers.handle_timeout(which, &mut c.conn, now) {
+            TimerAction::Abort(which) => {
+                let why = if which == Deadline::Pong {
+                    // A 1011 close frame is queued: one try to say so.
+                    let _ = c.stream.write(c.conn.pending_output());
+                    "keepalive ping unanswered"
+                } else {
+                    "close handshake timed out"
+                };
+                self.remove(key, Err(io::Error::new(io::ErrorKind::TimedOut, why)));
             }
-            Deadline::Ping => {
-                c.ping_sent = Some((now, c.conn.pongs_received()));
-                let _ = c.conn.send_ping(b"keepalive");
-                self.turn(key, now);
-            }
-            Deadline::Idle => {
-                let _ = c.conn.close(CloseCode::GOING_AWAY, "idle timeout");
-                c.closing_since = Some(now);
-                c.end = Some(End::Closed(CloseCode::GOING_AWAY));
+            _ => {
+                if which == Deadline::Idle {
+                    c.end = Some(End::Closed(CloseCode::GOING_AWAY));
+                }
                 self.turn(key, now);
             }
         }
@@ -547,7 +539,7 @@ impl Conn {
                 if self.conn.state() == State::Open {
                     let _ = self.conn.close(CloseCode::NORMAL, "");
                 }
-                self.closing_since.get_or_insert(now);
+                self.timers.start_closing(now);
                 self.end = Some(end);
                 continue;
             }
@@ -591,7 +583,7 @@ impl Conn {
                     self.conn.input_written(n);
                     self.bytes_read += n as u64;
                     read_this_turn += n;
-                    self.last_received = now;
+                    self.timers.received(now);
                     // A short read drained the socket; more input raises a new edge.
                     if n < size {
                         self.readable = false;
@@ -615,28 +607,14 @@ impl Conn {
         self.conn.release_idle_buffers();
     }
 
-    /// The connection's next deadline, as on [`ws_transport::WebSocket`]: the close handshake
-    /// once it started, a blocked write, else the keepalive ping or its pong, and idleness.
-    fn deadline(&self, config: &Config) -> Option<(Instant, Deadline)> {
-        let mut candidates: [Option<(Instant, Deadline)>; 4] = [None; 4];
-        if let Some(since) = self.write_blocked_since {
-            candidates[0] = Some((since + config.write_timeout, Deadline::Write));
-        }
-        if let Some(since) = self.closing_since {
-            candidates[1] = Some((since + config.close_timeout, Deadline::Close));
-        } else {
-            // Any pong since the keepalive ping answers it.
-            let answered = |(_, pongs): &(Instant, u64)| self.conn.pongs_received() > *pongs;
-            if let Some((sent, _)) = self.ping_sent.filter(|ping| !answered(ping)) {
-                candidates[2] = Some((sent + config.pong_timeout, Deadline::Pong));
-            } else if let Some(interval) = config.ping_interval {
-                candidates[2] = Some((self.last_received + interval, Deadline::Ping));
-            }
-            if let Some(idle) = config.idle_timeout {
-                candidates[3] = Some((self.last_received + idle, Deadline::Idle));
-            }
-        }
-        candidates.into_iter().flatten().min_by_key(|(at, _)| *at)
+    /// The connection's next deadline: the protocol's timers (ws-proto's [`Timers`], as on
+    /// `WebSocket`) or a write blocked too long.
+    fn deadline(&mut self, config: &Config, now: Instant) -> Option<(Instant, Due)> {
+        let write =
+            self.write_blocked_since.map(|since| (since + config.write_timeout, Due::Write));
+        let protocol =
+            self.timers.poll_timeout(&self.conn, now).map(|(at, which)| (at, Due::Protocol(which)));
+        [write, protocol].into_iter().flatten().min_by_key(|(at, _)| *at)
     }
 }
 

@@ -46,6 +46,7 @@ mod extensions;
 mod frame;
 mod handshake;
 mod mask;
+mod timers;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -68,6 +69,7 @@ pub use handshake::{
 pub use mask::apply_mask;
 #[doc(hidden)]
 pub use mask::apply_mask_bytewise;
+pub use timers::{Deadline, TimerAction, TimerSettings, Timers};
 pub use utf8::Utf8Validator;
 
 /// The code in `docs/transport-guide.md`, compiled and run as a doctest.

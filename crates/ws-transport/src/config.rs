@@ -42,6 +42,19 @@ pub struct Config {
     pub compression: Option<ws_proto::DeflateConfig>,
 }
 
+impl Config {
+    /// The protocol timers' part of this configuration (close, keepalive, idle), for
+    /// [`ws_proto::Timers`].
+    pub fn timers(&self) -> ws_proto::TimerSettings {
+        let mut settings = ws_proto::TimerSettings::default();
+        settings.close_timeout = self.close_timeout;
+        settings.ping_interval = self.ping_interval;
+        settings.pong_timeout = self.pong_timeout;
+        settings.idle_timeout = self.idle_timeout;
+        settings
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

@@ -7,7 +7,8 @@ use std::time::Instant;
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 use ws_proto::{
-    CloseCode, Connection, Event, Message as ProtoMessage, MessageKind, ProtocolError, State,
+    CloseCode, Connection, Deadline, Event, Message as ProtoMessage, MessageKind, ProtocolError,
+    State, TimerAction, Timers,
 };
 
 use crate::config::Config;
@@ -173,14 +174,6 @@ enum Polled {
 }
 
 /// The deadline [`WebSocket::read_more`] waits for besides data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deadline {
-    Close,
-    Pong,
-    Ping,
-    Idle,
-}
-
 /// A WebSocket over a stream `S` (any `futures-io` `AsyncRead + AsyncWrite`), after the opening
 /// handshake. Get one from [`accept`](crate::accept) or [`connect`](crate::connect).
 ///
@@ -193,10 +186,8 @@ pub struct WebSocket<S> {
     stream: S,
     conn: Connection,
     config: Config,
-    last_received: Instant,
-    /// When the keepalive ping went out, and the pongs received by then.
-    ping_sent: Option<(Instant, u64)>,
-    closing_since: Option<Instant>,
+    /// Close, keepalive and idle deadlines (ws-proto's, run on async-io timers).
+    timers: Timers,
     stream_closed: bool,
     peer_close: Option<(CloseCode, String)>,
     bytes_read: u64,
@@ -219,13 +210,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_parts(stream: S, conn: Connection, config: Config, already_read: &[u8]) -> Self {
         let mut conn = conn;
         conn.receive_data(already_read);
+        let timers = Timers::new(config.timers(), Instant::now());
         Self {
             stream,
             conn,
             config,
-            last_received: Instant::now(),
-            ping_sent: None,
-            closing_since: None,
+            timers,
             stream_closed: false,
             peer_close: None,
             bytes_read: 0,
@@ -386,7 +376,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if self.conn.state() == State::Open {
             self.conn.close(code, reason)?;
-            self.closing_since = Some(Instant::now());
+            self.timers.start_closing(Instant::now());
         }
         loop {
             let mut outcome = None;
@@ -442,12 +432,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// After the close handshake or a failure: send what is queued, then end the stream. A
     /// client first waits for the server to end it (§7.1.1), up to the close timeout.
     async fn finish_close(&mut self) -> Result<(), Error> {
-        self.closing_since.get_or_insert_with(Instant::now);
+        self.timers.start_closing(Instant::now());
         let flushed = self.flush().await;
         if !self.stream_closed && flushed.is_ok() {
             // Client after a clean close: wait for the server's FIN.
-            let deadline =
-                self.closing_since.unwrap_or_else(Instant::now) + self.config.close_timeout;
+            let deadline = self.timers.closing_since().unwrap_or_else(Instant::now)
+                + self.config.close_timeout;
             let mut scratch = [0u8; 256];
             let Self { stream, .. } = self;
             let drain = async {
@@ -472,14 +462,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// deadlines while waiting. Returns `false` at the end of the stream.
     pub async fn read_more(&mut self) -> Result<bool, Error> {
         loop {
-            if self.conn.state() != State::Open {
-                self.closing_since.get_or_insert_with(Instant::now);
-            }
-            // Any pong since the keepalive ping answers it, whoever polled the event.
-            if self.ping_sent.is_some_and(|(_, pongs)| self.conn.pongs_received() > pongs) {
-                self.ping_sent = None;
-            }
-            let deadline = self.next_deadline();
+            let deadline = self.timers.poll_timeout(&self.conn, Instant::now());
             let max = self.config.read_buffer_size;
             let size = self.read_size.clamp(MIN_READ, max.max(MIN_READ));
             let Self { stream, conn, .. } = self;
@@ -517,7 +500,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // Grow the next read while reads fill the buffer; shrink it when they
                     // do not.
                     self.read_size = if n >= size { size * 2 } else { (n * 2).max(MIN_READ) };
-                    self.last_received = Instant::now();
+                    self.timers.received(Instant::now());
                     return Ok(true);
                 }
                 Ok(None) => {
@@ -533,47 +516,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    fn next_deadline(&self) -> Option<(Instant, Deadline)> {
-        let mut candidates: [Option<(Instant, Deadline)>; 3] = [None; 3];
-        if let Some(since) = self.closing_since {
-            candidates[0] = Some((since + self.config.close_timeout, Deadline::Close));
-        } else {
-            if let Some((sent, _)) = self.ping_sent {
-                candidates[1] = Some((sent + self.config.pong_timeout, Deadline::Pong));
-            } else if let Some(interval) = self.config.ping_interval {
-                candidates[1] = Some((self.last_received + interval, Deadline::Ping));
-            }
-            if let Some(idle) = self.config.idle_timeout {
-                candidates[2] = Some((self.last_received + idle, Deadline::Idle));
-            }
-        }
-        candidates.into_iter().flatten().min_by_key(|(at, _)| *at)
-    }
-
     async fn on_deadline(&mut self, which: Deadline) -> Result<(), Error> {
-        match which {
-            Deadline::Close => {
+        match self.timers.handle_timeout(which, &mut self.conn, Instant::now()) {
+            TimerAction::Abort(which) => {
+                // After an unanswered ping a 1011 close frame is queued: one try to send it.
+                if which == Deadline::Pong {
+                    let _ = self.flush().await;
+                }
                 self.shutdown().await;
-                Err(Error::Timeout(Timeout::Close))
+                Err(Error::Timeout(match which {
+                    Deadline::Pong => Timeout::Pong,
+                    _ => Timeout::Close,
+                }))
             }
-            Deadline::Pong => {
-                // No answer to a keepalive ping: fail the connection (1011, as no protocol
-                // rule was broken but the peer is unresponsive).
-                let _ = self.conn.close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");
-                let _ = self.flush().await;
-                self.shutdown().await;
-                Err(Error::Timeout(Timeout::Pong))
-            }
-            Deadline::Ping => {
-                self.ping_sent = Some((Instant::now(), self.conn.pongs_received()));
-                self.conn.send_ping(b"keepalive")?;
-                self.flush().await
-            }
-            Deadline::Idle => {
-                self.conn.close(CloseCode::GOING_AWAY, "idle timeout")?;
-                self.closing_since = Some(Instant::now());
-                self.flush().await
-            }
+            _ => self.flush().await,
         }
     }
 }
