@@ -10,10 +10,10 @@
 //! stays on the async path ([`ws_transport::ServerHandshake`]); the accepted connection is then
 //! handed over whole, input already read included. docs/benchmarks.md has the measurements.
 //!
-//! Limits: every connection has the same timers as [`ws_transport::WebSocket`] (close, write,
-//! keepalive ping and pong, idle), kept in one heap per engine; one connection gets at most
-//! [`TURN_BYTES`] read before the others get a turn; output is bounded by
-//! `write_buffer_size` exactly as on the async path.
+//! Limits: every connection has the same timers as [`ws_transport::WebSocket`] (ws-proto's
+//! [`Timers`] for close, keepalive and idle, plus the write timeout), kept in one heap per
+//! engine; one connection gets at most [`TURN_BYTES`] read before the others get a turn;
+//! output is bounded by `write_buffer_size` exactly as on the async path.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -40,7 +40,7 @@ const WAKE: u64 = u64::MAX;
 const MIN_READ: usize = 2 << 10;
 /// Bytes one connection may read in one turn before the others get theirs (one message of
 /// 1 MiB, or four reads of 256 KiB).
-pub(crate) const TURN_BYTES: usize = 1 << 20;
+const TURN_BYTES: usize = 1 << 20;
 /// Events taken from epoll per wait.
 const EVENTS_PER_WAIT: usize = 256;
 /// Read buffers an engine keeps for its connections to share: a connection that waits for
