@@ -5,22 +5,23 @@ use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use ws_echo::{Engine, Options};
-use ws_tests::{RawClient, TestServer, client_frame, engines};
+use ws_echo::Options;
+use ws_tests::{RawClient, client_frame, each_engine};
 
-fn options(engine: Engine, configure: impl Fn(&mut ws_transport::Config)) -> Options {
+/// Default options with the transport's settings adjusted.
+fn with_transport(configure: impl Fn(&mut ws_transport::Config)) -> Options {
     let mut options = Options::default();
-    options.engine = engine;
     configure(&mut options.transport);
     options
 }
 
 #[test]
 fn an_idle_connection_is_closed_with_1001() -> Result<()> {
-    for engine in engines() {
-        let server = TestServer::start(options(engine, |t| {
-            t.idle_timeout = Some(Duration::from_millis(300));
-        }))?;
+    let options = with_transport(|t| {
+        t.idle_timeout = Some(Duration::from_millis(300));
+    });
+    for started in each_engine(&options) {
+        let (engine, server) = started?;
         let mut client = RawClient::connect(server.addr)?;
         // Activity pushes the deadline back.
         for _ in 0..4 {
@@ -72,11 +73,12 @@ fn read_pings(client: &mut RawClient, period: Duration, answer: bool) -> Result<
 
 #[test]
 fn keepalive_keeps_a_client_that_answers_and_drops_one_that_does_not() -> Result<()> {
-    for engine in engines() {
-        let server = TestServer::start(options(engine, |t| {
-            t.ping_interval = Some(Duration::from_millis(150));
-            t.pong_timeout = Duration::from_millis(300);
-        }))?;
+    let options = with_transport(|t| {
+        t.ping_interval = Some(Duration::from_millis(150));
+        t.pong_timeout = Duration::from_millis(300);
+    });
+    for started in each_engine(&options) {
+        let (engine, server) = started?;
         let mut client = RawClient::connect(server.addr)?;
         // Silent except for pongs, for well over the pong timeout: still open.
         let (pings, closed) = read_pings(&mut client, Duration::from_millis(1200), true)?;
@@ -93,10 +95,11 @@ fn keepalive_keeps_a_client_that_answers_and_drops_one_that_does_not() -> Result
 
 #[test]
 fn a_client_that_never_reads_is_dropped_at_the_write_timeout() -> Result<()> {
-    for engine in engines() {
-        let server = TestServer::start(options(engine, |t| {
-            t.write_timeout = Duration::from_millis(500);
-        }))?;
+    let options = with_transport(|t| {
+        t.write_timeout = Duration::from_millis(500);
+    });
+    for started in each_engine(&options) {
+        let (engine, server) = started?;
         let mut client = RawClient::connect(server.addr)?;
         client.stream.set_write_timeout(Some(Duration::from_secs(15)))?;
         let frame = client_frame(0x82, &vec![7u8; 1 << 20], [1, 2, 3, 4]);
@@ -125,10 +128,11 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() -> Result<()> {
 
 #[test]
 fn shutdown_gives_up_on_a_client_that_never_answers_the_close() -> Result<()> {
-    for engine in engines() {
-        let server = TestServer::start(options(engine, |t| {
-            t.close_timeout = Duration::from_millis(300);
-        }))?;
+    let options = with_transport(|t| {
+        t.close_timeout = Duration::from_millis(300);
+    });
+    for started in each_engine(&options) {
+        let (engine, server) = started?;
         let mut client = RawClient::connect(server.addr)?;
         client.send(0x81, b"hi")?;
         assert_eq!(client.read_message()?, (1, b"hi".to_vec()));
