@@ -15,8 +15,8 @@ fn pattern(len: usize) -> Vec<u8> {
 #[test]
 fn echoes_binary_at_length_boundaries() -> Result<()> {
     let options = Options::default();
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         for len in [0, 1, 125, 126, 127, 65535, 65536, 16 << 20] {
             let payload = pattern(len);
@@ -58,8 +58,8 @@ fn echoes_text_at_length_boundaries() -> Result<()> {
 #[test]
 fn echoes_fragmented_messages() -> Result<()> {
     let options = Options::default();
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         let euro = "€".as_bytes();
         client.send(0x01, b"price: ")?;
@@ -142,8 +142,8 @@ fn bad_input_gets_its_close_code_and_the_server_keeps_serving() -> Result<()> {
     let mut options = Options::default();
     options.transport.protocol.max_message_size = 1000;
     options.transport.protocol.max_frame_size = 600;
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let key = [0x11, 0x22, 0x33, 0x44];
         let frame = |b0, payload: &[u8]| ws_tests::client_frame(b0, payload, key);
         let cases: Vec<(&str, Vec<u8>, u16)> = vec![
@@ -349,8 +349,8 @@ fn connections_over_the_limit_get_503_and_the_others_carry_on() -> Result<()> {
 #[test]
 fn graceful_shutdown_sends_1001_to_open_connections() -> Result<()> {
     let options = Options::default();
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let mut clients: Vec<RawClient> =
             (0..5).map(|_| RawClient::connect(server.addr)).collect::<Result<_>>()?;
         for client in &mut clients {
@@ -373,8 +373,8 @@ fn graceful_shutdown_sends_1001_to_open_connections() -> Result<()> {
 #[test]
 fn the_echo_keeps_the_clients_frames() -> Result<()> {
     let options = Options::default();
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         // One 4 MiB binary frame comes back as one 4 MiB frame, though it streams through.
         let payload = pattern(4 << 20);
@@ -404,8 +404,8 @@ fn the_echo_keeps_the_clients_frames() -> Result<()> {
 #[test]
 fn invalid_utf8_late_in_a_large_text_frame_gets_1007() -> Result<()> {
     let options = Options::default();
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         let mut text = vec![b'a'; 1 << 20];
         text.extend_from_slice(b"\xff tail");
@@ -423,8 +423,8 @@ fn invalid_utf8_late_in_a_large_text_frame_gets_1007() -> Result<()> {
 fn permessage_deflate_is_negotiated_and_a_bomb_gets_1009() -> Result<()> {
     let mut options = Options::default();
     options.transport.protocol.max_message_size = 1 << 20;
-    for started in ws_tests::each_engine(&options) {
-        let (_, server) = started?;
+    for server in ws_tests::each_engine(&options) {
+        let (_, server) = server?;
         let (mut client, head) = RawClient::connect_deflate(server.addr)?;
         assert!(head.contains("Sec-WebSocket-Extensions: permessage-deflate"), "{head}");
         // A compressed message is echoed compressed (RSV1 set) and inflates to what was sent.

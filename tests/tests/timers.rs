@@ -20,8 +20,8 @@ fn an_idle_connection_is_closed_with_1001() -> Result<()> {
     let options = with_transport(|t| {
         t.idle_timeout = Some(Duration::from_millis(300));
     });
-    for started in each_engine(&options) {
-        let (engine, server) = started?;
+    for server in each_engine(&options) {
+        let (engine, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         // Activity pushes the deadline back.
         for _ in 0..4 {
@@ -77,8 +77,8 @@ fn keepalive_keeps_a_client_that_answers_and_drops_one_that_does_not() -> Result
         t.ping_interval = Some(Duration::from_millis(150));
         t.pong_timeout = Duration::from_millis(300);
     });
-    for started in each_engine(&options) {
-        let (engine, server) = started?;
+    for server in each_engine(&options) {
+        let (engine, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         // Silent except for pongs, for well over the pong timeout: still open.
         let (pings, closed) = read_pings(&mut client, Duration::from_millis(1200), true)?;
@@ -98,8 +98,8 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() -> Result<()> {
     let options = with_transport(|t| {
         t.write_timeout = Duration::from_millis(500);
     });
-    for started in each_engine(&options) {
-        let (engine, server) = started?;
+    for server in each_engine(&options) {
+        let (engine, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         client.stream.set_write_timeout(Some(Duration::from_secs(15)))?;
         let frame = client_frame(0x82, &vec![7u8; 1 << 20], [1, 2, 3, 4]);
@@ -131,14 +131,14 @@ fn shutdown_gives_up_on_a_client_that_never_answers_the_close() -> Result<()> {
     let options = with_transport(|t| {
         t.close_timeout = Duration::from_millis(300);
     });
-    for started in each_engine(&options) {
-        let (engine, server) = started?;
+    for server in each_engine(&options) {
+        let (engine, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         client.send(0x81, b"hi")?;
         assert_eq!(client.read_message()?, (1, b"hi".to_vec()));
-        let started = Instant::now();
+        let stop_at = Instant::now();
         let summary = server.stop();
-        let stopped = started.elapsed();
+        let stopped = stop_at.elapsed();
         // The close frame came, then the server ended TCP without our answer.
         let frame = client.read_frame()?.expect("a close frame");
         assert_eq!(frame.close_code(), Some(1001), "{engine:?}");
