@@ -29,7 +29,7 @@ use async_io::Async;
 use rustix::buffer::spare_capacity;
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 use tracing::{debug, warn};
-use ws_proto::{CloseCode, Connection, Deadline, State, TimerAction, Timers};
+use ws_proto::{CloseCode, Connection, Deadline, State, TimerAction, TimerSettings, Timers};
 use ws_transport::{Config, WebSocket};
 
 use crate::{End, LiveGuard, echo_events, log_end};
@@ -160,6 +160,8 @@ struct Engine {
     epoll: OwnedFd,
     inbox: Arc<Inbox>,
     config: Config,
+    /// The protocol timers' part of `config`, shared by every connection.
+    timer_settings: TimerSettings,
     /// Connections by slot; a key is `generation << 32 | slot`, so a stale key never reaches
     /// a connection that reused the slot.
     slots: Vec<Slot>,
@@ -229,6 +231,7 @@ impl Engine {
         Self {
             epoll,
             inbox,
+            timer_settings: config.timers(),
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -357,7 +360,7 @@ impl Engine {
             readable: false,
             writable: true,
             eof: false,
-            timers: Timers::new(self.config.timers(), now),
+            timers: Timers::new(now),
             write_blocked_since: None,
             timer_at: None,
             end: None,
@@ -393,7 +396,7 @@ impl Engine {
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
         match c.turn(now, config, &mut self.pool) {
             Turn::Wait => {
-                if let Some((at, _)) = c.deadline(config, now) {
+                if let Some((at, _)) = c.deadline(config, &self.timer_settings, now) {
                     if c.timer_at.is_none_or(|scheduled| at < scheduled) {
                         c.timer_at = Some(at);
                         self.timers.push(Reverse((at, key)));
@@ -416,7 +419,7 @@ impl Engine {
                 continue;
             }
             c.timer_at = None;
-            let deadline = c.deadline(&self.config, now);
+            let deadline = c.deadline(&self.config, &self.timer_settings, now);
             match deadline {
                 Some((due, which)) if due <= now => self.on_deadline(key, which, now),
                 // Pushed back by activity since it was scheduled.
@@ -609,11 +612,18 @@ impl Conn {
 
     /// The connection's next deadline: the protocol's timers (ws-proto's [`Timers`], as on
     /// `WebSocket`) or a write blocked too long.
-    fn deadline(&mut self, config: &Config, now: Instant) -> Option<(Instant, Due)> {
+    fn deadline(
+        &mut self,
+        config: &Config,
+        timers: &TimerSettings,
+        now: Instant,
+    ) -> Option<(Instant, Due)> {
         let write =
             self.write_blocked_since.map(|since| (since + config.write_timeout, Due::Write));
-        let protocol =
-            self.timers.poll_timeout(&self.conn, now).map(|(at, which)| (at, Due::Protocol(which)));
+        let protocol = self
+            .timers
+            .poll_timeout(timers, &self.conn, now)
+            .map(|(at, which)| (at, Due::Protocol(which)));
         [write, protocol].into_iter().flatten().min_by_key(|(at, _)| *at)
     }
 }

@@ -71,16 +71,18 @@ pub enum TimerAction {
 /// let mut conn = Connection::server(Config::default());
 /// let mut settings = TimerSettings::default();
 /// settings.ping_interval = Some(Duration::from_secs(10));
-/// let mut timers = Timers::new(settings, start);
+/// let mut timers = Timers::new(start);
 /// // Nothing received for 10 s: time for a keepalive ping.
-/// let (at, which) = timers.poll_timeout(&conn, start).expect("a deadline");
+/// let (at, which) = timers.poll_timeout(&settings, &conn, start).expect("a deadline");
 /// assert_eq!((at, which), (start + Duration::from_secs(10), Deadline::Ping));
 /// assert_eq!(timers.handle_timeout(which, &mut conn, at), TimerAction::Flush);
 /// assert_eq!(conn.pending_output(), b"\x89\x09keepalive");
 /// ```
+///
+/// The settings are passed to [`poll_timeout`](Self::poll_timeout) rather than kept here:
+/// they are usually the same for every connection, and the caller has them already.
 #[derive(Debug, Clone)]
 pub struct Timers {
-    settings: TimerSettings,
     last_received: Instant,
     /// When the keepalive ping went out, and the pongs received by then.
     ping_sent: Option<(Instant, u64)>,
@@ -89,13 +91,8 @@ pub struct Timers {
 
 impl Timers {
     /// Timers for a connection that opened at `now`.
-    pub fn new(settings: TimerSettings, now: Instant) -> Self {
-        Self { settings, last_received: now, ping_sent: None, closing_since: None }
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &TimerSettings {
-        &self.settings
+    pub fn new(now: Instant) -> Self {
+        Self { last_received: now, ping_sent: None, closing_since: None }
     }
 
     /// Records that input arrived at `now` (it pushes the keepalive and idle deadlines back).
@@ -115,17 +112,23 @@ impl Timers {
         self.closing_since
     }
 
-    /// The next deadline and its timer, given the connection's state at `now`: once the
+    /// The next deadline and its timer under `settings`, given the connection's state at
+    /// `now`: once the
     /// connection is no longer open only the close timer runs; a pong received since the
     /// keepalive ping answers it, however the events were polled.
-    pub fn poll_timeout(&mut self, conn: &Connection, now: Instant) -> Option<(Instant, Deadline)> {
+    pub fn poll_timeout(
+        &mut self,
+        settings: &TimerSettings,
+        conn: &Connection,
+        now: Instant,
+    ) -> Option<(Instant, Deadline)> {
         if conn.state() != State::Open {
             self.start_closing(now);
         }
         if self.ping_sent.is_some_and(|(_, pongs)| conn.pongs_received() > pongs) {
             self.ping_sent = None;
         }
-        let s = &self.settings;
+        let s = settings;
         if let Some(since) = self.closing_since {
             return Some((since + s.close_timeout, Deadline::Close));
         }

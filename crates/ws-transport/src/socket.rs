@@ -210,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_parts(stream: S, conn: Connection, config: Config, already_read: &[u8]) -> Self {
         let mut conn = conn;
         conn.receive_data(already_read);
-        let timers = Timers::new(config.timers(), Instant::now());
+        let timers = Timers::new(Instant::now());
         Self {
             stream,
             conn,
@@ -462,7 +462,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// deadlines while waiting. Returns `false` at the end of the stream.
     pub async fn read_more(&mut self) -> Result<bool, Error> {
         loop {
-            let deadline = self.timers.poll_timeout(&self.conn, Instant::now());
+            let settings = self.config.timers();
+            let deadline = self.timers.poll_timeout(&settings, &self.conn, Instant::now());
             let max = self.config.read_buffer_size;
             let size = self.read_size.clamp(MIN_READ, max.max(MIN_READ));
             let Self { stream, conn, .. } = self;
