@@ -488,14 +488,12 @@ impl Conn {
                     self.idle(pool, config);
                     return Turn::Wait;
                 }
-                match self.stream.write(self.conn.pending_output()) {
-                    Ok(0) => return Turn::Done(Err(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => {
+                match write_some(&self.stream, &[IoSlice::new(self.conn.pending_output())]) {
+                    Ok(Some(n)) => {
                         self.conn.consume_output(n);
                         self.bytes_written += n as u64;
                     }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(None) => self.writable = false,
                     Err(err) => return Turn::Done(Err(err)),
                 }
             }
@@ -513,21 +511,19 @@ impl Conn {
                 if !*writable {
                     return 0;
                 }
-                loop {
-                    let parts = [IoSlice::new(pending), IoSlice::new(data)];
-                    match stream.write_vectored(&parts) {
-                        Ok(n) => {
-                            *bytes_written += n as u64;
-                            return n;
-                        }
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                        Err(err) => {
-                            *writable = false;
-                            if err.kind() != io::ErrorKind::WouldBlock {
-                                write_error = Some(err);
-                            }
-                            return 0;
-                        }
+                match write_some(stream, &[IoSlice::new(pending), IoSlice::new(data)]) {
+                    Ok(Some(n)) => {
+                        *bytes_written += n as u64;
+                        n
+                    }
+                    Ok(None) => {
+                        *writable = false;
+                        0
+                    }
+                    Err(err) => {
+                        *writable = false;
+                        write_error = Some(err);
+                        0
                     }
                 }
             };
@@ -625,6 +621,19 @@ impl Conn {
             .poll_timeout(timers, &self.conn, now)
             .map(|(at, which)| (at, Due::Protocol(which)));
         [write, protocol].into_iter().flatten().min_by_key(|(at, _)| *at)
+    }
+}
+
+/// One write of `parts`: the bytes taken, or `None` when the socket's buffer is full.
+fn write_some(mut stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+    loop {
+        match stream.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use ws_proto::{
     Chunk, CloseCode, Connection, Delivery, Event, HandshakeError, MessageKind, Request, Response,
     Sender,
 };
-use ws_transport::{Error, ServerHandshake, WebSocket};
+use ws_transport::{Error, IN_PLACE_MIN, ServerHandshake, WebSocket};
 
 #[cfg(target_os = "linux")]
 mod engine;
@@ -30,17 +30,19 @@ mod engine;
 /// The demo page served at `/`.
 pub const PAGE: &str = include_str!("page.html");
 
-/// What runs the echo once the opening handshake is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What runs the echo once the opening handshake is done (`--engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum Engine {
     /// Each connection stays a task on the executor and echoes through
     /// [`ws_transport::WebSocket`] (smol's reactor). Portable.
+    #[value(help = "each connection a task on the executor, through ws-transport (portable)")]
     Async,
     /// Connections are handed to [`Options::echo_threads`] engine threads, each with an
     /// edge-triggered epoll set driving `ws_proto::Connection`s directly: fewer system calls
     /// per message. Linux only; the default there.
     #[cfg(target_os = "linux")]
+    #[value(help = "engine threads with edge-triggered epoll (Linux)")]
     Epoll,
 }
 
@@ -424,11 +426,6 @@ async fn echo_loop(
     }
 }
 
-/// Binary payload at least this large is offered to a direct write (see [`echo_events`]);
-/// smaller pieces are cheaper to copy into the output buffer, where they batch with other
-/// frames into one write.
-const DIRECT_MIN: usize = 4 << 10;
-
 /// What one pass over a connection's buffered events did.
 struct Pass {
     /// How the session ended, if it did.
@@ -445,7 +442,7 @@ struct Pass {
 /// `max_frame_size`), or with compression a whole message (at most `max_message_size`).
 ///
 /// `direct`, when given, is a vectored write to the transport (pending output, then payload;
-/// returns bytes taken): binary payload of at least [`DIRECT_MIN`] bytes is offered to it
+/// returns bytes taken): binary payload of at least [`IN_PLACE_MIN`] bytes is offered to it
 /// straight from the input buffer and copied into the output only if the transport does not
 /// take it all.
 fn echo_events(
@@ -511,7 +508,7 @@ fn echo_chunk(
                 let _ = sender.begin_frame(MessageKind::Binary, chunk.fin, chunk.frame_len);
             }
             match direct {
-                Some(write) if chunk.data.len() >= DIRECT_MIN => {
+                Some(write) if chunk.data.len() >= IN_PLACE_MIN => {
                     let _ = sender
                         .send_frame_data_via(chunk.data, |pending, data| write(pending, data));
                 }

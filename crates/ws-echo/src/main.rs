@@ -66,40 +66,12 @@ struct Args {
     /// What runs the echo once a WebSocket is open: `epoll` (Linux: engine threads with
     /// edge-triggered epoll, fewer system calls per message) or `async` (each connection a
     /// task on the executor, through ws-transport's WebSocket).
-    #[arg(long, value_enum, default_value_t = EngineArg::default())]
-    engine: EngineArg,
+    #[arg(long, value_enum, default_value_t = Engine::default())]
+    engine: Engine,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
     /// `ws_echo=debug`.
     #[arg(long, default_value = "info")]
     log: String,
-}
-
-/// `--engine`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum EngineArg {
-    Async,
-    #[cfg(target_os = "linux")]
-    Epoll,
-}
-
-impl Default for EngineArg {
-    fn default() -> Self {
-        match Engine::default() {
-            #[cfg(target_os = "linux")]
-            Engine::Epoll => Self::Epoll,
-            _ => Self::Async,
-        }
-    }
-}
-
-impl From<EngineArg> for Engine {
-    fn from(arg: EngineArg) -> Self {
-        match arg {
-            EngineArg::Async => Self::Async,
-            #[cfg(target_os = "linux")]
-            EngineArg::Epoll => Self::Epoll,
-        }
-    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -136,7 +108,7 @@ fn main() -> anyhow::Result<()> {
         .threads
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
-    options.engine = args.engine.into();
+    options.engine = args.engine;
     options.echo_threads = threads;
     let server =
         Server::bind(args.bind, options).with_context(|| format!("binding {}", args.bind))?;
