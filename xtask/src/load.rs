@@ -225,9 +225,12 @@ impl Echoer {
                         break;
                     }
                 }
-                // Keep what is not parsed yet at the front.
-                inbuf.copy_within(pos..*filled, 0);
-                *filled -= pos;
+                // Keep what is not parsed yet at the front (nothing to move while a frame is
+                // still incomplete: a large echo arrives in many reads).
+                if pos > 0 {
+                    inbuf.copy_within(pos..*filled, 0);
+                    *filled -= pos;
+                }
                 if done {
                     return Ok(());
                 }
