@@ -117,6 +117,9 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() -> Result<()> {
             ),
             "{engine:?}: writing ended with {error} after {elapsed:?}, not a dropped connection"
         );
+        // Not before the timeout: a server that dropped a slow reader at once would also
+        // end the writes with a reset.
+        assert!(elapsed >= Duration::from_millis(450), "{engine:?}: dropped after {elapsed:?}");
         assert!(elapsed < Duration::from_secs(10), "{engine:?}: dropped after {elapsed:?}");
         // Others are still served.
         let mut other = RawClient::connect(server.addr)?;
@@ -144,6 +147,8 @@ fn shutdown_gives_up_on_a_client_that_never_answers_the_close() -> Result<()> {
         assert_eq!(frame.close_code(), Some(1001), "{engine:?}");
         assert!(client.read_frame()?.is_none(), "{engine:?}: TCP still open");
         assert_eq!(summary.abandoned, 0, "{engine:?}");
+        // It waited for the answer for the close timeout before giving up.
+        assert!(stopped >= Duration::from_millis(250), "{engine:?}: shutdown took {stopped:?}");
         assert!(stopped < Duration::from_secs(3), "{engine:?}: shutdown took {stopped:?}");
     }
     Ok(())
