@@ -258,7 +258,8 @@ impl RawClient {
         Ok(())
     }
 
-    /// Reads one frame; `None` when the server closed the TCP connection.
+    /// Reads one frame; `None` when the server ended the TCP stream (FIN). A reset is an
+    /// error, never a clean close: it is what a server that closes with unread input sends.
     pub fn read_frame(&mut self) -> Result<Option<Frame>> {
         loop {
             if let Some((frame, used)) = parse_frame(&self.buf[self.start..])? {
@@ -268,10 +269,22 @@ impl RawClient {
             match self.fill() {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    return Err(anyhow::Error::new(err).context("reading a frame"));
+                }
             }
         }
+    }
+
+    /// Writes `frame` and ends the write side in the same TCP segment (FIN with the data),
+    /// as a client that sends one message and half-closes does when both leave together.
+    #[cfg(target_os = "linux")]
+    pub fn send_then_half_close(&mut self, frame: &[u8]) -> Result<()> {
+        // Corked, the data waits in the socket; the FIN is then added to that segment.
+        rustix::net::sockopt::set_tcp_cork(&self.stream, true)?;
+        self.stream.write_all(frame)?;
+        self.stream.shutdown(std::net::Shutdown::Write)?;
+        Ok(())
     }
 
     /// Reads one message, assembling fragments and skipping pongs. Returns the opcode of its

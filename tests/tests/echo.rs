@@ -34,6 +34,22 @@ fn echoes_binary_at_length_boundaries() -> Result<()> {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
+fn a_half_closed_client_is_echoed_and_closed() -> Result<()> {
+    // One text frame and FIN in the same segment, no close frame: the echo comes back and
+    // the server ends the stream (nothing else would: the idle timeout is off by default).
+    for server in ws_tests::each_engine(&Options::default()) {
+        let (_, server) = server?;
+        let mut client = RawClient::connect(server.addr)?;
+        client.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        client.send_then_half_close(&ws_tests::client_frame(0x81, b"bye", [1, 2, 3, 4]))?;
+        assert_eq!(client.read_message()?, (1, b"bye".to_vec()));
+        assert_eq!(client.read_frame()?, None, "the server ends the stream");
+    }
+    Ok(())
+}
+
+#[test]
 fn echoes_text_at_length_boundaries() -> Result<()> {
     let server = TestServer::start_default()?;
     let mut client = RawClient::connect(server.addr)?;

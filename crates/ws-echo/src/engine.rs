@@ -10,10 +10,11 @@
 //! stays on the async path ([`ws_transport::ServerHandshake`]); the accepted connection is then
 //! handed over whole, input already read included. docs/benchmarks.md has the measurements.
 //!
-//! Limits: every connection has the same timers as [`ws_transport::WebSocket`] (ws-proto's
-//! [`Timers`] for close, keepalive and idle, plus the write timeout), kept in one heap per
-//! engine; one connection gets at most [`TURN_BYTES`] read before the others get a turn;
-//! output is bounded by `write_buffer_size` exactly as on the async path.
+//! Policy is ws-proto's [`Session`], as on [`ws_transport::WebSocket`]: the timers (close,
+//! keepalive, idle, blocked write; their deadlines kept in one heap per engine), when to read,
+//! what end of stream means, and who ends the stream first. This file is only the I/O. One
+//! connection gets at most [`TURN_BYTES`] read before the others get a turn; output is
+//! bounded by `write_buffer_size` exactly as on the async path.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,7 +30,9 @@ use async_io::Async;
 use rustix::buffer::spare_capacity;
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 use tracing::{debug, warn};
-use ws_proto::{CloseCode, Connection, Deadline, State, TimerAction, TimerSettings, Timers};
+use ws_proto::{
+    CloseCode, Connection, Deadline, Session, State, TimerAction, TimerSettings, TransportCommand,
+};
 use ws_transport::{Config, WebSocket};
 
 use crate::{End, LiveGuard, echo_events, log_end};
@@ -187,7 +190,8 @@ struct Slot {
 /// A connection in the echo phase.
 struct Conn {
     stream: TcpStream,
-    conn: Connection,
+    /// The connection and its policy: timers, reading, closing.
+    session: Session,
     peer: SocketAddr,
     _guard: LiveGuard,
     /// A text frame (or compressed message) held until whole; see `echo_events`.
@@ -196,11 +200,9 @@ struct Conn {
     readable: bool,
     /// An edge said the socket may take more output.
     writable: bool,
-    /// The peer ended its side of the stream.
-    eof: bool,
-    /// Close, keepalive and idle deadlines: ws-proto's, as on `WebSocket`.
-    timers: Timers,
-    write_blocked_since: Option<Instant>,
+    /// An edge said the peer ended its side (`EPOLLRDHUP`): a short read no longer means
+    /// the socket is drained, as the end of stream is still to be read.
+    peer_ended: bool,
     /// The deadline this connection has in the engine's heap, if any.
     timer_at: Option<Instant>,
     end: Option<End>,
@@ -216,14 +218,6 @@ enum Turn {
     Again,
     /// Finished: remove it.
     Done(Result<End, io::Error>),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Due {
-    /// One of the protocol's timers.
-    Protocol(Deadline),
-    /// A write blocked for `write_timeout`: the peer stopped reading.
-    Write,
 }
 
 impl Engine {
@@ -284,6 +278,9 @@ impl Engine {
                 use epoll::EventFlags as F;
                 if flags.intersects(F::IN | F::RDHUP | F::HUP | F::ERR) {
                     c.readable = true;
+                }
+                if flags.intersects(F::RDHUP | F::HUP | F::ERR) {
+                    c.peer_ended = true;
                 }
                 if flags.intersects(F::OUT | F::HUP | F::ERR) {
                     c.writable = true;
@@ -351,7 +348,7 @@ impl Engine {
         debug!(%peer, "open");
         slot.conn = Some(Box::new(Conn {
             stream,
-            conn,
+            session: Session::new(conn, now),
             peer,
             _guard: guard,
             text_frame: Vec::new(),
@@ -359,9 +356,7 @@ impl Engine {
             // handshake is echoed by the first turn.
             readable: false,
             writable: true,
-            eof: false,
-            timers: Timers::new(now),
-            write_blocked_since: None,
+            peer_ended: false,
             timer_at: None,
             end: None,
             bytes_read: 0,
@@ -375,17 +370,13 @@ impl Engine {
         }
     }
 
-    /// Starts the close handshake with 1001 (server shutting down).
+    /// Starts the close handshake with 1001 (server shutting down). A frame half sent is
+    /// finished first.
     fn going_away(&mut self, key: u64, now: Instant) {
         let Some(c) = self.get(key) else { return };
-        if c.conn.state() == State::Open {
-            if c.conn.close(CloseCode::GOING_AWAY, "server shutting down").is_err() {
-                // A frame is half sent: no close frame can go out before it ends.
-                let err = io::Error::other("shutting down in the middle of a frame");
-                self.remove(key, Err(err));
-                return;
-            }
-            c.timers.start_closing(now);
+        if c.session.is_open()
+            && c.session.close(CloseCode::GOING_AWAY, "server shutting down", now).is_ok()
+        {
             c.end = Some(End::Closed(CloseCode::GOING_AWAY));
         }
         self.turn(key, now);
@@ -396,7 +387,7 @@ impl Engine {
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
         match c.turn(now, config, &mut self.pool) {
             Turn::Wait => {
-                if let Some((at, _)) = c.deadline(config, &self.timer_settings, now) {
+                if let Some((at, _)) = c.session.poll_timeout(&self.timer_settings, now) {
                     if c.timer_at.is_none_or(|scheduled| at < scheduled) {
                         c.timer_at = Some(at);
                         self.timers.push(Reverse((at, key)));
@@ -419,8 +410,7 @@ impl Engine {
                 continue;
             }
             c.timer_at = None;
-            let deadline = c.deadline(&self.config, &self.timer_settings, now);
-            match deadline {
+            match c.session.poll_timeout(&self.timer_settings, now) {
                 Some((due, which)) if due <= now => self.on_deadline(key, which, now),
                 // Pushed back by activity since it was scheduled.
                 Some(_) => self.turn(key, now),
@@ -429,24 +419,24 @@ impl Engine {
         }
     }
 
-    fn on_deadline(&mut self, key: u64, due: Due, now: Instant) {
+    fn on_deadline(&mut self, key: u64, which: Deadline, now: Instant) {
         let Some(c) = self.get(key) else { return };
-        let which = match due {
-            Due::Write => {
-                let err = io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading");
-                self.remove(key, Err(err));
-                return;
-            }
-            Due::Protocol(which) => which,
-        };
-        match c.timers.handle_timeout(which, &mut c.conn, now) {
+        match c.session.handle_timeout(which, now) {
             TimerAction::Abort(which) => {
-                let why = if which == Deadline::Pong {
-                    // A 1011 close frame is queued: one try to say so.
-                    let _ = c.stream.write(c.conn.pending_output());
-                    "keepalive ping unanswered"
-                } else {
-                    "close handshake timed out"
+                let why = match which {
+                    Deadline::Pong => {
+                        // A 1011 close frame is queued: one try to say so.
+                        let _ = c.stream.write(c.session.pending_output());
+                        "keepalive ping unanswered"
+                    }
+                    Deadline::Write => "peer stopped reading",
+                    // The close handshake completed; the peer only kept its side open.
+                    _ if c.session.connection().state() == State::Closed && c.end.is_some() => {
+                        let end = c.end.take().unwrap_or(End::Disconnected);
+                        self.remove(key, Ok(end));
+                        return;
+                    }
+                    _ => "close handshake timed out",
                 };
                 self.remove(key, Err(io::Error::new(io::ErrorKind::TimedOut, why)));
             }
@@ -475,38 +465,39 @@ impl Engine {
 }
 
 impl Conn {
-    /// Moves the connection as far as it can go without waiting: writes what is owed, echoes
-    /// what is buffered, reads while the socket has input (at most [`TURN_BYTES`]).
-    /// Read buffers come from and go back to `pool`.
+    /// Moves the connection as far as it can go without waiting: writes what is owed, ends
+    /// the stream when the session says so, echoes what is buffered, and reads while the
+    /// session wants input and the socket has it (at most [`TURN_BYTES`]). Read buffers come
+    /// from and go back to `pool`.
     fn turn(&mut self, now: Instant, config: &Config, pool: &mut Vec<Vec<u8>>) -> Turn {
         let mut read_this_turn = 0;
         loop {
-            // Write what is owed first; nothing is read while output waits (backpressure).
-            while !self.conn.pending_output().is_empty() {
+            while !self.session.pending_output().is_empty() {
                 if !self.writable {
-                    self.write_blocked_since.get_or_insert(now);
+                    self.session.write_blocked(now);
                     self.idle(pool, config);
                     return Turn::Wait;
                 }
-                match write_some(&self.stream, &[IoSlice::new(self.conn.pending_output())]) {
+                match write_some(&self.stream, &[IoSlice::new(self.session.pending_output())]) {
                     Ok(Some(n)) => {
-                        self.conn.consume_output(n);
+                        self.session.wrote(n, now);
                         self.bytes_written += n as u64;
                     }
                     Ok(None) => self.writable = false,
                     Err(err) => return Turn::Done(Err(err)),
                 }
             }
-            self.write_blocked_since = None;
-            if self.conn.should_close_transport() {
-                // The server ends the TCP connection first (§7.1.1).
-                let _ = self.stream.shutdown(Shutdown::Write);
-                let end = self.end.take().unwrap_or(End::Disconnected);
-                return Turn::Done(Ok(end));
+            while let Some(command) = self.session.poll_transport() {
+                match command {
+                    TransportCommand::ShutdownWrite => {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                    _ => return Turn::Done(Ok(self.end.take().unwrap_or(End::Disconnected))),
+                }
             }
             // Large binary payload goes from the input buffer straight to the socket.
             let mut write_error = None;
-            let Self { stream, conn, text_frame, writable, bytes_written, .. } = self;
+            let Self { stream, session, text_frame, writable, bytes_written, .. } = self;
             let mut direct = |pending: &[u8], data: &[u8]| -> usize {
                 if !*writable {
                     return 0;
@@ -527,29 +518,24 @@ impl Conn {
                     }
                 }
             };
+            let conn = session.connection_mut();
             let pass = echo_events(conn, text_frame, config.write_buffer_size, Some(&mut direct));
             if let Some(err) = write_error {
                 return Turn::Done(Err(err));
             }
             if let Some(end) = pass.end {
-                if matches!(end, End::Disconnected) {
-                    return Turn::Done(Ok(end));
+                // Closing after a close or failure, and what end of stream means, are the
+                // session's: it ends the stream once the replies are out.
+                if self.session.is_open() {
+                    let _ = self.session.close(CloseCode::NORMAL, "", now);
                 }
-                if self.conn.state() == State::Open {
-                    let _ = self.conn.close(CloseCode::NORMAL, "");
-                }
-                self.timers.start_closing(now);
-                self.end = Some(end);
+                self.end.get_or_insert(end);
                 continue;
             }
-            if pass.more || !self.conn.pending_output().is_empty() {
+            if pass.more || !self.session.pending_output().is_empty() {
                 continue;
             }
-            if self.eof {
-                // The stream ended and every event is out, with no close handshake done.
-                return Turn::Done(Ok(End::Disconnected));
-            }
-            if !self.readable {
+            if !self.readable || !self.session.wants_read() {
                 self.idle(pool, config);
                 return Turn::Wait;
             }
@@ -559,7 +545,7 @@ impl Conn {
             if read_this_turn == 0 {
                 if let Some(buf) = pool.pop() {
                     // Handed back when the connection still has its own.
-                    if let Some(buf) = self.conn.give_input_buffer(buf) {
+                    if let Some(buf) = self.session.connection_mut().give_input_buffer(buf) {
                         pool.push(buf);
                     }
                 }
@@ -571,20 +557,15 @@ impl Conn {
             // the load generator then spent twice the CPU per message, 25-34k msg/s instead
             // of 47-48k.)
             let size = config.read_buffer_size.max(MIN_READ);
-            let buf = &mut self.conn.input_buffer(size)[..size];
+            let buf = &mut self.session.read_buffer(size)[..size];
             match self.stream.read(buf) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.eof = true;
-                    self.conn.receive_eof();
-                }
                 Ok(n) => {
-                    self.conn.input_written(n);
+                    self.session.received(n, now);
                     self.bytes_read += n as u64;
                     read_this_turn += n;
-                    self.timers.received(now);
-                    // A short read drained the socket; more input raises a new edge.
-                    if n < size {
+                    // A short read drained the socket and more input raises a new edge, unless
+                    // the peer's end of stream is still to be read: that edge has been had.
+                    if n == 0 || (n < size && !self.peer_ended) {
                         self.readable = false;
                     }
                 }
@@ -598,29 +579,13 @@ impl Conn {
     /// Before waiting for an edge: the read buffer goes back to the pool (unless it holds
     /// part of a frame), empty buffers are freed.
     fn idle(&mut self, pool: &mut Vec<Vec<u8>>, config: &Config) {
-        if let Some(buf) = self.conn.take_input_buffer() {
+        let conn = self.session.connection_mut();
+        if let Some(buf) = conn.take_input_buffer() {
             if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * config.read_buffer_size {
                 pool.push(buf);
             }
         }
-        self.conn.release_idle_buffers();
-    }
-
-    /// The connection's next deadline: the protocol's timers (ws-proto's [`Timers`], as on
-    /// `WebSocket`) or a write blocked too long.
-    fn deadline(
-        &mut self,
-        config: &Config,
-        timers: &TimerSettings,
-        now: Instant,
-    ) -> Option<(Instant, Due)> {
-        let write =
-            self.write_blocked_since.map(|since| (since + config.write_timeout, Due::Write));
-        let protocol = self
-            .timers
-            .poll_timeout(timers, &self.conn, now)
-            .map(|(at, which)| (at, Due::Protocol(which)));
-        [write, protocol].into_iter().flatten().min_by_key(|(at, _)| *at)
+        conn.release_idle_buffers();
     }
 }
 

@@ -1218,9 +1218,16 @@ impl Sender<'_> {
         Ok(())
     }
 
-    /// Starts the close handshake (§7.1.2) with `code` and a reason of up to 123 bytes.
+    /// Starts the close handshake (§7.1.2) with `code` and a reason of up to 123 bytes. A
+    /// frame begun with [`begin_frame`](Self::begin_frame) and not yet complete is finished
+    /// first: the close frame goes out right after its payload (nothing may interrupt a
+    /// frame), and no other data frame follows.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        self.check_open()?;
+        // §5.5.1: "After sending a Close frame, the endpoint MUST NOT send any further data
+        // frames."
+        if *self.state != State::Open {
+            return Err(SendError::Closed);
+        }
         if !code.is_valid_on_wire() {
             return Err(SendError::InvalidCloseCode(code.0));
         }

@@ -46,6 +46,7 @@ mod extensions;
 mod frame;
 mod handshake;
 mod mask;
+mod session;
 mod timers;
 mod utf8;
 
@@ -69,6 +70,7 @@ pub use handshake::{
 pub use mask::apply_mask;
 #[doc(hidden)]
 pub use mask::apply_mask_bytewise;
+pub use session::{Session, TransportCommand};
 pub use timers::{Deadline, TimerAction, TimerSettings, Timers};
 pub use utf8::Utf8Validator;
 

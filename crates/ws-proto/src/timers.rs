@@ -20,6 +20,9 @@ pub struct TimerSettings {
     pub pong_timeout: Duration,
     /// Close the connection (1001) after this long without receiving anything. Default off.
     pub idle_timeout: Option<Duration>,
+    /// How long output may wait for a transport that takes none of it before the peer is
+    /// given up on (it stopped reading). Run by [`Session`](crate::Session). Default 30 s.
+    pub write_timeout: Duration,
 }
 
 impl Default for TimerSettings {
@@ -29,6 +32,7 @@ impl Default for TimerSettings {
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             idle_timeout: None,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -45,6 +49,9 @@ pub enum Deadline {
     Ping,
     /// Nothing was received for the idle timeout.
     Idle,
+    /// Output waited too long for a transport that took none of it (run by
+    /// [`Session`](crate::Session)).
+    Write,
 }
 
 /// What the transport does after [`Timers::handle_timeout`].
@@ -150,7 +157,7 @@ impl Timers {
         now: Instant,
     ) -> TimerAction {
         match which {
-            Deadline::Close => TimerAction::Abort(Deadline::Close),
+            Deadline::Close | Deadline::Write => TimerAction::Abort(which),
             Deadline::Pong => {
                 // No protocol rule was broken, but the peer is unresponsive: 1011.
                 let _ = conn.close(CloseCode::INTERNAL_ERROR, "keepalive ping timeout");

@@ -43,14 +43,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// The protocol timers' part of this configuration (close, keepalive, idle), for
-    /// [`ws_proto::Timers`].
+    /// The session timers' part of this configuration (close, keepalive, idle, write), for
+    /// [`ws_proto::Session`].
     pub fn timers(&self) -> ws_proto::TimerSettings {
         let mut settings = ws_proto::TimerSettings::default();
         settings.close_timeout = self.close_timeout;
         settings.ping_interval = self.ping_interval;
         settings.pong_timeout = self.pong_timeout;
         settings.idle_timeout = self.idle_timeout;
+        settings.write_timeout = self.write_timeout;
         settings
     }
 }

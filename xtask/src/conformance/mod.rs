@@ -97,7 +97,10 @@ struct Observed {
     close_before_final_write: bool,
     final_write_started: bool,
     suite_close: Option<u16>,
+    /// The peer ended TCP with FIN (a read returned 0).
     peer_ended_tcp: bool,
+    /// The peer reset TCP (or the read failed): never a clean close.
+    peer_reset: Option<String>,
     suite_ended_tcp: bool,
     violation: Option<String>,
     timed_out: bool,
@@ -788,11 +791,15 @@ async fn execute(
                         state.borrow_mut().timed_out = true;
                         return;
                     }
-                    Some(Ok(0)) | Some(Err(_)) => {
+                    Some(Ok(0)) => {
                         let mut o = state.borrow_mut();
                         if !o.suite_ended_tcp {
                             o.peer_ended_tcp = true;
                         }
+                        return;
+                    }
+                    Some(Err(err)) => {
+                        state.borrow_mut().peer_reset = Some(err.to_string());
                         return;
                     }
                     Some(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
@@ -860,6 +867,11 @@ fn judge(case: &Case, mode: Mode, o: Observed, duration: Duration) -> CaseResult
     };
     let (verdict, reason) = if let Some(violation) = &o.violation {
         (Verdict::Failed, violation.clone())
+    } else if let Some(err) =
+        o.peer_reset.as_ref().filter(|_| case.outcome != Outcome::Informational)
+    {
+        // A reset discards what was in flight: it is never a clean close.
+        (Verdict::Failed, format!("the connection was reset, not closed: {err}"))
     } else {
         match &case.outcome {
             Outcome::Informational => {
@@ -1002,6 +1014,13 @@ mod tests {
         assert_eq!(judge(&fail, Mode::Server, wrong, Duration::ZERO).verdict, Verdict::Failed);
         let dropped = observed(fail.expect.clone(), None);
         assert_eq!(judge(&fail, Mode::Server, dropped, Duration::ZERO).verdict, Verdict::NonStrict);
+        // A reset is never a clean close, even after the right close frame.
+        let reset = Observed {
+            peer_ended_tcp: false,
+            peer_reset: Some("connection reset by peer".into()),
+            ..observed(fail.expect.clone(), Some(Some(1002)))
+        };
+        assert_eq!(judge(&fail, Mode::Server, reset, Duration::ZERO).verdict, Verdict::Failed);
 
         // 6.4.1: failing only after the last write is NON-STRICT.
         let fast = find("6.4.1");

@@ -1,0 +1,273 @@
+//! The session: a [`Connection`] with its timers and its transport policy, so that a driver
+//! is only I/O. See [`Session`].
+
+use std::time::Instant;
+
+use crate::close::CloseCode;
+use crate::connection::{Connection, State};
+use crate::error::SendError;
+use crate::timers::{Deadline, TimerAction, TimerSettings, Timers};
+
+/// What the driver does to the transport, from [`Session::poll_transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportCommand {
+    /// End our side of the stream (for TCP: `shutdown(Write)`, which sends FIN), and keep
+    /// reading: what the peer still sends is read and dropped until its side ends too, so
+    /// that closing never meets unread input (which makes TCP send a reset instead of FIN).
+    ShutdownWrite,
+    /// Close the transport: both sides are done, or a deadline gave up on them.
+    Close,
+}
+
+/// One WebSocket connection with everything a driver would otherwise decide for itself:
+/// the protocol's timers (close, keepalive ping and pong, idle) and the blocked-write
+/// deadline; when to read and when not to; what end of stream means; when the transport
+/// may close and which side goes first (RFC 6455 §7.1.1). A driver is then only I/O:
+///
+/// 1. While [`wants_read`](Self::wants_read), read into
+///    [`read_buffer`](Self::read_buffer) and report it with [`received`](Self::received)
+///    (0 bytes: the stream ended).
+/// 2. Poll the connection's events ([`connection_mut`](Self::connection_mut)) until `None`,
+///    queueing replies.
+/// 3. Write [`pending_output`](Self::pending_output); report it with
+///    [`wrote`](Self::wrote), or [`write_blocked`](Self::write_blocked) when the transport
+///    takes nothing more for now.
+/// 4. Carry out [`poll_transport`](Self::poll_transport) until it returns `None`.
+/// 5. Wait for the transport, or until [`poll_timeout`](Self::poll_timeout)'s deadline, and
+///    then call [`handle_timeout`](Self::handle_timeout).
+///
+/// Reading stops while output is owed: a peer that does not read what we send gets no more
+/// of our attention until it does (backpressure), and the write timeout bounds the wait.
+///
+/// ```
+/// use std::time::Instant;
+/// use ws_proto::{Config, Connection, Event, Session, TransportCommand};
+///
+/// let now = Instant::now();
+/// let mut session = Session::new(Connection::server(Config::default()), now);
+/// // A masked "Hello" (RFC 6455 §5.7), and then the client half-closes (FIN, no close).
+/// let hello = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// session.read_buffer(hello.len())[..hello.len()].copy_from_slice(&hello);
+/// session.received(hello.len(), now);
+/// session.received(0, now);
+/// let conn = session.connection_mut();
+/// while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+///     if let Event::Message(message) = event {
+///         sender.send_message(message.kind(), message.as_bytes())?;
+///     }
+/// }
+/// assert!(!session.wants_read()); // the echo is owed, and the input has ended
+/// assert_eq!(session.pending_output(), b"\x81\x05Hello");
+/// session.wrote(7, now);
+/// // The echo is out: end the stream.
+/// assert_eq!(session.poll_transport(), Some(TransportCommand::ShutdownWrite));
+/// assert_eq!(session.poll_transport(), Some(TransportCommand::Close));
+/// assert_eq!(session.poll_transport(), None);
+/// # Ok::<(), ws_proto::SendError>(())
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    conn: Connection,
+    timers: Timers,
+    /// Since when output has waited for a transport that takes nothing.
+    write_blocked_since: Option<Instant>,
+    /// The peer ended its side of the stream.
+    read_closed: bool,
+    /// We ended ours ([`TransportCommand::ShutdownWrite`] was handed out).
+    write_closed: bool,
+    /// The transport is closed, or must be ([`TransportCommand::Close`] was handed out, or
+    /// the driver reported it failed).
+    closed: bool,
+}
+
+impl Session {
+    /// A session for a connection whose opening handshake completed at `now`.
+    pub fn new(conn: Connection, now: Instant) -> Self {
+        Self {
+            conn,
+            timers: Timers::new(now),
+            write_blocked_since: None,
+            read_closed: false,
+            write_closed: false,
+            closed: false,
+        }
+    }
+
+    /// The protocol state machine.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The protocol state machine, to poll events and queue frames.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The connection, without the session.
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
+    // ---- input -------------------------------------------------------------------------------
+
+    /// Whether the driver should read now: the stream has not ended, the transport is not
+    /// closed, and no output is owed. After the close handshake this stays true until the
+    /// peer ends its side (a client waits for the server to close first, §7.1.1; a server
+    /// drains what the peer still sends), bounded by the close timeout.
+    pub fn wants_read(&self) -> bool {
+        !self.read_closed && !self.closed && self.conn.pending_output().is_empty()
+    }
+
+    /// Space for at least `min` bytes to read into; report them with
+    /// [`received`](Self::received).
+    pub fn read_buffer(&mut self, min: usize) -> &mut [u8] {
+        self.conn.input_buffer(min)
+    }
+
+    /// Records a read of `n` bytes into [`read_buffer`](Self::read_buffer) at `now`; 0 means
+    /// the peer ended the stream.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than the read buffer's length.
+    pub fn received(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            self.read_closed = true;
+            self.conn.receive_eof();
+        } else {
+            self.conn.input_written(n);
+            self.timers.received(now);
+        }
+    }
+
+    /// Feeds bytes read elsewhere (a reader with its own buffer), as
+    /// [`received`](Self::received) does; empty `data` means the stream ended.
+    pub fn receive_data(&mut self, data: &[u8], now: Instant) {
+        let buf = self.read_buffer(data.len());
+        buf[..data.len()].copy_from_slice(data);
+        self.received(data.len(), now);
+    }
+
+    /// Whether the peer ended its side of the stream.
+    pub fn read_closed(&self) -> bool {
+        self.read_closed
+    }
+
+    // ---- output ------------------------------------------------------------------------------
+
+    /// Bytes waiting to be written to the transport.
+    pub fn pending_output(&self) -> &[u8] {
+        self.conn.pending_output()
+    }
+
+    /// Records that the transport took `n` bytes of [`pending_output`](Self::pending_output)
+    /// (or, for a frame written past it, that the write made progress).
+    pub fn wrote(&mut self, n: usize, _now: Instant) {
+        self.conn.consume_output(n);
+        if n > 0 || self.conn.pending_output().is_empty() {
+            self.write_blocked_since = None;
+        }
+    }
+
+    /// Records that the transport took nothing at `now` with output still pending: the
+    /// write timeout runs from the first such report until output moves again.
+    pub fn write_blocked(&mut self, now: Instant) {
+        self.write_blocked_since.get_or_insert(now);
+    }
+
+    /// Records that the transport failed or was closed under us: nothing more is read or
+    /// written, and [`is_closed`](Self::is_closed) is true.
+    pub fn transport_failed(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether the transport is closed or must be: nothing more can be sent. A send queued
+    /// now would never be written.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    // ---- commands ----------------------------------------------------------------------------
+
+    /// Starts the close handshake at `now` (§7.1.2). If a frame of ours is half sent, the
+    /// close frame follows it: nothing may interrupt a frame.
+    pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.conn.close(code, reason)?;
+        self.timers.start_closing(now);
+        Ok(())
+    }
+
+    // ---- the transport -----------------------------------------------------------------------
+
+    /// What to do to the transport now, if anything; call until `None`. Nothing is asked
+    /// while output is owed. Once the protocol says the transport should end (the server
+    /// after the close handshake, either side after a failure or the peer's end of stream),
+    /// our side ends first ([`ShutdownWrite`](TransportCommand::ShutdownWrite)), and the
+    /// transport closes once the peer's side has ended too.
+    pub fn poll_transport(&mut self) -> Option<TransportCommand> {
+        if self.closed || !self.conn.pending_output().is_empty() {
+            return None;
+        }
+        if !self.conn.should_close_transport() {
+            return None;
+        }
+        if !self.write_closed {
+            self.write_closed = true;
+            return Some(TransportCommand::ShutdownWrite);
+        }
+        if self.read_closed {
+            self.closed = true;
+            return Some(TransportCommand::Close);
+        }
+        None
+    }
+
+    /// Whether our side of the stream has ended.
+    pub fn write_closed(&self) -> bool {
+        self.write_closed
+    }
+
+    // ---- timers ------------------------------------------------------------------------------
+
+    /// The next deadline and what it is for, given the connection's state at `now`: the
+    /// write timeout while output is blocked, the close timeout once the connection is not
+    /// open, otherwise keepalive and idle. `None` when nothing is timed (or the transport is
+    /// closed).
+    pub fn poll_timeout(
+        &mut self,
+        settings: &TimerSettings,
+        now: Instant,
+    ) -> Option<(Instant, Deadline)> {
+        if self.closed {
+            return None;
+        }
+        let write =
+            self.write_blocked_since.map(|since| (since + settings.write_timeout, Deadline::Write));
+        let protocol = self.timers.poll_timeout(settings, &self.conn, now);
+        [write, protocol].into_iter().flatten().min_by_key(|(at, _)| *at)
+    }
+
+    /// Acts on a deadline from [`poll_timeout`](Self::poll_timeout) that has passed. On
+    /// [`TimerAction::Abort`] the transport is closed for the session's part: the driver
+    /// makes one try to write what is pending (a 1011 close frame after an unanswered ping)
+    /// and closes it.
+    pub fn handle_timeout(&mut self, which: Deadline, now: Instant) -> TimerAction {
+        let action = match which {
+            Deadline::Write => TimerAction::Abort(Deadline::Write),
+            _ => self.timers.handle_timeout(which, &mut self.conn, now),
+        };
+        if let TimerAction::Abort(_) = action {
+            self.closed = true;
+        }
+        action
+    }
+
+    /// Whether the connection is still open for messages both ways.
+    pub fn is_open(&self) -> bool {
+        !self.closed && self.conn.state() == State::Open
+    }
+}
