@@ -34,6 +34,7 @@ mod accept;
 mod config;
 mod connect;
 mod error;
+mod message;
 mod socket;
 mod split;
 mod util;
@@ -42,7 +43,8 @@ pub use accept::{ServerHandshake, accept, accept_with};
 pub use config::Config;
 pub use connect::{WsUrl, connect, connect_tcp, connect_with};
 pub use error::{Error, Timeout};
-pub use socket::{IN_PLACE_MIN, Message, Outgoing, WebSocket};
+pub use message::{IN_PLACE_MIN, Message, Outgoing};
+pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 
 /// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.

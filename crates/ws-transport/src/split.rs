@@ -10,7 +10,7 @@ use ws_proto::{CloseCode, Connection, Event, State};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
-use crate::socket::{Message, Outgoing};
+use crate::message::{Message, Outgoing};
 use crate::util::{with_deadline, write_output};
 
 /// State both halves share: the protocol machine and the write side of the stream.
