@@ -534,7 +534,7 @@ fn echo_chunk(
 /// After the close handshake, errors from closing again are not failures.
 fn ignore_after_close(err: Error) -> Result<(), Error> {
     match err {
-        Error::Send(_) | Error::Disconnected | Error::Timeout(_) => Ok(()),
+        Error::Send(_) | Error::Closed | Error::Disconnected | Error::Timeout(_) => Ok(()),
         other => Err(other),
     }
 }

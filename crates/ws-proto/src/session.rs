@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::close::CloseCode;
-use crate::connection::{Connection, State};
+use crate::connection::{Connection, Role, State};
 use crate::error::SendError;
 use crate::timers::{Deadline, TimerAction, TimerSettings, Timers};
 
@@ -176,9 +176,11 @@ impl Session {
         self.write_blocked_since.get_or_insert(now);
     }
 
-    /// Records that the transport failed or was closed under us: nothing more is read or
-    /// written, and [`is_closed`](Self::is_closed) is true.
-    pub fn transport_failed(&mut self) {
+    /// Records that the transport is closed: it failed, or the driver closed it (a stream
+    /// that cannot end one side alone, such as one whose `close` ends both, is closed once
+    /// [`TransportCommand::ShutdownWrite`] is carried out). Nothing more is read or written,
+    /// and [`is_closed`](Self::is_closed) is true.
+    pub fn transport_closed(&mut self) {
         self.closed = true;
     }
 
@@ -204,15 +206,20 @@ impl Session {
     // ---- the transport -----------------------------------------------------------------------
 
     /// What to do to the transport now, if anything; call until `None`. Nothing is asked
-    /// while output is owed. Once the protocol says the transport should end (the server
-    /// after the close handshake, either side after a failure or the peer's end of stream),
-    /// our side ends first ([`ShutdownWrite`](TransportCommand::ShutdownWrite)), and the
-    /// transport closes once the peer's side has ended too.
+    /// while output is owed. A server ends its side first
+    /// ([`ShutdownWrite`](TransportCommand::ShutdownWrite)) once the close handshake is
+    /// done, the connection failed or the peer's stream ended, and the transport closes once
+    /// the peer's side has ended too; a client ends its side only after the server's
+    /// (§7.1.1), within the close timeout.
     pub fn poll_transport(&mut self) -> Option<TransportCommand> {
         if self.closed || !self.conn.pending_output().is_empty() {
             return None;
         }
-        if !self.conn.should_close_transport() {
+        // §7.1.1: "the server MUST close the underlying TCP connection immediately"; the
+        // client waits for it to, after a failure too (the server closes once it has our
+        // close frame), so that the client's close frame is not lost to a reset.
+        let client = self.conn.role() == Role::Client;
+        if !self.conn.should_close_transport() || (client && !self.read_closed) {
             return None;
         }
         if !self.write_closed {

@@ -228,13 +228,26 @@ fn after_a_failure_the_close_frame_goes_out_and_then_the_transport_ends() {
 }
 
 #[test]
+fn a_client_that_failed_the_connection_still_waits_for_the_server_to_end_tcp() {
+    let t0 = Instant::now();
+    let mut s = session(client(Config::default()), t0);
+    read(&mut s, &frame(0x81, b"x", Some(KEY)), t0); // masked: servers must not mask
+    assert!(matches!(echo(&mut s)[..], [Owned::Failed(_)]));
+    assert_eq!(take(&mut s, t0)[..2], [0x88, 0x82]); // our 1002, masked
+    assert_eq!(commands(&mut s), vec![]);
+    assert!(s.wants_read());
+    s.received(0, t0 + S);
+    assert_eq!(commands(&mut s), vec![TransportCommand::ShutdownWrite, TransportCommand::Close]);
+}
+
+#[test]
 fn after_the_transport_failed_nothing_more_is_asked() {
     let t0 = Instant::now();
     let mut settings = TimerSettings::default();
     settings.idle_timeout = Some(S);
     let mut s = session(server(), t0);
     assert_eq!(s.poll_timeout(&settings, t0), Some((t0 + S, Deadline::Idle)));
-    s.transport_failed();
+    s.transport_closed();
     assert!(s.is_closed());
     assert!(!s.wants_read());
     assert_eq!(s.poll_timeout(&settings, t0), None);

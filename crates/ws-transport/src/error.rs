@@ -28,6 +28,10 @@ pub enum Error {
     /// A command the connection cannot carry out in its state, such as sending after close.
     #[error("{0}")]
     Send(#[from] SendError),
+    /// The connection is closed (our close frame was sent, or the stream failed, timed out
+    /// or ended): nothing more can be sent.
+    #[error("the connection is closed")]
+    Closed,
     /// The peer ended the stream without a close frame (close code 1006).
     #[error("connection ended without a close frame")]
     Disconnected,

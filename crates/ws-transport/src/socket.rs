@@ -1,53 +1,93 @@
-//! [`WebSocket`]: a `ws-proto` connection driven over an async stream.
+//! [`WebSocket`]: a `ws-proto` session driven over an async stream.
+//!
+//! Everything here is I/O: the policy (timers, when to read, when and how the stream ends)
+//! is [`ws_proto::Session`]'s. The state lives in the [`WebSocket`], never in a future, so
+//! the poll functions can be called again after any `Pending` and the async fns built on
+//! them are cancel-safe.
 
+use std::future::Future;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_io::Timer;
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
-use ws_proto::{CloseCode, Connection, Deadline, Event, ProtocolError, State, TimerAction, Timers};
+use futures_lite::{AsyncRead, AsyncWrite, future};
+use ws_proto::{
+    CloseCode, Connection, Deadline, Event, ProtocolError, Role, Session, State, TimerAction,
+    TransportCommand,
+};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
 use crate::message::{IN_PLACE_MIN, Message, Outgoing};
-use crate::util::{with_deadline, write_output};
 
-/// An event copied out of the connection, so that the stream can be used while acting on it.
-enum Polled {
-    Message(Message),
-    Other,
-    Chunk,
-    Close,
-    Failed(ProtocolError),
-    Disconnected,
-}
+/// The smallest read requested: enough for small messages in one read.
+const MIN_READ: usize = 2 << 10;
 
-/// The deadline [`WebSocket::read_more`] waits for besides data.
+/// The most input read and dropped when a server ends the stream (see
+/// `WebSocket::drain_arrived`).
+const DRAIN_LIMIT: usize = 256 << 10;
+
 /// A WebSocket over a stream `S` (any `futures-io` `AsyncRead + AsyncWrite`), after the opening
 /// handshake. Get one from [`accept`](crate::accept) or [`connect`](crate::connect).
 ///
 /// High level: [`recv`](Self::recv), [`send`](Self::send), [`close`](Self::close). Low level,
 /// for streaming and zero-copy replies: [`connection_mut`](Self::connection_mut) to poll
 /// events and queue frames, [`read_more`](Self::read_more) and [`flush`](Self::flush) to move
-/// bytes.
+/// bytes. Each async fn has a poll function underneath.
+///
+/// # Cancellation
+///
+/// Every async fn is cancel-safe: dropping its future (in `select!`, or at a timeout) loses
+/// nothing and corrupts nothing. A message [`recv`](Self::recv) had received is returned by
+/// the next `recv`; a message [`send`](Self::send) or [`feed`](Self::feed) had queued is
+/// written by the next call that writes (any send, `flush`, `recv` or `close`), in order.
+/// A message whose `feed` was dropped before it returned was not queued.
+///
+/// Once the stream failed, timed out or was closed, sends return [`Error::Closed`].
 #[derive(Debug)]
 pub struct WebSocket<S> {
     stream: S,
-    conn: Connection,
+    session: Session,
     config: Config,
-    /// Close, keepalive and idle deadlines (ws-proto's, run on async-io timers).
-    timers: Timers,
-    stream_closed: bool,
+    /// The next deadline, armed at `timer_at`.
+    timer: Timer,
+    timer_at: Option<Instant>,
+    /// A message sent in place whose payload is still to be written; see [`InFlight`].
+    in_flight: Option<InFlight>,
+    /// A message received and not yet returned (its `recv` was dropped while writing).
+    received: Option<Message>,
+    /// How the session ended, once the peer's close, a failure or the end of stream was
+    /// seen; reported once by `recv`.
+    end: Option<End>,
     peer_close: Option<(CloseCode, String)>,
+    /// `poll_close` of the stream's write side was begun and has not completed.
+    shutting_down: bool,
     bytes_read: u64,
     bytes_written: u64,
     /// Bytes to ask for in the next read, adapted to recent reads.
     read_size: usize,
 }
 
-/// The smallest read requested: enough for small messages in one read.
-const MIN_READ: usize = 2 << 10;
+/// The payload of a frame sent in place: the first `after` bytes of the pending output (the
+/// frames queued before it, its own header last) go out first, then the payload from `sent`.
+#[derive(Debug)]
+struct InFlight {
+    payload: Vec<u8>,
+    sent: usize,
+    after: usize,
+}
+
+/// How the session ended, as `recv` reports it.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Closed,
+    Failed(ProtocolError),
+    Disconnected,
+    /// Reported already: `recv` returns `Ok(None)` from now on.
+    Reported,
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream whose opening handshake is complete. `already_read` holds bytes read
@@ -55,14 +95,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_parts(stream: S, conn: Connection, config: Config, already_read: &[u8]) -> Self {
         let mut conn = conn;
         conn.receive_data(already_read);
-        let timers = Timers::new(Instant::now());
         Self {
             stream,
-            conn,
+            session: Session::new(conn, Instant::now()),
             config,
-            timers,
-            stream_closed: false,
+            timer: Timer::never(),
+            timer_at: None,
+            in_flight: None,
+            received: None,
+            end: None,
             peer_close: None,
+            shutting_down: false,
             bytes_read: 0,
             bytes_written: 0,
             read_size: MIN_READ,
@@ -72,18 +115,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Takes the WebSocket apart, to drive the connection some other way (an event loop of
     /// one's own, say): the stream and the state machine, with any input already read and
     /// output not yet written still inside it. The timers' state is dropped.
+    ///
+    /// # Panics
+    ///
+    /// If a message sent in place is still being written (call [`flush`](Self::flush)
+    /// first).
     pub fn into_parts(self) -> (S, Connection) {
-        (self.stream, self.conn)
+        assert!(self.in_flight.is_none(), "into_parts with a message still being written");
+        (self.stream, self.session.into_connection())
     }
 
     /// The protocol state machine.
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.session.connection()
     }
 
     /// The protocol state machine, to poll events and queue frames directly.
     pub fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+        self.session.connection_mut()
     }
 
     /// The underlying stream.
@@ -101,134 +150,320 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.peer_close.as_ref().map(|(code, reason)| (*code, reason.as_str()))
     }
 
+    /// Bytes read from and written to the stream since the handshake.
+    pub fn byte_counts(&self) -> (u64, u64) {
+        (self.bytes_read, self.bytes_written)
+    }
+
+    // ---- receiving ---------------------------------------------------------------------------
+
     /// Receives the next message. Pings are answered along the way. Returns `Ok(None)` once
-    /// the close handshake completes; `Err` if the peer broke the protocol (after the close
-    /// frame with the right code was sent) or the stream failed.
+    /// the close handshake completes (and after that); `Err` if the peer broke the protocol
+    /// (after the close frame with the right code was sent) or the stream failed. Cancel-safe.
     ///
     /// Requires [`Delivery::Messages`](ws_proto::Delivery::Messages), the default; with
     /// chunks, poll [`connection_mut`](Self::connection_mut) instead.
     pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
+        future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The poll function under [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
         loop {
-            while let Some(polled) = self.poll_owned() {
-                match polled {
-                    Polled::Message(message) => {
-                        self.flush().await?;
-                        return Ok(Some(message));
-                    }
-                    Polled::Other => {}
-                    Polled::Chunk => {
-                        return Err(Error::Unsupported(
-                            "recv needs Delivery::Messages; poll the connection for chunks",
-                        ));
-                    }
-                    Polled::Close => {
-                        self.finish_close().await?;
-                        return Ok(None);
-                    }
-                    Polled::Failed(err) => {
-                        self.finish_close().await?;
-                        return Err(Error::Protocol(err));
-                    }
-                    Polled::Disconnected => {
-                        self.shutdown().await;
-                        return Err(Error::Disconnected);
-                    }
+            // What we owe goes first (a frame sent in place must be whole before anything
+            // else is queued), then the events buffered.
+            ready!(self.poll_flush(cx))?;
+            if self.received.is_none() && self.end.is_none() {
+                self.take_events()?;
+                ready!(self.poll_flush(cx))?;
+            }
+            if let Some(message) = self.received.take() {
+                return Poll::Ready(Ok(Some(message)));
+            }
+            if let Some(end) = self.end {
+                ready!(self.poll_finish(cx));
+                self.end = Some(End::Reported);
+                return Poll::Ready(match end {
+                    End::Closed | End::Reported => Ok(None),
+                    End::Failed(err) => Err(Error::Protocol(err)),
+                    End::Disconnected => Err(Error::Disconnected),
+                });
+            }
+            ready!(self.poll_read_more(cx))?;
+        }
+    }
+
+    /// Polls the connection's events until a message or the end, keeping what `recv` returns.
+    fn take_events(&mut self) -> Result<(), Error> {
+        while let Some(event) = self.session.connection_mut().poll_event() {
+            match event {
+                Event::Message(message) => {
+                    self.received = Some(message.into());
+                    return Ok(());
                 }
-            }
-            if self.conn.state() == State::Closed {
-                self.finish_close().await?;
-                return Ok(None);
-            }
-            self.flush().await?;
-            self.read_more().await?;
-        }
-    }
-
-    fn poll_owned(&mut self) -> Option<Polled> {
-        let event = self.conn.poll_event()?;
-        Some(match event {
-            Event::Message(message) => Polled::Message(message.into()),
-            Event::Chunk(_) => Polled::Chunk,
-            Event::Close(frame) => {
-                self.peer_close = Some((frame.code, frame.reason.to_owned()));
-                Polled::Close
-            }
-            Event::Failed(err) => Polled::Failed(err),
-            Event::Disconnected => Polled::Disconnected,
-            _ => Polled::Other,
-        })
-    }
-
-    /// Sends a message and waits until the stream has taken it.
-    ///
-    /// A message of [`IN_PLACE_MIN`] bytes or more is not copied: its header and payload go
-    /// out in one vectored write (a client masks the owned payload in place).
-    pub async fn send(&mut self, message: impl Outgoing) -> Result<(), Error> {
-        // Compressed messages go through the compressor; only plain, owned ones of some size
-        // are sent in place.
-        if message.bytes().len() >= IN_PLACE_MIN && !self.stream_closed && !self.conn.compression()
-        {
-            let kind = message.kind();
-            match message.into_owned_bytes() {
-                Ok(mut payload) => {
-                    self.conn.sender().send_in_place(kind, &mut payload)?;
-                    return self.write_out(&payload).await;
+                Event::Chunk(_) => {
+                    return Err(Error::Unsupported(
+                        "recv needs Delivery::Messages; poll the connection for chunks",
+                    ));
                 }
-                Err(message) => self.feed(message).await?,
-            }
-        } else {
-            self.feed(message).await?;
-        }
-        self.flush().await
-    }
-
-    /// Writes all pending output and then `payload`, within [`Config::write_timeout`].
-    async fn write_out(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let deadline = Instant::now() + self.config.write_timeout;
-        let Self { stream, conn, .. } = self;
-        match with_deadline(deadline, write_output(stream, conn, payload)).await {
-            Some(written) => {
-                self.bytes_written += written?;
-                Ok(())
-            }
-            None => {
-                self.shutdown().await;
-                Err(Error::Timeout(Timeout::Write))
+                Event::Close(frame) => {
+                    self.peer_close = Some((frame.code, frame.reason.to_owned()));
+                    self.end = Some(End::Closed);
+                    return Ok(());
+                }
+                Event::Failed(err) => {
+                    self.end = Some(End::Failed(err));
+                    return Ok(());
+                }
+                Event::Disconnected => {
+                    self.end = Some(End::Disconnected);
+                    return Ok(());
+                }
+                _ => {}
             }
         }
-    }
-
-    /// Queues a message, waiting only while more than
-    /// [`Config::write_buffer_size`] bytes are queued. Call [`flush`](Self::flush) after a
-    /// batch.
-    pub async fn feed(&mut self, message: impl Outgoing) -> Result<(), Error> {
-        self.conn.sender().send_message(message.kind(), message.bytes())?;
-        if self.conn.pending_output().len() > self.config.write_buffer_size {
-            self.flush().await?;
+        if self.session.connection().state() == State::Closed && self.end.is_none() {
+            self.end = Some(End::Closed);
         }
         Ok(())
     }
 
-    /// Sends a ping with up to 125 bytes of payload.
-    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.conn.send_ping(payload)?;
+    /// Reads once from the stream into the connection, handling keepalive, idle and close
+    /// deadlines while waiting (writing the frames they queue). Returns `false` at the end of
+    /// the stream. Cancel-safe.
+    pub async fn read_more(&mut self) -> Result<bool, Error> {
+        future::poll_fn(|cx| self.poll_read_more(cx)).await
+    }
+
+    /// The poll function under [`read_more`](Self::read_more).
+    pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        loop {
+            // Nothing is read while output is owed (backpressure).
+            ready!(self.poll_flush(cx))?;
+            if self.session.is_closed() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if self.session.read_closed() {
+                return Poll::Ready(Ok(false));
+            }
+            let max = self.config.read_buffer_size.max(MIN_READ);
+            let size = self.read_size.clamp(MIN_READ, max);
+            let buf = self.session.read_buffer(size);
+            match Pin::new(&mut self.stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(n)) => {
+                    self.session.received(n, Instant::now());
+                    if n == 0 {
+                        return Poll::Ready(Ok(false));
+                    }
+                    self.bytes_read += n as u64;
+                    // Grow the next read while reads fill the buffer; shrink it when they
+                    // do not.
+                    self.read_size = if n >= size { size * 2 } else { (n * 2).max(MIN_READ) };
+                    return Poll::Ready(Ok(true));
+                }
+                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(self.failed(err))),
+                Poll::Pending => {
+                    // Nothing to read: the connection is idle. Free its buffers while it
+                    // waits, so an idle connection costs only its structs (the next read
+                    // allocates again, sized by the last one).
+                    self.session.connection_mut().release_idle_buffers();
+                    let which = ready!(self.poll_deadline(cx));
+                    self.on_deadline(which, cx)?;
+                    // A ping or close frame was queued: write it, then wait for input again.
+                    ready!(self.poll_flush(cx))?;
+                }
+            }
+        }
+    }
+
+    // ---- sending -----------------------------------------------------------------------------
+
+    /// Sends a message and waits until the stream has taken it. Cancel-safe: dropped after
+    /// the message was queued, it is written by the next call that writes.
+    ///
+    /// A message of [`IN_PLACE_MIN`] bytes or more is not copied: its header and payload go
+    /// out in one vectored write (a client masks the owned payload in place).
+    pub async fn send(&mut self, message: impl Outgoing) -> Result<(), Error> {
+        self.feed(message).await?;
         self.flush().await
     }
 
-    /// Closes the connection: sends a close frame, waits up to
-    /// [`Config::close_timeout`] for the peer's, and ends the stream. Messages that arrive
-    /// meanwhile are dropped. Works in either delivery mode.
-    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        if self.conn.state() == State::Open {
-            self.conn.close(code, reason)?;
-            self.timers.start_closing(Instant::now());
+    /// Queues a message, waiting only while more than [`Config::write_buffer_size`] bytes are
+    /// queued (backpressure). Call [`flush`](Self::flush) after a batch.
+    pub async fn feed(&mut self, message: impl Outgoing) -> Result<(), Error> {
+        future::poll_fn(|cx| self.poll_ready(cx)).await?;
+        self.start_send(message)
+    }
+
+    /// Ready to queue a message: nothing is being written in place, and no more than
+    /// [`Config::write_buffer_size`] bytes are queued (writing them until that is so).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.check_can_send()?;
+        if self.in_flight.is_some()
+            || self.session.pending_output().len() > self.config.write_buffer_size
+        {
+            ready!(self.poll_flush(cx))?;
         }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a message without waiting; call after [`poll_ready`](Self::poll_ready).
+    /// Plain (uncompressed) owned messages of [`IN_PLACE_MIN`] bytes or more are written
+    /// later straight from `message`, not copied.
+    pub fn start_send(&mut self, message: impl Outgoing) -> Result<(), Error> {
+        self.check_can_send()?;
+        let kind = message.kind();
+        let in_place = message.bytes().len() >= IN_PLACE_MIN
+            && self.in_flight.is_none()
+            && !self.session.connection().compression();
+        if in_place {
+            match message.into_owned_bytes() {
+                Ok(mut payload) => {
+                    self.session.connection_mut().sender().send_in_place(kind, &mut payload)?;
+                    let after = self.session.pending_output().len();
+                    self.in_flight = Some(InFlight { payload, sent: 0, after });
+                    return Ok(());
+                }
+                Err(message) => return self.queue(message),
+            }
+        }
+        self.queue(message)
+    }
+
+    fn queue(&mut self, message: impl Outgoing) -> Result<(), Error> {
+        let conn = self.session.connection_mut();
+        conn.sender().send_message(message.kind(), message.bytes()).map_err(closed_or)
+    }
+
+    /// Sends after the stream failed or ended, or after our close frame, are refused.
+    fn check_can_send(&self) -> Result<(), Error> {
+        if self.session.is_open() { Ok(()) } else { Err(Error::Closed) }
+    }
+
+    /// Sends a ping with up to 125 bytes of payload.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        future::poll_fn(|cx| self.poll_ready(cx)).await?;
+        self.session.connection_mut().send_ping(payload).map_err(closed_or)?;
+        self.flush().await
+    }
+
+    /// Writes all queued output, within [`Config::write_timeout`] of no progress, and ends
+    /// the stream when the session says so. Cancel-safe.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// The poll function under [`flush`](Self::flush).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
+            if self.shutting_down {
+                // Errors are ignored: the peer may be gone already. A futures-io stream has no
+                // way to end one side alone (`poll_close` on smol's TCP stream only flushes,
+                // and the FIN goes when the stream is dropped), so the session ends here
+                // rather than wait for a peer that waits for us.
+                let _ = ready!(Pin::new(&mut self.stream).poll_close(cx));
+                self.shutting_down = false;
+                if self.session.connection().role() == Role::Server {
+                    // What has arrived is read and dropped first, so that closing meets as
+                    // little unread input (which makes TCP reset) as can be known now.
+                    self.drain_arrived(cx);
+                    self.session.transport_closed();
+                }
+            }
+            if self.session.pending_output().is_empty() && self.in_flight.is_none() {
+                match self.session.poll_transport() {
+                    Some(TransportCommand::ShutdownWrite) => self.shutting_down = true,
+                    // Both sides ended: the stream is dropped with the WebSocket.
+                    Some(_) | None => return Poll::Ready(Ok(())),
+                }
+                continue;
+            }
+            if self.session.is_closed() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            match self.poll_write_some(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(self.failed(err))),
+                Poll::Pending => {
+                    self.session.write_blocked(Instant::now());
+                    let which = ready!(self.poll_deadline(cx));
+                    self.on_deadline(which, cx)?;
+                }
+            }
+            if self.session.pending_output().is_empty() && self.in_flight.is_none() {
+                if let Err(err) = ready!(Pin::new(&mut self.stream).poll_flush(cx)) {
+                    return Poll::Ready(Err(self.failed(err)));
+                }
+            }
+        }
+    }
+
+    /// Reads and drops input that has already arrived (at most [`DRAIN_LIMIT`] bytes).
+    fn drain_arrived(&mut self, cx: &mut Context<'_>) {
+        let mut drained = 0;
+        while drained < DRAIN_LIMIT {
+            let buf = self.session.read_buffer(MIN_READ);
+            match Pin::new(&mut self.stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.session.received(n, Instant::now());
+                    drained += n;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// One write: the pending output, with the payload sent in place after its header.
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let pending = self.session.pending_output();
+        let (n, from_output) = match &mut self.in_flight {
+            Some(flight) => {
+                let parts = [
+                    IoSlice::new(&pending[..flight.after]),
+                    IoSlice::new(&flight.payload[flight.sent..]),
+                ];
+                let n = ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, &parts))?;
+                let from_output = n.min(flight.after);
+                flight.after -= from_output;
+                flight.sent += n - from_output;
+                if flight.sent == flight.payload.len() {
+                    self.in_flight = None;
+                }
+                (n, from_output)
+            }
+            None => {
+                let n = ready!(Pin::new(&mut self.stream).poll_write(cx, pending))?;
+                (n, n)
+            }
+        };
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.bytes_written += n as u64;
+        self.session.wrote(from_output, Instant::now());
+        Poll::Ready(Ok(()))
+    }
+
+    // ---- closing -----------------------------------------------------------------------------
+
+    /// Closes the connection: sends a close frame (after a frame of ours that is half sent),
+    /// waits up to [`Config::close_timeout`] for the peer's, and ends the stream (a client
+    /// waits for the server to end it first, §7.1.1). Messages that arrive meanwhile are
+    /// dropped. Works in either delivery mode. Cancel-safe: the close frame is queued once.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.session.is_open() {
+            self.session.close(code, reason, Instant::now())?;
+        }
+        future::poll_fn(|cx| self.poll_close_handshake(cx)).await
+    }
+
+    fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            ready!(self.poll_flush(cx)).or_else(ignore_closed)?;
             let mut outcome = None;
-            while outcome.is_none() {
-                let Some(event) = self.conn.poll_event() else {
-                    break;
-                };
+            while outcome.is_none() && self.end.is_none() {
+                let Some(event) = self.session.connection_mut().poll_event() else { break };
                 outcome = match event {
                     Event::Close(frame) => {
                         self.peer_close = Some((frame.code, frame.reason.to_owned()));
@@ -239,151 +474,126 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     _ => None,
                 };
             }
-            if outcome.is_some() || self.conn.state() == State::Closed {
-                self.finish_close().await?;
-                return outcome.unwrap_or(Ok(()));
-            }
-            self.flush().await?;
-            self.read_more().await?;
-        }
-    }
-
-    /// Bytes read from and written to the stream since the handshake.
-    pub fn byte_counts(&self) -> (u64, u64) {
-        (self.bytes_read, self.bytes_written)
-    }
-
-    /// Writes all queued output, within [`Config::write_timeout`]. Closes the stream when the
-    /// protocol says the transport should end.
-    pub async fn flush(&mut self) -> Result<(), Error> {
-        if !self.conn.pending_output().is_empty() && !self.stream_closed {
-            self.write_out(&[]).await?;
-        }
-        if self.conn.should_close_transport() {
-            self.shutdown().await;
-        }
-        Ok(())
-    }
-
-    /// Ends the stream (for TCP: sends FIN). Idempotent; errors are ignored, as the peer may
-    /// already be gone.
-    pub async fn shutdown(&mut self) {
-        if !self.stream_closed {
-            self.stream_closed = true;
-            let _ = self.stream.close().await;
-        }
-    }
-
-    /// After the close handshake or a failure: send what is queued, then end the stream. A
-    /// client first waits for the server to end it (§7.1.1), up to the close timeout.
-    async fn finish_close(&mut self) -> Result<(), Error> {
-        self.timers.start_closing(Instant::now());
-        let flushed = self.flush().await;
-        if !self.stream_closed && flushed.is_ok() {
-            // Client after a clean close: wait for the server's FIN.
-            let deadline = self.timers.closing_since().unwrap_or_else(Instant::now)
-                + self.config.close_timeout;
-            let mut scratch = [0u8; 256];
-            let Self { stream, .. } = self;
-            let drain = async {
-                loop {
-                    match stream.read(&mut scratch).await {
-                        Ok(0) | Err(_) => return true,
-                        Ok(_) => {}
-                    }
+            if outcome.is_some()
+                || self.end.is_some()
+                || self.session.is_closed()
+                || self.session.connection().state() == State::Closed
+            {
+                if self.end.is_none() {
+                    self.end = Some(End::Reported);
                 }
-            };
-            let timeout = async {
-                Timer::at(deadline).await;
-                false
-            };
-            future::or(drain, timeout).await;
-            self.shutdown().await;
+                ready!(self.poll_finish(cx));
+                return Poll::Ready(outcome.unwrap_or(Ok(())));
+            }
+            // The close timer bounds the wait: Err(Timeout::Close) when the peer never answers.
+            ready!(self.poll_read_more(cx))?;
         }
-        flushed
     }
 
-    /// Reads once from the stream into the connection, handling keepalive, idle and close
-    /// deadlines while waiting. Returns `false` at the end of the stream.
-    pub async fn read_more(&mut self) -> Result<bool, Error> {
+    /// After the close handshake or a failure: writes what is queued, ends our side, and
+    /// reads (dropping it) until the peer ends its side, within the close timeout.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            let settings = self.config.timers();
-            let deadline = self.timers.poll_timeout(&settings, &self.conn, Instant::now());
-            let max = self.config.read_buffer_size;
-            let size = self.read_size.clamp(MIN_READ, max.max(MIN_READ));
-            let Self { stream, conn, .. } = self;
-            let read = future::poll_fn(|cx| {
-                let buf = conn.input_buffer(size);
-                match Pin::new(&mut *stream).poll_read(cx, buf) {
-                    Poll::Ready(result) => Poll::Ready(result.map(Some)),
-                    Poll::Pending => {
-                        // Nothing to read: the connection is idle. Free its buffers while it
-                        // waits, so an idle connection costs only its structs (the next read
-                        // allocates again, sized by the last one).
-                        conn.release_idle_buffers();
-                        Poll::Pending
-                    }
-                }
-            });
-            let outcome = match deadline {
-                Some((at, _)) => {
-                    let timer = async {
-                        Timer::at(at).await;
-                        Ok(None)
-                    };
-                    future::or(read, timer).await
-                }
-                None => read.await,
-            };
-            match outcome {
-                Ok(Some(0)) => {
-                    self.conn.receive_eof();
-                    return Ok(false);
-                }
-                Ok(Some(n)) => {
-                    self.conn.input_written(n);
-                    self.bytes_read += n as u64;
-                    // Grow the next read while reads fill the buffer; shrink it when they
-                    // do not.
-                    self.read_size = if n >= size { size * 2 } else { (n * 2).max(MIN_READ) };
-                    self.timers.received(Instant::now());
-                    return Ok(true);
-                }
-                Ok(None) => {
-                    let (_, which) = deadline.expect("a timer fired");
-                    // Boxed: timers are rare, and this keeps the read's future small.
-                    Box::pin(self.on_deadline(which)).await?;
-                }
-                Err(err) => {
-                    self.shutdown().await;
-                    return Err(Error::Io(err));
-                }
+            if ready!(self.poll_flush(cx)).is_err() || self.session.is_closed() {
+                return Poll::Ready(());
+            }
+            if !self.session.wants_read() {
+                return Poll::Ready(());
+            }
+            if ready!(self.poll_read_more(cx)).is_err() {
+                return Poll::Ready(());
             }
         }
     }
 
-    async fn on_deadline(&mut self, which: Deadline) -> Result<(), Error> {
-        match self.timers.handle_timeout(which, &mut self.conn, Instant::now()) {
+    /// Gives up on the stream now, without the close handshake: closes it (`poll_close`; a
+    /// TCP socket ends when the WebSocket is dropped). Idempotent; errors are ignored, as the
+    /// peer may already be gone. Sends fail with [`Error::Closed`] after it.
+    pub async fn shutdown(&mut self) {
+        if !self.session.is_closed() {
+            self.session.transport_closed();
+            let _ = future::poll_fn(|cx| Pin::new(&mut self.stream).poll_close(cx)).await;
+        }
+    }
+
+    // ---- timers ------------------------------------------------------------------------------
+
+    /// Ready with the session's next deadline once it has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Deadline> {
+        let settings = self.config.timers();
+        // Bounded: each turn either returns or finds the timer fired, so time has moved on
+        // to the deadline.
+        loop {
+            let now = Instant::now();
+            let Some((at, which)) = self.session.poll_timeout(&settings, now) else {
+                return Poll::Pending;
+            };
+            if at <= now {
+                self.timer_at = None;
+                return Poll::Ready(which);
+            }
+            if self.timer_at != Some(at) {
+                self.timer.set_at(at);
+                self.timer_at = Some(at);
+            }
+            ready!(Pin::new(&mut self.timer).poll(cx));
+            self.timer_at = None;
+        }
+    }
+
+    /// Acts on a deadline that passed: `Ok` when frames were queued to write, the timeout
+    /// when the session gave up (after one try to write a 1011 close frame).
+    fn on_deadline(&mut self, which: Deadline, cx: &mut Context<'_>) -> Result<(), Error> {
+        match self.session.handle_timeout(which, Instant::now()) {
             TimerAction::Abort(which) => {
-                // After an unanswered ping a 1011 close frame is queued: one try to send it.
                 if which == Deadline::Pong {
-                    let _ = self.flush().await;
+                    let _ =
+                        Pin::new(&mut self.stream).poll_write(cx, self.session.pending_output());
                 }
-                self.shutdown().await;
+                let _ = Pin::new(&mut self.stream).poll_close(cx);
                 Err(Error::Timeout(match which {
                     Deadline::Pong => Timeout::Pong,
+                    Deadline::Write => Timeout::Write,
                     _ => Timeout::Close,
                 }))
             }
-            _ => self.flush().await,
+            _ => Ok(()),
         }
+    }
+
+    /// The stream failed: nothing more is read or written.
+    fn failed(&mut self, err: io::Error) -> Error {
+        self.session.transport_closed();
+        Error::Io(err)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits into a reader and a writer half, so that one task receives while others send.
-    /// Keepalive and idle timers are not run on split halves.
+    /// Both run the same session (timers, close sequencing) as the whole WebSocket.
+    ///
+    /// # Panics
+    ///
+    /// If a message sent in place is still being written (call [`flush`](Self::flush)
+    /// first).
     pub fn split(self) -> (crate::WsReader<S>, crate::WsWriter<S>) {
-        crate::split::split(self.stream, self.conn, self.config)
+        assert!(self.in_flight.is_none(), "split with a message still being written");
+        crate::split::split(self.stream, self.session, self.config)
+    }
+}
+
+/// A send refused by the connection because it is closing is [`Error::Closed`].
+fn closed_or(err: ws_proto::SendError) -> Error {
+    match err {
+        ws_proto::SendError::Closed => Error::Closed,
+        other => Error::Send(other),
+    }
+}
+
+/// While closing, a stream that is already closed is not a failure.
+fn ignore_closed(err: Error) -> Result<(), Error> {
+    match err {
+        Error::Closed => Ok(()),
+        other => Err(other),
     }
 }

@@ -1,65 +1,92 @@
-//! Reader and writer halves, so that one task receives while others send.
+//! Reader and writer halves, so that one task receives while others send. Both halves drive
+//! one [`Session`] (timers, close sequencing, the end of the stream), as the whole
+//! [`WebSocket`](crate::WebSocket) does.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_lock::Mutex;
 use futures_lite::io::{ReadHalf, WriteHalf};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use ws_proto::{CloseCode, Connection, Event, State};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use ws_proto::{CloseCode, Deadline, Event, ProtocolError, Session, TimerAction, TransportCommand};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
 use crate::message::{Message, Outgoing};
 use crate::util::{with_deadline, write_output};
 
-/// State both halves share: the protocol machine and the write side of the stream.
+/// State both halves share: the session and the write side of the stream.
 #[derive(Debug)]
 struct Shared<S> {
-    conn: Connection,
+    session: Session,
     write: WriteHalf<S>,
     config: Config,
-    write_closed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
-    /// Writes all queued output within the write timeout; ends the write side when the
-    /// protocol says so.
+    /// Writes all queued output within the write timeout, then carries out what the session
+    /// asks of the transport (ending our side of the stream).
     async fn flush(&mut self) -> Result<(), Error> {
-        if !self.conn.pending_output().is_empty() && !self.write_closed {
+        if !self.session.pending_output().is_empty() {
+            if self.session.is_closed() {
+                return Err(Error::Closed);
+            }
             let deadline = Instant::now() + self.config.write_timeout;
-            let Self { conn, write, .. } = self;
-            match with_deadline(deadline, write_output(write, conn, &[])).await {
+            let Self { session, write, .. } = self;
+            match with_deadline(deadline, write_output(write, session.connection_mut(), &[])).await
+            {
                 None => {
-                    self.close_write().await;
+                    self.abort().await;
                     return Err(Error::Timeout(Timeout::Write));
                 }
-                Some(result) => {
-                    result?;
+                Some(Err(err)) => {
+                    self.session.transport_closed();
+                    return Err(Error::Io(err));
                 }
+                Some(Ok(_)) => self.session.wrote(0, Instant::now()),
             }
         }
-        if self.conn.should_close_transport() {
-            self.close_write().await;
+        while let Some(command) = self.session.poll_transport() {
+            if command == TransportCommand::ShutdownWrite {
+                // As on WebSocket: a futures-io stream cannot end one side alone, so the
+                // session ends here.
+                let _ = self.write.close().await;
+                if self.session.connection().role() == ws_proto::Role::Server {
+                    self.session.transport_closed();
+                }
+            }
         }
         Ok(())
     }
 
-    async fn close_write(&mut self) {
-        if !self.write_closed {
-            self.write_closed = true;
+    /// Gives up on the stream: ends our side, and nothing more is sent.
+    async fn abort(&mut self) {
+        if !self.session.is_closed() {
+            self.session.transport_closed();
             let _ = self.write.close().await;
         }
     }
+
+    fn check_can_send(&self) -> Result<(), Error> {
+        if self.session.is_open() { Ok(()) } else { Err(Error::Closed) }
+    }
 }
 
-/// The receiving half of a split [`WebSocket`](crate::WebSocket).
+/// The receiving half of a split [`WebSocket`](crate::WebSocket). The session's timers
+/// (keepalive, idle, close) run while it waits in [`recv`](Self::recv).
 #[derive(Debug)]
 pub struct WsReader<S> {
     read: ReadHalf<S>,
     shared: Arc<Mutex<Shared<S>>>,
     buf: Vec<u8>,
-    closing_since: Option<Instant>,
+    /// Bytes read into `buf` and not yet given to the session (`Some(0)`: end of stream),
+    /// so that a `recv` dropped while waiting for the lock loses nothing.
+    unfed: Option<usize>,
+    /// A message received and not yet returned.
+    received: Option<Message>,
+    end: Option<End>,
+    /// Woken by the writer when it starts the close handshake: the close timer now runs.
+    wake: async_channel::Receiver<()>,
 }
 
 /// The sending half of a split [`WebSocket`](crate::WebSocket). Clone it to send from several
@@ -67,103 +94,170 @@ pub struct WsReader<S> {
 #[derive(Debug)]
 pub struct WsWriter<S> {
     shared: Arc<Mutex<Shared<S>>>,
+    wake: async_channel::Sender<()>,
 }
 
 impl<S> Clone for WsWriter<S> {
     fn clone(&self) -> Self {
-        Self { shared: Arc::clone(&self.shared) }
+        Self { shared: Arc::clone(&self.shared), wake: self.wake.clone() }
     }
 }
 
-pub(crate) fn split<S>(stream: S, conn: Connection, config: Config) -> (WsReader<S>, WsWriter<S>)
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Closed,
+    Failed(ProtocolError),
+    Disconnected,
+    Reported,
+}
+
+pub(crate) fn split<S>(stream: S, session: Session, config: Config) -> (WsReader<S>, WsWriter<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (read, write) = futures_lite::io::split(stream);
     let buf = vec![0; config.read_buffer_size];
-    let shared = Arc::new(Mutex::new(Shared { conn, write, config, write_closed: false }));
-    (WsReader { read, shared: Arc::clone(&shared), buf, closing_since: None }, WsWriter { shared })
-}
-
-enum Next {
-    Message(Message),
-    Closed,
-    Failed(ws_proto::ProtocolError),
-    Disconnected,
+    let shared = Arc::new(Mutex::new(Shared { session, write, config }));
+    let (wake_tx, wake_rx) = async_channel::bounded(1);
+    let reader = WsReader {
+        read,
+        shared: Arc::clone(&shared),
+        buf,
+        unfed: None,
+        received: None,
+        end: None,
+        wake: wake_rx,
+    };
+    (reader, WsWriter { shared, wake: wake_tx })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     /// Receives the next message, as [`WebSocket::recv`](crate::WebSocket::recv) does:
-    /// `Ok(None)` after the close handshake. Pongs are written from here.
+    /// `Ok(None)` after the close handshake, once the stream has ended (a client waits for
+    /// the server to end it, §7.1.1). Pongs and timer frames are written from here.
+    /// Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
         loop {
             let mut shared = self.shared.lock().await;
-            let mut next = None;
-            while next.is_none() {
-                let Some(event) = shared.conn.poll_event() else {
-                    break;
-                };
-                next = match event {
-                    Event::Message(message) => Some(Next::Message(message.into())),
-                    Event::Close(_) => Some(Next::Closed),
-                    Event::Failed(err) => Some(Next::Failed(err)),
-                    Event::Disconnected => Some(Next::Disconnected),
-                    Event::Chunk(_) => {
-                        return Err(Error::Unsupported("recv needs Delivery::Messages"));
+            if let Some(n) = self.unfed.take() {
+                shared.session.receive_data(&self.buf[..n], Instant::now());
+            }
+            if self.received.is_none() && self.end.is_none() {
+                while let Some(event) = shared.session.connection_mut().poll_event() {
+                    match event {
+                        Event::Message(message) => self.received = Some(message.into()),
+                        Event::Close(_) => self.end = Some(End::Closed),
+                        Event::Failed(err) => self.end = Some(End::Failed(err)),
+                        Event::Disconnected => self.end = Some(End::Disconnected),
+                        Event::Chunk(_) => {
+                            return Err(Error::Unsupported("recv needs Delivery::Messages"));
+                        }
+                        _ => continue,
                     }
-                    _ => None,
-                };
+                    break;
+                }
             }
             shared.flush().await?;
-            match next {
-                Some(Next::Message(message)) => return Ok(Some(message)),
-                Some(Next::Closed) => return Ok(None),
-                Some(Next::Failed(err)) => return Err(Error::Protocol(err)),
-                Some(Next::Disconnected) => return Err(Error::Disconnected),
-                None if shared.conn.state() == State::Closed => return Ok(None),
-                None => {}
+            if let Some(message) = self.received.take() {
+                return Ok(Some(message));
             }
-            if shared.conn.state() != State::Open {
-                self.closing_since.get_or_insert_with(Instant::now);
+            let finishing = self.end.is_some();
+            if finishing && (shared.session.is_closed() || !shared.session.wants_read()) {
+                let end = self.end.replace(End::Reported);
+                return match end {
+                    Some(End::Failed(err)) => Err(Error::Protocol(err)),
+                    Some(End::Disconnected) => Err(Error::Disconnected),
+                    _ => Ok(None),
+                };
             }
-            let close_timeout = shared.config.close_timeout;
+            if shared.session.is_closed() {
+                return Err(Error::Closed);
+            }
+            let settings = shared.config.timers();
+            let deadline = shared.session.poll_timeout(&settings, Instant::now());
             drop(shared);
-            let read = self.read.read(&mut self.buf);
-            let n = match self.closing_since {
-                Some(since) => with_deadline(since + close_timeout, read)
-                    .await
-                    .ok_or(Error::Timeout(Timeout::Close))??,
-                None => read.await?,
+            // The read, the session's next deadline, or the writer starting the close
+            // handshake (which starts the close timer), whichever comes first.
+            let read = async { Some(self.read.read(&mut self.buf).await) };
+            let woken = async {
+                let _ = self.wake.recv().await;
+                None
             };
-            let mut shared = self.shared.lock().await;
-            if n == 0 {
-                shared.conn.receive_eof();
-            } else {
-                shared.conn.receive_data(&self.buf[..n]);
+            let read = future::or(read, woken);
+            let outcome = match deadline {
+                Some((at, _)) => with_deadline(at, read).await,
+                None => Some(read.await),
+            };
+            match outcome {
+                Some(Some(Ok(n))) => self.unfed = Some(n),
+                Some(Some(Err(err))) => {
+                    self.shared.lock().await.abort().await;
+                    return Err(Error::Io(err));
+                }
+                // Woken: look at the deadlines again.
+                Some(None) => {}
+                None => {
+                    let (_, which) = deadline.expect("a deadline passed");
+                    let mut shared = self.shared.lock().await;
+                    if let Err(err) = on_deadline(&mut shared, which).await {
+                        // After the close handshake, a peer that keeps its side open is
+                        // only waited for so long.
+                        if finishing && matches!(err, Error::Timeout(Timeout::Close)) {
+                            self.end = Some(End::Reported);
+                            return Ok(None);
+                        }
+                        return Err(err);
+                    }
+                }
             }
         }
     }
 }
 
+/// Acts on a passed deadline: writes the frames it queued, or gives up on the stream.
+async fn on_deadline<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &mut Shared<S>,
+    which: Deadline,
+) -> Result<(), Error> {
+    match shared.session.handle_timeout(which, Instant::now()) {
+        TimerAction::Abort(which) => {
+            let _ = shared.write.close().await;
+            Err(Error::Timeout(match which {
+                Deadline::Pong => Timeout::Pong,
+                Deadline::Write => Timeout::Write,
+                _ => Timeout::Close,
+            }))
+        }
+        _ => shared.flush().await,
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
-    /// Sends a message and waits until the stream has taken it.
+    /// Sends a message and waits until the stream has taken it. [`Error::Closed`] once the
+    /// connection is closing or the stream failed. Cancel-safe.
     pub async fn send(&self, message: impl Outgoing) -> Result<(), Error> {
         let mut shared = self.shared.lock().await;
-        shared.conn.sender().send_message(message.kind(), message.bytes())?;
+        shared.check_can_send()?;
+        let conn = shared.session.connection_mut();
+        conn.sender().send_message(message.kind(), message.bytes())?;
         shared.flush().await
     }
 
     /// Sends a ping.
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         let mut shared = self.shared.lock().await;
-        shared.conn.send_ping(payload)?;
+        shared.check_can_send()?;
+        shared.session.connection_mut().send_ping(payload)?;
         shared.flush().await
     }
 
-    /// Sends a close frame. The reader's `recv` returns `Ok(None)` when the peer answers.
+    /// Sends a close frame (after a frame of ours that is half sent). The reader's `recv`
+    /// returns `Ok(None)` when the peer answers, or gives up at the close timeout.
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let mut shared = self.shared.lock().await;
-        shared.conn.close(code, reason)?;
+        shared.check_can_send()?;
+        shared.session.close(code, reason, Instant::now())?;
+        let _ = self.wake.try_send(());
         shared.flush().await
     }
 }
