@@ -86,6 +86,11 @@ fn help_explains_every_flag() -> Result<()> {
         "--close-timeout",
         "--ping-interval",
         "--idle-timeout",
+        "--no-compression",
+        "--context-takeover",
+        "--server-max-window-bits",
+        "--client-max-window-bits",
+        "--engine",
         "--log",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
