@@ -259,3 +259,40 @@ fn sends_dropped_between_header_and_payload_do_not_corrupt_the_stream() -> Resul
     assert!(received == large_messages(), "messages lost, reordered or damaged");
     Ok(())
 }
+
+#[test]
+fn the_split_reader_ends_when_the_writer_gives_up_on_the_stream() -> Result<()> {
+    // No keepalive or idle timer: only the writer's failure can end the reader's wait.
+    let mut config = Config::default();
+    config.write_timeout = Duration::from_millis(200);
+    let (addr, server) = serve_one(config, |ws| {
+        Box::pin(async move {
+            let (mut reader, writer) = ws.split();
+            let reading = smol::spawn(async move { reader.recv().await });
+            let big = vec![0u8; 1 << 20];
+            let mut failed = None;
+            for _ in 0..64 {
+                if let Err(err) = writer.send(big.clone()).await {
+                    failed = Some(err);
+                    break;
+                }
+            }
+            // The writer is still alive (its failure, not its drop, must end the wait).
+            let started = Instant::now();
+            let read = future::or(async { Some(reading.await) }, async {
+                Timer::after(Duration::from_secs(5)).await;
+                None
+            })
+            .await;
+            drop(writer);
+            (failed, read, started.elapsed())
+        })
+    })?;
+    let _client = RawClient::connect(addr)?;
+    let (failed, read, waited) = server.join().expect("server thread")?;
+    assert!(matches!(failed, Some(Error::Timeout(Timeout::Write))), "{failed:?}");
+    let read = read.context("the reader still waits after the writer gave up")?;
+    assert!(matches!(read, Err(Error::Closed)), "{read:?}");
+    assert!(waited < Duration::from_secs(1), "the reader took {waited:?}");
+    Ok(())
+}

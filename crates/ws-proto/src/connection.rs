@@ -912,6 +912,12 @@ impl Connection {
         self.out.consume(n);
     }
 
+    /// Whether a frame begun with [`Sender::begin_frame`] still awaits payload: nothing else
+    /// (a close frame included) can go out before it completes.
+    pub fn frame_in_progress(&self) -> bool {
+        self.out.open_frame.is_some()
+    }
+
     /// The sending side, to queue frames.
     pub fn sender(&mut self) -> Sender<'_> {
         Sender { out: &mut self.out, state: &mut self.state }

@@ -161,13 +161,13 @@ impl Session {
         self.conn.pending_output()
     }
 
-    /// Records that the transport took `n` bytes of [`pending_output`](Self::pending_output)
-    /// (or, for a frame written past it, that the write made progress).
+    /// Records that a write made progress: the transport took bytes, `n` of them from
+    /// [`pending_output`](Self::pending_output) (the rest from a payload the driver writes
+    /// after it, such as one sent in place). The write timeout starts again from the next
+    /// [`write_blocked`](Self::write_blocked).
     pub fn wrote(&mut self, n: usize, _now: Instant) {
         self.conn.consume_output(n);
-        if n > 0 || self.conn.pending_output().is_empty() {
-            self.write_blocked_since = None;
-        }
+        self.write_blocked_since = None;
     }
 
     /// Records that the transport took nothing at `now` with output still pending: the
@@ -212,7 +212,9 @@ impl Session {
     /// the peer's side has ended too; a client ends its side only after the server's
     /// (§7.1.1), within the close timeout.
     pub fn poll_transport(&mut self) -> Option<TransportCommand> {
-        if self.closed || !self.conn.pending_output().is_empty() {
+        // Nothing ends while output is owed, or inside a frame of ours (a close frame owed
+        // waits for it to complete; the close timer bounds the wait).
+        if self.closed || !self.conn.pending_output().is_empty() || self.conn.frame_in_progress() {
             return None;
         }
         // §7.1.1: "the server MUST close the underlying TCP connection immediately"; the

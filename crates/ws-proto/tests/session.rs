@@ -204,6 +204,22 @@ fn a_close_asked_for_inside_a_frame_follows_that_frame() {
 }
 
 #[test]
+fn the_transport_does_not_end_inside_a_frame_of_ours() {
+    // The peer's close arrives while we stream a frame: the reply waits for the frame, and
+    // so does the end of the stream.
+    let t0 = Instant::now();
+    let mut s = session(server(), t0);
+    s.connection_mut().sender().begin_frame(MessageKind::Binary, true, 2).unwrap();
+    read(&mut s, &client_frame(0x88, &[0x03, 0xe8]), t0);
+    assert_eq!(echo(&mut s), vec![Owned::Close(CloseCode::NORMAL, String::new())]);
+    assert_eq!(take(&mut s, t0), b"\x82\x02");
+    assert_eq!(commands(&mut s), vec![], "the frame is not complete");
+    s.connection_mut().sender().send_frame_data(b"xy").unwrap();
+    assert_eq!(take(&mut s, t0), b"xy\x88\x02\x03\xe8");
+    assert_eq!(commands(&mut s), vec![TransportCommand::ShutdownWrite]);
+}
+
+#[test]
 fn an_idle_timeout_inside_a_frame_closes_after_it() {
     let t0 = Instant::now();
     let mut s = session(server(), t0);

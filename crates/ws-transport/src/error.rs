@@ -5,6 +5,8 @@ use std::io;
 use thiserror::Error;
 use ws_proto::{HandshakeError, ProtocolError, ResponseError, SendError};
 
+use crate::message::Message;
+
 /// What went wrong on a WebSocket. A clean close is not an error: `recv` returns `Ok(None)`.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -71,5 +73,29 @@ impl std::fmt::Display for Timeout {
             Self::Pong => "keepalive pong",
             Self::Idle => "idle connection",
         })
+    }
+}
+
+/// How a session ended, as `recv` reports it: once, after which it returns `Ok(None)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum End {
+    /// The close handshake completed.
+    Closed,
+    /// The peer broke the protocol.
+    Failed(ProtocolError),
+    /// The stream ended without a close frame.
+    Disconnected,
+    /// Reported already.
+    Reported,
+}
+
+impl End {
+    /// What `recv` returns for it.
+    pub(crate) fn result(self) -> Result<Option<Message>, Error> {
+        match self {
+            Self::Failed(err) => Err(Error::Protocol(err)),
+            Self::Disconnected => Err(Error::Disconnected),
+            Self::Closed | Self::Reported => Ok(None),
+        }
     }
 }

@@ -14,12 +14,11 @@ use std::time::Instant;
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncWrite, future};
 use ws_proto::{
-    CloseCode, Connection, Deadline, Event, ProtocolError, Role, Session, State, TimerAction,
-    TransportCommand,
+    CloseCode, Connection, Deadline, Event, Role, Session, State, TimerAction, TransportCommand,
 };
 
 use crate::config::Config;
-use crate::error::{Error, Timeout};
+use crate::error::{End, Error, Timeout};
 use crate::message::{IN_PLACE_MIN, Message, Outgoing};
 
 /// The smallest read requested: enough for small messages in one read.
@@ -64,6 +63,9 @@ pub struct WebSocket<S> {
     peer_close: Option<(CloseCode, String)>,
     /// `poll_close` of the stream's write side was begun and has not completed.
     shutting_down: bool,
+    /// Bytes were written that the stream's `poll_flush` has not yet confirmed (a buffering
+    /// stream, TLS say, may hold them).
+    unflushed: bool,
     bytes_read: u64,
     bytes_written: u64,
     /// Bytes to ask for in the next read, adapted to recent reads.
@@ -77,16 +79,6 @@ struct InFlight {
     payload: Vec<u8>,
     sent: usize,
     after: usize,
-}
-
-/// How the session ended, as `recv` reports it.
-#[derive(Debug, Clone, Copy)]
-enum End {
-    Closed,
-    Failed(ProtocolError),
-    Disconnected,
-    /// Reported already: `recv` returns `Ok(None)` from now on.
-    Reported,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -106,6 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             end: None,
             peer_close: None,
             shutting_down: false,
+            unflushed: false,
             bytes_read: 0,
             bytes_written: 0,
             read_size: MIN_READ,
@@ -183,11 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if let Some(end) = self.end {
                 ready!(self.poll_finish(cx));
                 self.end = Some(End::Reported);
-                return Poll::Ready(match end {
-                    End::Closed | End::Reported => Ok(None),
-                    End::Failed(err) => Err(Error::Protocol(err)),
-                    End::Disconnected => Err(Error::Disconnected),
-                });
+                return Poll::Ready(end.result());
             }
             ready!(self.poll_read_more(cx))?;
         }
@@ -362,7 +351,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // way to end one side alone (`poll_close` on smol's TCP stream only flushes,
                 // and the FIN goes when the stream is dropped), so the session ends here
                 // rather than wait for a peer that waits for us.
-                let _ = ready!(Pin::new(&mut self.stream).poll_close(cx));
+                let closed = Pin::new(&mut self.stream).poll_close(cx);
+                if closed.is_pending() {
+                    self.session.write_blocked(Instant::now());
+                    let which = ready!(self.poll_deadline(cx));
+                    self.on_deadline(which, cx)?;
+                    continue;
+                }
                 self.shutting_down = false;
                 if self.session.connection().role() == Role::Server {
                     // What has arrived is read and dropped first, so that closing meets as
@@ -372,6 +367,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
             if self.session.pending_output().is_empty() && self.in_flight.is_none() {
+                if self.unflushed {
+                    match Pin::new(&mut self.stream).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.unflushed = false,
+                        Poll::Ready(Err(err)) => return Poll::Ready(Err(self.failed(err))),
+                        Poll::Pending => {
+                            self.session.write_blocked(Instant::now());
+                            let which = ready!(self.poll_deadline(cx));
+                            self.on_deadline(which, cx)?;
+                            continue;
+                        }
+                    }
+                }
                 match self.session.poll_transport() {
                     Some(TransportCommand::ShutdownWrite) => self.shutting_down = true,
                     // Both sides ended: the stream is dropped with the WebSocket.
@@ -389,11 +396,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.session.write_blocked(Instant::now());
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
-                }
-            }
-            if self.session.pending_output().is_empty() && self.in_flight.is_none() {
-                if let Err(err) = ready!(Pin::new(&mut self.stream).poll_flush(cx)) {
-                    return Poll::Ready(Err(self.failed(err)));
                 }
             }
         }
@@ -441,6 +443,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         self.bytes_written += n as u64;
+        self.unflushed = true;
         self.session.wrote(from_output, Instant::now());
         Poll::Ready(Ok(()))
     }
@@ -451,7 +454,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// waits up to [`Config::close_timeout`] for the peer's, and ends the stream (a client
     /// waits for the server to end it first, §7.1.1). Messages that arrive meanwhile are
     /// dropped. Works in either delivery mode. Cancel-safe: the close frame is queued once.
+    ///
+    /// A frame begun with [`Sender::begin_frame`](ws_proto::Sender::begin_frame) must be
+    /// finished first: `close` refuses with
+    /// [`SendError::FrameInProgress`](ws_proto::SendError::FrameInProgress) rather than wait
+    /// for a frame that nothing else can finish.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.session.connection().frame_in_progress() {
+            return Err(Error::Send(ws_proto::SendError::FrameInProgress));
+        }
         if self.session.is_open() {
             self.session.close(code, reason, Instant::now())?;
         }
@@ -546,7 +557,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn on_deadline(&mut self, which: Deadline, cx: &mut Context<'_>) -> Result<(), Error> {
         match self.session.handle_timeout(which, Instant::now()) {
             TimerAction::Abort(which) => {
-                if which == Deadline::Pong {
+                // Not inside a payload sent in place: that frame would be corrupt.
+                if which == Deadline::Pong && self.in_flight.is_none() {
                     let _ =
                         Pin::new(&mut self.stream).poll_write(cx, self.session.pending_output());
                 }

@@ -8,10 +8,10 @@ use std::time::Instant;
 use async_lock::Mutex;
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
-use ws_proto::{CloseCode, Deadline, Event, ProtocolError, Session, TimerAction, TransportCommand};
+use ws_proto::{CloseCode, Deadline, Event, Session, TimerAction, TransportCommand};
 
 use crate::config::Config;
-use crate::error::{Error, Timeout};
+use crate::error::{End, Error, Timeout};
 use crate::message::{Message, Outgoing};
 use crate::util::{with_deadline, write_output};
 
@@ -21,6 +21,10 @@ struct Shared<S> {
     session: Session,
     write: WriteHalf<S>,
     config: Config,
+    /// Wakes the reader when a writer changes what it waits for: the close handshake began
+    /// (the close timer runs), or the stream was given up on. Held here, not by the writers,
+    /// so that it stays open when every writer is dropped.
+    wake: async_channel::Sender<()>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
@@ -40,7 +44,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
                     return Err(Error::Timeout(Timeout::Write));
                 }
                 Some(Err(err)) => {
-                    self.session.transport_closed();
+                    self.abort().await;
                     return Err(Error::Io(err));
                 }
                 Some(Ok(_)) => self.session.wrote(0, Instant::now()),
@@ -53,6 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
                 let _ = self.write.close().await;
                 if self.session.connection().role() == ws_proto::Role::Server {
                     self.session.transport_closed();
+                    let _ = self.wake.try_send(());
                 }
             }
         }
@@ -63,6 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     async fn abort(&mut self) {
         if !self.session.is_closed() {
             self.session.transport_closed();
+            let _ = self.wake.try_send(());
             let _ = self.write.close().await;
         }
     }
@@ -85,7 +91,7 @@ pub struct WsReader<S> {
     /// A message received and not yet returned.
     received: Option<Message>,
     end: Option<End>,
-    /// Woken by the writer when it starts the close handshake: the close timer now runs.
+    /// See `Shared::wake`.
     wake: async_channel::Receiver<()>,
 }
 
@@ -94,21 +100,12 @@ pub struct WsReader<S> {
 #[derive(Debug)]
 pub struct WsWriter<S> {
     shared: Arc<Mutex<Shared<S>>>,
-    wake: async_channel::Sender<()>,
 }
 
 impl<S> Clone for WsWriter<S> {
     fn clone(&self) -> Self {
-        Self { shared: Arc::clone(&self.shared), wake: self.wake.clone() }
+        Self { shared: Arc::clone(&self.shared) }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum End {
-    Closed,
-    Failed(ProtocolError),
-    Disconnected,
-    Reported,
 }
 
 pub(crate) fn split<S>(stream: S, session: Session, config: Config) -> (WsReader<S>, WsWriter<S>)
@@ -117,8 +114,8 @@ where
 {
     let (read, write) = futures_lite::io::split(stream);
     let buf = vec![0; config.read_buffer_size];
-    let shared = Arc::new(Mutex::new(Shared { session, write, config }));
     let (wake_tx, wake_rx) = async_channel::bounded(1);
+    let shared = Arc::new(Mutex::new(Shared { session, write, config, wake: wake_tx }));
     let reader = WsReader {
         read,
         shared: Arc::clone(&shared),
@@ -128,7 +125,7 @@ where
         end: None,
         wake: wake_rx,
     };
-    (reader, WsWriter { shared, wake: wake_tx })
+    (reader, WsWriter { shared })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
@@ -163,12 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
             }
             let finishing = self.end.is_some();
             if finishing && (shared.session.is_closed() || !shared.session.wants_read()) {
-                let end = self.end.replace(End::Reported);
-                return match end {
-                    Some(End::Failed(err)) => Err(Error::Protocol(err)),
-                    Some(End::Disconnected) => Err(Error::Disconnected),
-                    _ => Ok(None),
-                };
+                return self.end.replace(End::Reported).map_or(Ok(None), End::result);
             }
             if shared.session.is_closed() {
                 return Err(Error::Closed);
@@ -257,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         let mut shared = self.shared.lock().await;
         shared.check_can_send()?;
         shared.session.close(code, reason, Instant::now())?;
-        let _ = self.wake.try_send(());
+        let _ = shared.wake.try_send(());
         shared.flush().await
     }
 }
