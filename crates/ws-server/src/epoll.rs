@@ -55,7 +55,7 @@ const POOLED_BUFFERS: usize = 16;
 
 /// Engine threads, with connections dealt to them in turn.
 #[derive(Debug)]
-pub(crate) struct Pool {
+pub struct Pool {
     engines: Vec<(Arc<Inbox>, JoinHandle<()>)>,
     next: AtomicUsize,
 }
@@ -102,7 +102,7 @@ impl Inbox {
 
 impl Pool {
     /// Starts `threads` engine threads.
-    pub(crate) fn start(threads: usize, config: &Config) -> io::Result<Self> {
+    pub fn start(threads: usize, config: &Config) -> io::Result<Self> {
         let mut engines = Vec::with_capacity(threads);
         for i in 0..threads.max(1) {
             let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
@@ -119,7 +119,7 @@ impl Pool {
     }
 
     /// Hands an accepted WebSocket to the next engine, with the guard that counts it live.
-    pub(crate) fn adopt(
+    pub fn adopt(
         &self,
         ws: WebSocket<Async<TcpStream>>,
         peer: SocketAddr,
@@ -135,7 +135,7 @@ impl Pool {
     }
 
     /// Tells every engine to close its connections with 1001 and end.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         for (inbox, _) in &self.engines {
             inbox.send(Command::Stop);
         }
@@ -143,7 +143,7 @@ impl Pool {
 
     /// Stops the engines and waits for their threads to end (within the close timeout plus
     /// a second).
-    pub(crate) fn join(mut self) {
+    pub fn join(mut self) {
         self.stop();
         for (_, thread) in self.engines.drain(..) {
             let _ = thread.join();
