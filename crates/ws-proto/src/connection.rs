@@ -1420,6 +1420,11 @@ impl Sender<'_> {
         self.out.open_frame.is_some()
     }
 
+    /// Whether permessage-deflate was negotiated: messages sent whole are compressed.
+    pub fn compression(&self) -> bool {
+        self.out.compression()
+    }
+
     fn check_open(&self) -> Result<(), SendError> {
         if self.out.open_frame.is_some() {
             return Err(SendError::FrameInProgress);

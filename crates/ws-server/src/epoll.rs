@@ -1,7 +1,8 @@
-//! The echo phase on Linux: engine threads that each own an edge-triggered epoll set and drive
-//! their connections' [`Connection`]s directly with non-blocking reads and writes.
+//! The epoll engine ([`Engine::Epoll`](crate::Engine::Epoll), Linux): engine threads that each
+//! own an edge-triggered epoll set and drive their connections' sessions and handlers directly
+//! with non-blocking reads and writes.
 //!
-//! Why not the async path for this phase: smol's reactor (async-io) registers a socket in
+//! Why not the portable path: smol's reactor (async-io) registers a socket in
 //! one-shot mode, so every wait re-arms it with `epoll_ctl`, and each read that finds nothing
 //! costs a `recv` returning `EAGAIN` first. Here a socket is registered once (`EPOLLET`), a
 //! read shorter than its buffer is taken to mean the socket is drained (data arriving later
@@ -17,11 +18,11 @@
 //! bounded by `write_buffer_size` exactly as on the async path.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,7 +36,8 @@ use ws_proto::{
 };
 use ws_transport::{Config, WebSocket};
 
-use crate::{End, LiveGuard, echo_events, log_end};
+use crate::handler::{ConnHandle, End, HandleError, HandleInner, Handler, Outbound, log_end, pump};
+use crate::server::{LiveGuard, Options};
 
 /// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
 const WAKE: u64 = u64::MAX;
@@ -55,35 +57,36 @@ const POOLED_BUFFERS: usize = 16;
 
 /// Engine threads, with connections dealt to them in turn.
 #[derive(Debug)]
-pub struct Pool {
-    engines: Vec<(Arc<Inbox>, JoinHandle<()>)>,
+pub(crate) struct Pool<H: Handler> {
+    engines: Vec<(Arc<Inbox<H>>, JoinHandle<()>)>,
     next: AtomicUsize,
 }
 
 /// What the accepting side tells an engine.
-enum Command {
-    Adopt(Box<Adopted>),
+enum Command<H> {
+    Adopt(Box<Adopted<H>>),
     /// Close every connection with 1001, take no more, and end when they are gone or
     /// `close_timeout` plus a second has passed.
     Stop,
 }
 
 /// An accepted connection on its way to an engine.
-struct Adopted {
+struct Adopted<H> {
     stream: TcpStream,
     conn: Connection,
+    handler: H,
     peer: SocketAddr,
     guard: LiveGuard,
 }
 
-/// An engine's mailbox: commands, and an eventfd in its epoll set to wake it.
+/// An engine's inbox: new connections, and the mailbox shared with its connections' handles.
 #[derive(Debug)]
-struct Inbox {
-    commands: Mutex<Vec<Command>>,
-    wake: OwnedFd,
+struct Inbox<H> {
+    commands: Mutex<Vec<Command<H>>>,
+    mailbox: Arc<Mailbox>,
 }
 
-impl std::fmt::Debug for Command {
+impl<H> std::fmt::Debug for Command<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Adopt(_) => "Adopt",
@@ -92,36 +95,88 @@ impl std::fmt::Debug for Command {
     }
 }
 
-impl Inbox {
-    fn send(&self, command: Command) {
+impl<H> Inbox<H> {
+    fn send(&self, command: Command<H>) {
         self.commands.lock().unwrap_or_else(PoisonError::into_inner).push(command);
+        self.mailbox.wake();
+    }
+}
+
+/// Commands from [`ConnHandle`]s for one engine's connections, bounded in bytes, and the
+/// eventfd in the engine's epoll set that wakes it.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    commands: Mutex<Vec<(u64, Outbound)>>,
+    /// Bytes the queued commands hold; see [`Options::mailbox_bytes`].
+    bytes: AtomicUsize,
+    limit: usize,
+    /// The engine has ended: commands are refused.
+    ended: AtomicBool,
+    wake: OwnedFd,
+}
+
+impl Mailbox {
+    /// Queues a command for the connection `key` and wakes the engine.
+    pub(crate) fn post(&self, key: u64, command: Outbound) -> Result<(), HandleError> {
+        if self.ended.load(Ordering::Acquire) {
+            return Err(HandleError::Closed);
+        }
+        let len = command.len();
+        if self.bytes.fetch_add(len, Ordering::AcqRel) + len > self.limit {
+            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(HandleError::Full);
+        }
+        self.commands.lock().unwrap_or_else(PoisonError::into_inner).push((key, command));
+        self.wake();
+        Ok(())
+    }
+
+    fn take(&self) -> Vec<(u64, Outbound)> {
+        let commands =
+            std::mem::take(&mut *self.commands.lock().unwrap_or_else(PoisonError::into_inner));
+        let len: usize = commands.iter().map(|(_, c)| c.len()).sum();
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        commands
+    }
+
+    fn wake(&self) {
         // Adds 1 to the eventfd's counter; it cannot overflow in practice (2^64 - 1).
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
     }
 }
 
-impl Pool {
-    /// Starts `threads` engine threads.
-    pub fn start(threads: usize, config: &Config) -> io::Result<Self> {
+impl<H: Handler> Pool<H> {
+    /// Starts `options.threads` engine threads.
+    pub(crate) fn start(options: &Options) -> io::Result<Self> {
+        let threads = options.threads.max(1);
         let mut engines = Vec::with_capacity(threads);
-        for i in 0..threads.max(1) {
+        for i in 0..threads {
             let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
             let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
             epoll::add(&epoll, &wake, epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
-            let inbox = Arc::new(Inbox { commands: Mutex::new(Vec::new()), wake });
-            let engine = Engine::new(epoll, Arc::clone(&inbox), config.clone());
+            let mailbox = Arc::new(Mailbox {
+                commands: Mutex::new(Vec::new()),
+                bytes: AtomicUsize::new(0),
+                limit: options.mailbox_bytes,
+                ended: AtomicBool::new(false),
+                wake,
+            });
+            let inbox = Arc::new(Inbox { commands: Mutex::new(Vec::new()), mailbox });
+            let engine = Engine::new(epoll, Arc::clone(&inbox), options);
             let thread = std::thread::Builder::new()
-                .name(format!("ws-echo-io-{i}"))
+                .name(format!("ws-server-io-{i}"))
                 .spawn(move || engine.run())?;
             engines.push((inbox, thread));
         }
         Ok(Self { engines, next: AtomicUsize::new(0) })
     }
 
-    /// Hands an accepted WebSocket to the next engine, with the guard that counts it live.
-    pub fn adopt(
+    /// Hands an accepted WebSocket and its handler to the next engine, with the guard that
+    /// counts it live.
+    pub(crate) fn adopt(
         &self,
         ws: WebSocket<Async<TcpStream>>,
+        handler: H,
         peer: SocketAddr,
         guard: LiveGuard,
     ) -> io::Result<()> {
@@ -129,13 +184,13 @@ impl Pool {
         // Leaves smol's reactor; the socket stays non-blocking.
         let stream = stream.into_inner()?;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.engines.len();
-        let adopted = Box::new(Adopted { stream, conn, peer, guard });
+        let adopted = Box::new(Adopted { stream, conn, handler, peer, guard });
         self.engines[i].0.send(Command::Adopt(adopted));
         Ok(())
     }
 
     /// Tells every engine to close its connections with 1001 and end.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for (inbox, _) in &self.engines {
             inbox.send(Command::Stop);
         }
@@ -143,7 +198,7 @@ impl Pool {
 
     /// Stops the engines and waits for their threads to end (within the close timeout plus
     /// a second).
-    pub fn join(mut self) {
+    pub(crate) fn join(mut self) {
         self.stop();
         for (_, thread) in self.engines.drain(..) {
             let _ = thread.join();
@@ -151,7 +206,7 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl<H: Handler> Drop for Pool<H> {
     /// A server dropped without running still ends its engine threads.
     fn drop(&mut self) {
         self.stop();
@@ -159,15 +214,17 @@ impl Drop for Pool {
 }
 
 /// One engine: its epoll set, its connections, their timers.
-struct Engine {
+struct Engine<H: Handler> {
     epoll: OwnedFd,
-    inbox: Arc<Inbox>,
+    inbox: Arc<Inbox<H>>,
     config: Config,
+    /// See [`Options::max_backlog`].
+    max_backlog: usize,
     /// The protocol timers' part of `config`, shared by every connection.
     timer_settings: TimerSettings,
     /// Connections by slot; a key is `generation << 32 | slot`, so a stale key never reaches
     /// a connection that reused the slot.
-    slots: Vec<Slot>,
+    slots: Vec<Slot<H>>,
     free: Vec<u32>,
     live: usize,
     /// Deadlines, earliest first; an entry is acted on only if it is still its connection's
@@ -181,21 +238,29 @@ struct Engine {
     pool: Vec<Vec<u8>>,
 }
 
-#[derive(Default)]
-struct Slot {
+struct Slot<H> {
     generation: u32,
-    conn: Option<Box<Conn>>,
+    conn: Option<Box<Conn<H>>>,
 }
 
-/// A connection in the echo phase.
-struct Conn {
+impl<H> Default for Slot<H> {
+    fn default() -> Self {
+        Self { generation: 0, conn: None }
+    }
+}
+
+/// A connection on an engine.
+struct Conn<H> {
     stream: TcpStream,
     /// The connection and its policy: timers, reading, closing.
     session: Session,
+    handler: H,
+    /// Handle commands waiting for the handler's own message to end. Boxed: 8 bytes on
+    /// every connection instead of 32, for a queue that is rarely used.
+    #[allow(clippy::box_collection)]
+    backlog: Option<Box<VecDeque<Outbound>>>,
     peer: SocketAddr,
     _guard: LiveGuard,
-    /// A text frame (or compressed message) held until whole; see `echo_events`.
-    text_frame: Vec<u8>,
     /// An edge said the socket may have input not read yet.
     readable: bool,
     /// An edge said the socket may take more output.
@@ -220,13 +285,15 @@ enum Turn {
     Done(Result<End, io::Error>),
 }
 
-impl Engine {
-    fn new(epoll: OwnedFd, inbox: Arc<Inbox>, config: Config) -> Self {
+impl<H: Handler> Engine<H> {
+    fn new(epoll: OwnedFd, inbox: Arc<Inbox<H>>, options: &Options) -> Self {
+        let config = options.transport.clone();
         Self {
             epoll,
             inbox,
             timer_settings: config.timers(),
             config,
+            max_backlog: options.max_backlog,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -293,18 +360,22 @@ impl Engine {
             }
             self.expire_timers(now);
         }
+        self.inbox.mailbox.ended.store(true, Ordering::Release);
         if self.live > 0 {
             debug!(open = self.live, "engine ending with connections still open");
         }
     }
 
-    fn get(&mut self, key: u64) -> Option<&mut Conn> {
+    fn get(&mut self, key: u64) -> Option<&mut Conn<H>> {
         conn_mut(&mut self.slots, key)
     }
 
     fn take_commands(&mut self, now: Instant) {
         let mut counter = [0u8; 8];
-        let _ = rustix::io::read(&self.inbox.wake, &mut counter);
+        let _ = rustix::io::read(&self.inbox.mailbox.wake, &mut counter);
+        for (key, command) in self.inbox.mailbox.take() {
+            self.outbound(key, command, now);
+        }
         let commands = std::mem::take(
             &mut *self.inbox.commands.lock().unwrap_or_else(PoisonError::into_inner),
         );
@@ -326,8 +397,31 @@ impl Engine {
         }
     }
 
-    fn adopt(&mut self, adopted: Adopted, now: Instant) {
-        let Adopted { stream, conn, peer, guard } = adopted;
+    /// A command from a [`ConnHandle`]: queued on the connection now, or after the
+    /// handler's own message if one is half sent; past [`Options::max_backlog`] the
+    /// connection is closed with 1013 instead.
+    fn outbound(&mut self, key: u64, command: Outbound, now: Instant) {
+        let max_backlog = self.max_backlog;
+        // A connection that has ended since: dropped.
+        let Some(c) = self.get(key) else { return };
+        let waiting: usize = c.backlog.iter().flat_map(|b| b.iter()).map(Outbound::len).sum();
+        let held = c.session.pending_output().len() + waiting + command.len();
+        if held > max_backlog {
+            if c.session.is_open()
+                && c.session.close(CloseCode::TRY_AGAIN_LATER, "backlog limit", now).is_ok()
+            {
+                c.end = Some(End::Closed(CloseCode::TRY_AGAIN_LATER));
+            }
+        } else if let Some(backlog) = c.backlog.as_mut().filter(|b| !b.is_empty()) {
+            backlog.push_back(command);
+        } else if let Err(command) = command.apply(c.session.connection_mut()) {
+            c.backlog.get_or_insert_default().push_back(command);
+        }
+        self.turn(key, now);
+    }
+
+    fn adopt(&mut self, adopted: Adopted<H>, now: Instant) {
+        let Adopted { stream, conn, handler, peer, guard } = adopted;
         let index = match self.free.pop() {
             Some(index) => index as usize,
             None => {
@@ -349,9 +443,10 @@ impl Engine {
         slot.conn = Some(Box::new(Conn {
             stream,
             session: Session::new(conn, now),
+            handler,
+            backlog: None,
             peer,
             _guard: guard,
-            text_frame: Vec::new(),
             // Registering reports the socket's state as a first edge; input buffered with the
             // handshake is echoed by the first turn.
             readable: false,
@@ -363,6 +458,11 @@ impl Engine {
             bytes_written: 0,
         }));
         self.live += 1;
+        let handle =
+            ConnHandle::new(HandleInner::Epoll { mailbox: Arc::clone(&self.inbox.mailbox), key });
+        if let Some(c) = self.get(key) {
+            c.handler.on_open(&handle);
+        }
         if self.drain_deadline.is_some() {
             self.going_away(key, now);
         } else {
@@ -454,17 +554,15 @@ impl Engine {
         let Some(c) = self.slots[index].conn.take() else { return };
         self.free.push(index as u32);
         self.live -= 1;
-        log_end(
-            c.peer,
-            result.as_ref().map_err(|err| err as &dyn std::fmt::Display),
-            c.bytes_read,
-            c.bytes_written,
-        );
+        let mut c = c;
+        let end = result.unwrap_or_else(End::Error);
+        log_end(c.peer, &end, c.bytes_read, c.bytes_written);
+        c.handler.on_close(&end);
         // Dropping the stream closes the socket, which also takes it out of the epoll set.
     }
 }
 
-impl Conn {
+impl<H: Handler> Conn<H> {
     /// Moves the connection as far as it can go without waiting: writes what is owed, ends
     /// the stream when the session says so, echoes what is buffered, and reads while the
     /// session wants input and the socket has it (at most [`TURN_BYTES`]). Read buffers come
@@ -497,7 +595,16 @@ impl Conn {
             }
             // Large binary payload goes from the input buffer straight to the socket.
             let mut write_error = None;
-            let Self { stream, session, text_frame, writable, bytes_written, .. } = self;
+            // Handle commands that waited for the handler's message to end.
+            if let Some(backlog) = self.backlog.as_mut() {
+                while let Some(command) = backlog.pop_front() {
+                    if let Err(command) = command.apply(self.session.connection_mut()) {
+                        backlog.push_front(command);
+                        break;
+                    }
+                }
+            }
+            let Self { stream, session, handler, writable, bytes_written, .. } = self;
             let mut direct = |pending: &[u8], data: &[u8]| -> usize {
                 if !*writable {
                     return 0;
@@ -519,7 +626,7 @@ impl Conn {
                 }
             };
             let conn = session.connection_mut();
-            let pass = echo_events(conn, text_frame, config.write_buffer_size, Some(&mut direct));
+            let pass = pump(conn, handler, config.write_buffer_size, Some(&mut direct));
             if let Some(err) = write_error {
                 return Turn::Done(Err(err));
             }
@@ -603,7 +710,7 @@ fn write_some(mut stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<Optio
 }
 
 /// The connection a key names, unless its slot was reused since.
-fn conn_mut(slots: &mut [Slot], key: u64) -> Option<&mut Conn> {
+fn conn_mut<H>(slots: &mut [Slot<H>], key: u64) -> Option<&mut Conn<H>> {
     let slot = slots.get_mut((key & 0xffff_ffff) as usize)?;
     if u64::from(slot.generation) != key >> 32 {
         return None;

@@ -1,154 +1,56 @@
-//! The server engine behind ws-echo (moved here from ws-echo; its handler API comes next).
+//! A multi-core WebSocket server engine with a handler API.
+//!
+//! An application gives an [`App`] (answers plain HTTP, accepts or refuses upgrades with a
+//! [`Handler`] per connection) and gets a [`Server`] that accepts, runs the opening
+//! handshake, and drives every accepted connection's session
+//! ([`ws_proto::Session`]: limits, timers, close sequencing) and handler. On Linux the
+//! connections run on engine threads with edge-triggered epoll ([`Engine::Epoll`]): one
+//! `read` and one `write` per small message, no buffer held by an idle connection. Elsewhere,
+//! or with [`Engine::Async`], each is a task on ws-transport and smol, with the same API.
+//!
+//! Start with [`App`], [`Handler`] and [`Server`]; [`ConnHandle`] sends to a connection
+//! from anywhere (broadcast, chat). `examples/broadcast.rs` is a small chat server.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::sync::Arc;
+//! use ws_proto::{Event, Request, Response, Upgrade};
+//! use ws_server::{Accept, App, Handler, Options, Reply, Server};
+//!
+//! /// Echoes every message.
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
+//!         if let Event::Message(message) = event {
+//!             let _ = reply.send_message(message.kind(), message.as_bytes());
+//!         }
+//!     }
+//! }
+//!
+//! struct EchoApp;
+//!
+//! impl App for EchoApp {
+//!     type Handler = Echo;
+//!     fn upgrade(&self, _: &Request, _: &Upgrade, _: SocketAddr) -> Result<Accept<Echo>, Response> {
+//!         Ok(Accept::new(Echo))
+//!     }
+//! }
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let server = Server::bind(([127, 0, 0, 1], 9001).into(), Options::default(), EchoApp)?;
+//! let ex = Arc::new(smol::Executor::new());
+//! smol::block_on(ex.run(server.run(ex.clone(), std::future::pending())));
+//! # Ok(()) }
+//! ```
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use tracing::{debug, warn};
-use ws_proto::{Chunk, CloseCode, Connection, Event, MessageKind, Sender};
-use ws_transport::IN_PLACE_MIN;
+#![forbid(unsafe_code)]
 
 #[cfg(target_os = "linux")]
-pub mod epoll;
+mod epoll;
+mod handler;
+mod portable;
+mod server;
 
-/// Decrements the live-connection count when a connection task ends, however it ends.
-pub struct LiveGuard(pub Arc<AtomicUsize>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How an echo session ended.
-#[derive(Debug)]
-pub enum End {
-    /// The close handshake completed with this code.
-    Closed(CloseCode),
-    /// The peer broke the protocol.
-    Failed(ws_proto::ProtocolError),
-    /// The stream ended without a close frame.
-    Disconnected,
-}
-
-/// Logs how a session ended: at debug when it ended normally, at warn when it failed.
-pub fn log_end(
-    peer: SocketAddr,
-    result: Result<&End, &dyn std::fmt::Display>,
-    read: u64,
-    written: u64,
-) {
-    match result {
-        Ok(End::Closed(code)) => debug!(%peer, code = code.0, read, written, "closed"),
-        Ok(End::Failed(err)) => {
-            warn!(%peer, code = err.close_code().0, read, written, "failed the connection: {err}");
-        }
-        Ok(End::Disconnected) => debug!(%peer, code = 1006, read, written, "peer went away"),
-        Err(err) => warn!(%peer, read, written, "connection error: {err}"),
-    }
-}
-
-/// What one pass over a connection's buffered events did.
-pub struct Pass {
-    /// How the session ended, if it did.
-    pub end: Option<End>,
-    /// Stopped at the high-water mark with events possibly left: flush, then pass again.
-    pub more: bool,
-}
-
-/// Polls the events buffered in `conn` and queues their echoes, until an end (close, failure,
-/// disconnection), the input runs out, or `high_water` bytes of output are queued. Both
-/// engines echo through this one function.
-///
-/// `text_frame` holds a text frame that arrives in pieces until it is whole (at most
-/// `max_frame_size`), or with compression a whole message (at most `max_message_size`).
-///
-/// `direct`, when given, is a vectored write to the transport (pending output, then payload;
-/// returns bytes taken): binary payload of at least [`IN_PLACE_MIN`] bytes is offered to it
-/// straight from the input buffer and copied into the output only if the transport does not
-/// take it all.
-pub fn echo_events(
-    conn: &mut Connection,
-    text_frame: &mut Vec<u8>,
-    high_water: usize,
-    mut direct: Option<impl FnMut(&[u8], &[u8]) -> usize>,
-) -> Pass {
-    if text_frame.capacity() > 64 << 10 && text_frame.is_empty() {
-        *text_frame = Vec::new();
-    }
-    let compressed = conn.compression();
-    let mut pass = Pass { end: None, more: false };
-    while let Some((event, mut sender)) = conn.poll_event_with_sender() {
-        // Send errors mean we already sent a close frame: nothing more goes out.
-        match event {
-            // Compressed messages are echoed whole, compressed again: their frames do not map
-            // to the inflated data, and a message cut into many small fragments can stall
-            // clients that count buffered frames.
-            Event::Chunk(chunk) if compressed => {
-                text_frame.extend_from_slice(chunk.data);
-                if chunk.last {
-                    let _ = sender.send_message(chunk.kind, text_frame);
-                    text_frame.clear();
-                }
-            }
-            Event::Chunk(chunk) => echo_chunk(&mut sender, &chunk, text_frame, direct.as_mut()),
-            Event::Message(message) => {
-                let _ = sender.send_message(message.kind(), message.as_bytes());
-            }
-            Event::Close(frame) => pass.end = Some(End::Closed(frame.code)),
-            Event::Failed(err) => pass.end = Some(End::Failed(err)),
-            Event::Disconnected => pass.end = Some(End::Disconnected),
-            _ => {}
-        }
-        if pass.end.is_some() {
-            break;
-        }
-        if conn.pending_output().len() >= high_water {
-            pass.more = true;
-            break;
-        }
-    }
-    pass
-}
-
-/// Echoes one chunk, frame for frame: each echoed frame has the length and FIN bit of the
-/// frame received, so a client's fragmentation is kept and a large frame streams through.
-///
-/// Binary frames are forwarded as they arrive. A text frame is echoed once it is whole: were
-/// it streamed, invalid UTF-8 late in the frame could not be answered with a close frame
-/// (1007), since nothing may interrupt a frame. Send errors mean a close frame was already
-/// sent, after which nothing more goes out.
-fn echo_chunk(
-    sender: &mut Sender<'_>,
-    chunk: &Chunk<'_>,
-    text_frame: &mut Vec<u8>,
-    direct: Option<&mut impl FnMut(&[u8], &[u8]) -> usize>,
-) {
-    match chunk.kind {
-        MessageKind::Binary => {
-            if chunk.frame_start {
-                let _ = sender.begin_frame(MessageKind::Binary, chunk.fin, chunk.frame_len);
-            }
-            match direct {
-                Some(write) if chunk.data.len() >= IN_PLACE_MIN => {
-                    let _ = sender
-                        .send_frame_data_via(chunk.data, |pending, data| write(pending, data));
-                }
-                _ if !chunk.data.is_empty() => {
-                    let _ = sender.send_frame_data(chunk.data);
-                }
-                _ => {}
-            }
-        }
-        MessageKind::Text if chunk.frame_start && chunk.frame_end => {
-            let _ = sender.send_fragment(MessageKind::Text, chunk.data, chunk.fin);
-        }
-        MessageKind::Text => {
-            text_frame.extend_from_slice(chunk.data);
-            if chunk.frame_end {
-                let _ = sender.send_fragment(MessageKind::Text, text_frame, chunk.fin);
-                text_frame.clear();
-            }
-        }
-    }
-}
+pub use handler::{ConnHandle, End, HandleError, Handler, Reply};
+pub use server::{Accept, App, Engine, Options, Server, Summary};

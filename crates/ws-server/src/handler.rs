@@ -1,0 +1,319 @@
+//! What an application gives the engine: a [`Handler`] per connection, which sees the
+//! connection's events and replies through a [`Reply`]; and what it gets back: a
+//! [`ConnHandle`] to send to or close the connection from anywhere.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use tracing::{debug, warn};
+use ws_proto::{CloseCode, Connection, Event, MessageKind, ProtocolError, SendError, Sender};
+use ws_transport::{IN_PLACE_MIN, Message};
+
+/// One connection's application logic, run on the connection's engine thread (or task).
+/// Per-connection state lives in the handler itself.
+///
+/// ```
+/// use ws_proto::Event;
+/// use ws_server::{Handler, Reply};
+///
+/// /// Answers every text message with its length.
+/// struct Lengths;
+///
+/// impl Handler for Lengths {
+///     fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
+///         if let Event::Message(message) = event {
+///             let _ = reply.send_text(&message.as_bytes().len().to_string());
+///         }
+///     }
+/// }
+/// ```
+pub trait Handler: Send + 'static {
+    /// The connection is open; `handle` sends to it or closes it from other threads or tasks
+    /// (keep a clone to broadcast).
+    fn on_open(&mut self, handle: &ConnHandle) {
+        let _ = handle;
+    }
+
+    /// An event from the peer. It borrows the connection's buffers: reply straight from it
+    /// through `reply` (copied once into the output, or written straight to the socket for
+    /// large frame data), or copy out what you keep. Pings are answered and close frames
+    /// returned already; after [`Event::Close`], [`Event::Failed`] or
+    /// [`Event::Disconnected`] the engine ends the session itself.
+    fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>);
+
+    /// The session ended, however it ended. Called once.
+    fn on_close(&mut self, end: &End) {
+        let _ = end;
+    }
+}
+
+/// How a connection ended, as [`Handler::on_close`] sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum End {
+    /// The close handshake completed; the code is the peer's (or ours, if the peer's close
+    /// frame never came because we ended first).
+    Closed(CloseCode),
+    /// The peer broke the protocol; the close frame with the error's code was sent.
+    Failed(ProtocolError),
+    /// The peer ended the stream without a close frame (1006).
+    Disconnected,
+    /// The stream failed or a deadline passed (write, close, keepalive).
+    Error(io::Error),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed(code) => write!(f, "closed with {}", code.0),
+            Self::Failed(err) => write!(f, "failed with {}: {err}", err.close_code().0),
+            Self::Disconnected => f.write_str("peer went away (1006)"),
+            Self::Error(err) => write!(f, "connection error: {err}"),
+        }
+    }
+}
+
+/// Logs how a session ended: at debug when it ended normally, at warn when it failed.
+pub(crate) fn log_end(peer: SocketAddr, end: &End, read: u64, written: u64) {
+    match end {
+        End::Closed(code) => debug!(%peer, code = code.0, read, written, "closed"),
+        End::Failed(err) => {
+            warn!(%peer, code = err.close_code().0, read, written, "failed the connection: {err}");
+        }
+        End::Disconnected => debug!(%peer, code = 1006, read, written, "peer went away"),
+        End::Error(err) => warn!(%peer, read, written, "connection error: {err}"),
+    }
+}
+
+/// A vectored write to the socket: the pending output, then payload; returns bytes taken.
+pub(crate) type Direct<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> usize;
+
+/// Replies to the event being handled: [`Sender`]'s commands, with large frame data written
+/// straight to the socket where the engine can (so a forwarded frame is copied by no one but
+/// the kernel). Errors are [`SendError`]: [`SendError::Closed`] once a close frame was sent.
+pub struct Reply<'a> {
+    sender: Sender<'a>,
+    direct: Option<Direct<'a>>,
+}
+
+impl fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply").field("direct", &self.direct.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Reply<'a> {
+    pub(crate) fn new(sender: Sender<'a>, direct: Option<Direct<'a>>) -> Self {
+        Self { sender, direct }
+    }
+
+    /// The connection's sender, for everything else it can queue.
+    pub fn sender(&mut self) -> &mut Sender<'a> {
+        &mut self.sender
+    }
+
+    /// Whether permessage-deflate was negotiated (messages sent whole are compressed).
+    pub fn compression(&self) -> bool {
+        self.sender.compression()
+    }
+
+    /// Sends a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.sender.send_text(text)
+    }
+
+    /// Sends a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.sender.send_binary(data)
+    }
+
+    /// Sends a message of `kind` in one frame.
+    pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.sender.send_message(kind, data)
+    }
+
+    /// Sends one frame of a fragmented message; see [`Sender::send_fragment`].
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.sender.send_fragment(kind, data, fin)
+    }
+
+    /// Starts a frame whose payload follows through
+    /// [`send_frame_data`](Self::send_frame_data); see [`Sender::begin_frame`].
+    pub fn begin_frame(
+        &mut self,
+        kind: MessageKind,
+        fin: bool,
+        payload_len: u64,
+    ) -> Result<(), SendError> {
+        self.sender.begin_frame(kind, fin, payload_len)
+    }
+
+    /// Adds payload to the frame begun with [`begin_frame`](Self::begin_frame). From
+    /// [`IN_PLACE_MIN`] bytes it is offered to the socket first and copied only if the socket
+    /// does not take it all.
+    pub fn send_frame_data(&mut self, data: &[u8]) -> Result<(), SendError> {
+        match self.direct.as_mut() {
+            Some(write) if data.len() >= IN_PLACE_MIN => {
+                self.sender.send_frame_data_via(data, |pending, data| write(pending, data))
+            }
+            _ => self.sender.send_frame_data(data),
+        }
+    }
+
+    /// Sends a ping.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.sender.send_ping(payload)
+    }
+
+    /// Starts the close handshake; the engine ends the session when the peer answers (or
+    /// at the close timeout).
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.sender.close(code, reason)
+    }
+}
+
+/// What one pass over a connection's buffered events did.
+pub(crate) struct Pass {
+    /// How the session ended, if it did.
+    pub(crate) end: Option<End>,
+    /// Stopped at the high-water mark with events possibly left: write, then pass again.
+    pub(crate) more: bool,
+}
+
+/// Polls the events buffered in `conn` and hands them to `handler`, until an end (close,
+/// failure, disconnection), the input runs out, or `high_water` bytes of output are queued
+/// (backpressure: what is queued is written before more events are taken). Every engine
+/// pumps events through this one function.
+pub(crate) fn pump<H: Handler + ?Sized>(
+    conn: &mut Connection,
+    handler: &mut H,
+    high_water: usize,
+    mut direct: Option<Direct<'_>>,
+) -> Pass {
+    let mut pass = Pass { end: None, more: false };
+    while let Some((event, sender)) = conn.poll_event_with_sender() {
+        let end = match event {
+            Event::Close(frame) => Some(End::Closed(frame.code)),
+            Event::Failed(err) => Some(End::Failed(err)),
+            Event::Disconnected => Some(End::Disconnected),
+            _ => None,
+        };
+        let direct = direct.as_mut().map(|write| &mut **write as Direct<'_>);
+        handler.on_event(event, &mut Reply::new(sender, direct));
+        if end.is_some() {
+            pass.end = end;
+            break;
+        }
+        if conn.pending_output().len() >= high_water {
+            pass.more = true;
+            break;
+        }
+    }
+    pass
+}
+
+/// What a [`ConnHandle`] asks of its connection.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Send(Message),
+    Close(CloseCode, String),
+}
+
+impl Outbound {
+    /// Bytes it holds, for the queues' limits.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Send(message) => message.as_bytes().len(),
+            Self::Close(_, reason) => reason.len(),
+        }
+    }
+
+    /// Queues it on `conn`; `Err` hands it back while a message or frame of the handler's is
+    /// half sent (it waits for that message to end).
+    pub(crate) fn apply(self, conn: &mut Connection) -> Result<(), Self> {
+        let result = match &self {
+            Self::Send(message) => conn.sender().send_message(message.kind(), message.as_bytes()),
+            Self::Close(code, reason) => conn.close(*code, reason),
+        };
+        match result {
+            Err(SendError::MessageInProgress | SendError::FrameInProgress) => Err(self),
+            // Closed (dropped: the connection is ending) or sent.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a [`ConnHandle`] could not pass a command on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandleError {
+    /// The connection (or its engine) has ended.
+    #[error("the connection has ended")]
+    Closed,
+    /// The engine's queue of commands is full (see [`Options::mailbox_bytes`]): the
+    /// connections it serves are not keeping up.
+    ///
+    /// [`Options::mailbox_bytes`]: crate::Options::mailbox_bytes
+    #[error("the engine's command queue is full")]
+    Full,
+}
+
+/// Sends to one connection or closes it, from any thread or task; cheap to clone. Commands
+/// are carried out in order on the connection's engine; a message that arrives while the
+/// handler has a message of its own half sent waits for that message to end. What is queued
+/// for a connection is bounded ([`Options::max_backlog`]): a connection that does not read
+/// is closed with 1013 rather than hold more.
+///
+/// [`Options::max_backlog`]: crate::Options::max_backlog
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    inner: HandleInner,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum HandleInner {
+    #[cfg(target_os = "linux")]
+    Epoll {
+        mailbox: std::sync::Arc<crate::epoll::Mailbox>,
+        key: u64,
+    },
+    Task(async_channel::Sender<Outbound>),
+}
+
+impl ConnHandle {
+    pub(crate) fn new(inner: HandleInner) -> Self {
+        Self { inner }
+    }
+
+    /// Sends a message (text or binary) to the connection.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), HandleError> {
+        self.post(Outbound::Send(message.into()))
+    }
+
+    /// Starts the close handshake with `code` and `reason` (at most 123 bytes; longer ones
+    /// are cut at a character boundary).
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), HandleError> {
+        let mut end = reason.len().min(ws_proto::MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.post(Outbound::Close(code, reason[..end].to_owned()))
+    }
+
+    fn post(&self, command: Outbound) -> Result<(), HandleError> {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            HandleInner::Epoll { mailbox, key } => mailbox.post(*key, command),
+            HandleInner::Task(tx) => tx.try_send(command).map_err(|err| match err {
+                async_channel::TrySendError::Full(_) => HandleError::Full,
+                async_channel::TrySendError::Closed(_) => HandleError::Closed,
+            }),
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! [`Server`]: the listener, the opening handshake and its routing, and the engines that run
+//! the accepted connections.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use smol::Executor;
+use tracing::{debug, info, warn};
+use ws_proto::{HandshakeError, Request, Response, Upgrade};
+use ws_transport::{Error, ServerHandshake, WebSocket};
+
+use crate::handler::Handler;
+
+/// What runs accepted connections (`--engine` in ws-echo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[non_exhaustive]
+pub enum Engine {
+    /// Each connection is a task on the executor, driven through
+    /// [`ws_transport::WebSocket`] (smol's reactor). Portable.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "each connection a task on the executor, through ws-transport (portable)")
+    )]
+    Async,
+    /// Connections are dealt to [`Options::threads`] engine threads, each with an
+    /// edge-triggered epoll set driving its sessions directly: fewer system calls per
+    /// message. Linux only; the default there.
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(feature = "clap", value(help = "engine threads with edge-triggered epoll (Linux)"))]
+    Epoll,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        #[cfg(target_os = "linux")]
+        return Self::Epoll;
+        #[cfg(not(target_os = "linux"))]
+        return Self::Async;
+    }
+}
+
+/// Server settings; every limit finite by default (see `docs/limits.md`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Connections served at once, handshakes included; more get HTTP 503. Default 10,000.
+    pub max_connections: usize,
+    /// Limits and timeouts of each connection.
+    pub transport: ws_transport::Config,
+    /// What runs accepted connections. Default [`Engine::Epoll`] on Linux, else
+    /// [`Engine::Async`].
+    pub engine: Engine,
+    /// Engine threads for [`Engine::Epoll`]. Default 1.
+    pub threads: usize,
+    /// Bytes queued for one connection through [`ConnHandle`](crate::ConnHandle)s and not yet
+    /// written, output included; over it the connection is closed with 1013 (a reader too
+    /// slow for what is sent to it). Default 1 MiB.
+    pub max_backlog: usize,
+    /// Bytes of [`ConnHandle`](crate::ConnHandle) commands waiting for one engine thread (or,
+    /// on [`Engine::Async`], commands per connection: this over 64 KiB, at least 16); over
+    /// it `send` returns [`HandleError::Full`](crate::HandleError::Full). Default 64 MiB.
+    pub mailbox_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            transport: ws_transport::Config::default(),
+            engine: Engine::default(),
+            threads: 1,
+            max_backlog: 1 << 20,
+            mailbox_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How the opening handshake of an upgrade request is answered.
+#[derive(Debug)]
+pub struct Accept<H> {
+    /// The connection's handler.
+    pub handler: H,
+    /// The subprotocol to answer with: one the client offered, or `None`.
+    pub protocol: Option<String>,
+}
+
+impl<H> Accept<H> {
+    /// Accepts with `handler` and no subprotocol.
+    pub fn new(handler: H) -> Self {
+        Self { handler, protocol: None }
+    }
+}
+
+/// An application: answers plain HTTP, and accepts WebSocket upgrades with a [`Handler`] each
+/// (or refuses them). Called on the executor's threads, for each request.
+pub trait App: Send + Sync + 'static {
+    /// The handler each accepted connection gets.
+    type Handler: Handler;
+
+    /// The response to a request that is not a WebSocket upgrade. Default: 404.
+    fn http(&self, request: &Request, peer: SocketAddr) -> Response {
+        let _ = (request, peer);
+        Response::new(404).header("Content-Type", "text/plain").body("not found\n")
+    }
+
+    /// A valid upgrade request: accept it with a handler, or refuse it with any response
+    /// (403 for a foreign `Origin`, 404 for a path without WebSockets, …).
+    fn upgrade(
+        &self,
+        request: &Request,
+        upgrade: &Upgrade,
+        peer: SocketAddr,
+    ) -> Result<Accept<Self::Handler>, Response>;
+}
+
+/// What a finished server run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Connections accepted over the run (including those refused with 503).
+    pub accepted: usize,
+    /// Connections still open when the drain deadline passed (0 after a clean drain).
+    pub abandoned: usize,
+}
+
+/// Decrements the live-connection count when a connection ends, however it ends.
+#[derive(Debug)]
+pub(crate) struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A bound server for application `A`.
+pub struct Server<A: App> {
+    listener: Async<TcpListener>,
+    options: Arc<Options>,
+    app: Arc<A>,
+    engines: Engines<A::Handler>,
+}
+
+impl<A: App> std::fmt::Debug for Server<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl<A: App> Server<A> {
+    /// Binds the listening socket and starts the engine threads, if the engine has them
+    /// (their epoll sets are created here, so running out of descriptors is an error at
+    /// start, not later).
+    pub fn bind(addr: SocketAddr, options: Options, app: A) -> io::Result<Self> {
+        let listener = Async::<TcpListener>::bind(addr)?;
+        let engines = Engines::start(&options)?;
+        Ok(Self { listener, options: Arc::new(options), app: Arc::new(app), engines })
+    }
+
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, sends close 1001 to every
+    /// open connection, and waits up to the close timeout (plus a second) for them to
+    /// finish. Handshakes (and, with [`Engine::Async`], connections) run as tasks on `ex`.
+    pub async fn run(
+        self,
+        ex: Arc<Executor<'static>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Summary {
+        let live = Arc::new(AtomicUsize::new(0));
+        let refusing = Arc::new(AtomicUsize::new(0));
+        // Closing this channel (dropping the sender) tells every task to shut down.
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let engines = Arc::new(self.engines);
+        let mut accepted = 0;
+        let accept_loop = async {
+            loop {
+                match self.listener.accept().await {
+                    Ok((stream, peer)) => {
+                        accepted += 1;
+                        if live.load(Ordering::Acquire) >= self.options.max_connections {
+                            if refusing.fetch_add(1, Ordering::AcqRel)
+                                < self.options.max_connections
+                            {
+                                let guard = LiveGuard(Arc::clone(&refusing));
+                                ex.spawn(async move {
+                                    refuse(stream).await;
+                                    drop(guard);
+                                })
+                                .detach();
+                            } else {
+                                refusing.fetch_sub(1, Ordering::AcqRel);
+                            }
+                            debug!(%peer, "at capacity: refused with 503");
+                            continue;
+                        }
+                        live.fetch_add(1, Ordering::AcqRel);
+                        let guard = LiveGuard(Arc::clone(&live));
+                        let options = Arc::clone(&self.options);
+                        let app = Arc::clone(&self.app);
+                        let stop = stop_rx.clone();
+                        let engines = Arc::clone(&engines);
+                        ex.spawn(async move {
+                            serve(stream, peer, &options, &*app, stop, &engines, guard).await;
+                        })
+                        .detach();
+                    }
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        warn!("accept failed: {err}");
+                        Timer::after(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        };
+        accept_loop.or(shutdown).await;
+        drop(self.listener);
+        let open = live.load(Ordering::Acquire);
+        info!(open, "shutting down: closing open connections with 1001");
+        drop(stop_tx);
+        engines.stop();
+        let deadline =
+            Instant::now() + self.options.transport.close_timeout + Duration::from_secs(1);
+        while live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            Timer::after(Duration::from_millis(10)).await;
+        }
+        let abandoned = live.load(Ordering::Acquire);
+        // Handshakes still in flight hold clones; the last one ends with them.
+        if let Ok(engines) = Arc::try_unwrap(engines) {
+            engines.join();
+        }
+        Summary { accepted, abandoned }
+    }
+}
+
+/// Answers 503 to a connection over the limit, then ends it within three seconds.
+async fn refuse(mut stream: Async<TcpStream>) {
+    let response = Response::new(503)
+        .header("Retry-After", "1")
+        .header("Connection", "close")
+        .body("server at capacity\n")
+        .to_bytes();
+    let send = async {
+        stream.write_all(&response).await?;
+        stream.flush().await?;
+        stream.get_ref().shutdown(std::net::Shutdown::Write)?;
+        // Read what the client sent, so that closing does not reset the connection before
+        // it reads the response.
+        let mut scratch = [0u8; 1024];
+        while stream.read(&mut scratch).await? > 0 {}
+        Ok::<(), io::Error>(())
+    };
+    let _ = future::or(send, async {
+        Timer::after(Duration::from_secs(3)).await;
+        Ok(())
+    })
+    .await;
+}
+
+/// Serves a connection: the opening handshake (or plain HTTP), then the session.
+///
+/// The two phases are separate allocations, one after the other: a future keeps the size of
+/// its largest state for its whole life, and an idle connection should cost only what its
+/// session needs, not what its handshake needed.
+async fn serve<A: App>(
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    options: &Options,
+    app: &A,
+    stop: async_channel::Receiver<()>,
+    engines: &Engines<A::Handler>,
+    guard: LiveGuard,
+) {
+    let Some((ws, handler)) = Box::pin(open(stream, peer, options, app)).await else { return };
+    match engines {
+        Engines::Async => {
+            Box::pin(crate::portable::run(ws, handler, peer, options, stop)).await;
+            drop(guard);
+        }
+        #[cfg(target_os = "linux")]
+        Engines::Epoll(pool) => {
+            if let Err(err) = pool.adopt(ws, handler, peer, guard) {
+                warn!(%peer, "cannot hand the connection to an engine: {err}");
+            }
+        }
+    }
+}
+
+/// Reads the request; answers plain HTTP and refused upgrades; returns an accepted
+/// WebSocket with its handler.
+async fn open<A: App>(
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    options: &Options,
+    app: &A,
+) -> Option<(WebSocket<Async<TcpStream>>, A::Handler)> {
+    let _ = stream.get_ref().set_nodelay(true);
+    let handshake = match ServerHandshake::read(stream, options.transport.clone()).await {
+        Ok(handshake) => handshake,
+        Err(Error::Handshake(err)) => {
+            debug!(%peer, status = err.status(), "bad request head: {err}");
+            return None;
+        }
+        Err(err) => {
+            debug!(%peer, "no request: {err}");
+            return None;
+        }
+    };
+    let upgrade = match handshake.upgrade() {
+        Ok(upgrade) => upgrade,
+        Err(HandshakeError::NotWebSocket) => {
+            let response = app.http(handshake.request(), peer);
+            debug!(%peer, path = %handshake.request().path, status = response.status, "http");
+            let _ = handshake.respond(response).await;
+            return None;
+        }
+        Err(err) => {
+            debug!(%peer, status = err.status(), "refused upgrade: {err}");
+            let _ = handshake.respond(err.response()).await;
+            return None;
+        }
+    };
+    match app.upgrade(handshake.request(), &upgrade, peer) {
+        Ok(accept) => match handshake.accept(accept.protocol.as_deref()).await {
+            Ok(ws) => Some((ws, accept.handler)),
+            Err(err) => {
+                debug!(%peer, "handshake failed: {err}");
+                None
+            }
+        },
+        Err(response) => {
+            debug!(%peer, status = response.status, "upgrade refused by the application");
+            let _ = handshake.respond(response).await;
+            None
+        }
+    }
+}
+
+/// The running engines of a server.
+enum Engines<H: Handler> {
+    Async,
+    #[cfg(target_os = "linux")]
+    Epoll(crate::epoll::Pool<H>),
+    #[cfg(not(target_os = "linux"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<H>),
+}
+
+impl<H: Handler> Engines<H> {
+    fn start(options: &Options) -> io::Result<Self> {
+        Ok(match options.engine {
+            Engine::Async => Self::Async,
+            #[cfg(target_os = "linux")]
+            Engine::Epoll => Self::Epoll(crate::epoll::Pool::start(options)?),
+        })
+    }
+
+    /// Shuts the engines' connections down with 1001 (tasks hear it through their channel).
+    fn stop(&self) {
+        #[cfg(target_os = "linux")]
+        if let Self::Epoll(pool) = self {
+            pool.stop();
+        }
+    }
+
+    fn join(self) {
+        #[cfg(target_os = "linux")]
+        if let Self::Epoll(pool) = self {
+            pool.join();
+        }
+    }
+}
