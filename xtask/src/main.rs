@@ -51,7 +51,7 @@ fn print_help() {
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzz build\n  \
-         conformance [--client] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
+         conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
@@ -95,8 +95,20 @@ fn ci() -> Result<()> {
         cargo().args(["check", "-p", "ws-proto", "--no-default-features"]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
-    run("conformance, server mode", cargo().args(["xtask", "conformance"]))?;
+    run("conformance, ws-echo (epoll engine)", cargo().args(["xtask", "conformance"]))?;
+    run(
+        "conformance, ws-echo (portable engine)",
+        cargo().args(["xtask", "conformance", "--server", "ws-echo-async"]),
+    )?;
+    run(
+        "conformance, ws-transport recv/send server",
+        cargo().args(["xtask", "conformance", "--server", "ws-transport"]),
+    )?;
     run("conformance, client mode", cargo().args(["xtask", "conformance", "--client"]))?;
+    run(
+        "conformance, client mode (split halves)",
+        cargo().args(["xtask", "conformance", "--client", "--split"]),
+    )?;
     run(
         "fuzz targets build",
         cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),

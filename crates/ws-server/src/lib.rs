@@ -54,3 +54,8 @@ mod server;
 
 pub use handler::{ConnHandle, End, HandleError, Handler, Reply};
 pub use server::{Accept, App, Engine, Options, Server, Summary};
+
+/// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct Readme;

@@ -5,8 +5,10 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 
-use async_io::Async;
-use futures_lite::FutureExt;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, FutureExt};
 use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
@@ -43,6 +45,31 @@ pub(crate) async fn run<H: Handler>(
     let (read, written) = ws.byte_counts();
     log_end(peer, &end, read, written);
     handler.on_close(&end);
+    if !matches!(end, End::Error(_)) {
+        linger(ws.into_parts().0, options.transport.close_timeout).await;
+    }
+}
+
+/// Ends the TCP stream the way the session asks and futures-io cannot say (its `poll_close`
+/// only flushes): FIN now, then what the peer still sends is read and dropped until its FIN,
+/// within `timeout`, so that closing never meets unread input and resets the connection.
+async fn linger(stream: Async<TcpStream>, timeout: Duration) {
+    if stream.get_ref().shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 4096];
+    let drain = async {
+        while let Ok(n) = (&stream).read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    drain
+        .or(async {
+            Timer::after(timeout).await;
+        })
+        .await;
 }
 
 async fn drive<H: Handler>(

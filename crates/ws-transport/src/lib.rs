@@ -46,8 +46,6 @@ pub use error::{Error, Timeout};
 pub use message::{IN_PLACE_MIN, Message, Outgoing};
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
-
-/// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct Readme;
+/// The protocol crate this one drives, re-exported so that users need not pin a matching
+/// version of it.
+pub use ws_proto;

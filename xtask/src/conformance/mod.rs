@@ -134,6 +134,41 @@ struct Options {
     url: Option<String>,
     filter: Option<String>,
     bless: bool,
+    /// Server mode: which of our servers to start (unless `--url` names one).
+    server: Target,
+    /// Client mode: drive the client through its split halves.
+    split: bool,
+}
+
+/// The server paths the suite can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// ws-echo on its default engine (epoll on Linux).
+    Echo,
+    /// ws-echo with `--engine async`: the engine's portable path, on ws-transport.
+    EchoAsync,
+    /// The README's `recv`/`send` loop on ws-transport (its `echo_server` example).
+    Transport,
+}
+
+impl Target {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ws-echo" => Self::Echo,
+            "ws-echo-async" => Self::EchoAsync,
+            "ws-transport" => Self::Transport,
+            _ => return None,
+        })
+    }
+
+    /// The report's folder under `target/conformance/`.
+    fn report_name(self) -> &'static str {
+        match self {
+            Self::Echo => "server",
+            Self::EchoAsync => "server-async",
+            Self::Transport => "server-transport",
+        }
+    }
 }
 
 fn workspace() -> PathBuf {
@@ -142,7 +177,14 @@ fn workspace() -> PathBuf {
 
 /// Entry point: `cargo xtask conformance [--client] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]`.
 pub(crate) fn main(args: &[String]) -> Result<()> {
-    let mut options = Options { mode: Mode::Server, url: None, filter: None, bless: false };
+    let mut options = Options {
+        mode: Mode::Server,
+        url: None,
+        filter: None,
+        bless: false,
+        server: Target::Echo,
+        split: false,
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -152,6 +194,13 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                 options.filter = Some(args.next().context("--cases needs a value")?.clone())
             }
             "--bless" => options.bless = true,
+            "--split" => options.split = true,
+            "--server" => {
+                let name = args.next().context("--server needs a value")?;
+                options.server = Target::parse(name).with_context(|| {
+                    format!("--server {name:?}: one of ws-echo, ws-echo-async, ws-transport")
+                })?;
+            }
             other => bail!("unknown conformance option {other:?}"),
         }
     }
@@ -169,10 +218,15 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let results = match options.mode {
         Mode::Server => run_against_server(&options, &catalogue)?,
-        Mode::Client => run_against_client(&catalogue)?,
+        Mode::Client => run_against_client(&catalogue, options.split)?,
     };
     let elapsed = started.elapsed();
-    let out_dir = workspace().join("target/conformance").join(options.mode.name());
+    let report = match options.mode {
+        Mode::Server => options.server.report_name(),
+        Mode::Client if options.split => "client-split",
+        Mode::Client => "client",
+    };
+    let out_dir = workspace().join("target/conformance").join(report);
     report::write(&out_dir, options.mode, &results, elapsed)?;
     println!("{}", report::summary_markdown(options.mode, &results, elapsed));
     println!("report: {}", out_dir.join("index.html").display());
@@ -242,20 +296,38 @@ struct EchoServer {
 }
 
 impl EchoServer {
-    fn start() -> Result<Self> {
+    fn start(target: Target) -> Result<Self> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let (build, binary, args): (&[&str], &str, &[&str]) = match target {
+            Target::Echo => (
+                &["-p", "ws-echo"],
+                "target/debug/ws-echo",
+                &["--bind", "127.0.0.1:0", "--log", "error"],
+            ),
+            Target::EchoAsync => (
+                &["-p", "ws-echo"],
+                "target/debug/ws-echo",
+                &["--bind", "127.0.0.1:0", "--log", "error", "--engine", "async"],
+            ),
+            Target::Transport => (
+                &["-p", "ws-transport", "--example", "echo_server"],
+                "target/debug/examples/echo_server",
+                &["127.0.0.1:0"],
+            ),
+        };
         let status = Command::new(&cargo)
             .current_dir(workspace())
-            .args(["build", "--quiet", "-p", "ws-echo"])
+            .args(["build", "--quiet"])
+            .args(build)
             .status()?;
         if !status.success() {
-            bail!("building ws-echo failed");
+            bail!("building {binary} failed");
         }
-        let mut child = Command::new(workspace().join("target/debug/ws-echo"))
-            .args(["--bind", "127.0.0.1:0", "--log", "error"])
+        let mut child = Command::new(workspace().join(binary))
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
-            .context("starting ws-echo")?;
+            .with_context(|| format!("starting {binary}"))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("ws-echo stdout")?).read_line(&mut line)?;
         let addr = line
@@ -288,7 +360,7 @@ fn run_against_server(options: &Options, catalogue: &[Case]) -> Result<Vec<CaseR
             (addr, authority.to_string(), None)
         }
         None => {
-            let server = EchoServer::start()?;
+            let server = EchoServer::start(options.server)?;
             (server.addr, server.addr.to_string(), Some(server))
         }
     };
@@ -387,15 +459,16 @@ pub(crate) async fn read_head(stream: &mut Async<TcpStream>) -> Result<Vec<u8>> 
     Ok(head)
 }
 
-fn run_against_client(catalogue: &[Case]) -> Result<Vec<CaseResult>> {
+fn run_against_client(catalogue: &[Case], split: bool) -> Result<Vec<CaseResult>> {
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?;
     let addr = listener.get_ref().local_addr()?;
+    let halves = if split { " (split halves)" } else { "" };
     println!(
-        "conformance (client mode): {} cases against the ws-transport client",
+        "conformance (client mode): {} cases against the ws-transport client{halves}",
         catalogue.len()
     );
     let count = catalogue.len();
-    let testee = std::thread::spawn(move || testee_client(addr, count));
+    let testee = std::thread::spawn(move || testee_client(addr, count, split));
     let mut results = Vec::new();
     for (i, case) in catalogue.iter().enumerate() {
         let result = smol::block_on(async {
@@ -489,8 +562,9 @@ fn testee_config() -> ws_transport::Config {
     config
 }
 
-/// The client under test: connects once per case and echoes every message until closed.
-fn testee_client(addr: SocketAddr, count: usize) -> Result<()> {
+/// The client under test: connects once per case and echoes every message until closed,
+/// through the whole `WebSocket` or, with `split`, its reader and writer halves.
+fn testee_client(addr: SocketAddr, count: usize, split: bool) -> Result<()> {
     smol::block_on(async {
         for case in 1..=count {
             let url = format!("ws://{addr}/runCase?case={case}&agent=ws-transport");
@@ -501,6 +575,15 @@ fn testee_client(addr: SocketAddr, count: usize) -> Result<()> {
                     continue;
                 }
             };
+            if split {
+                let (mut reader, writer) = ws.split();
+                while let Ok(Some(message)) = reader.recv().await {
+                    if writer.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
             while let Ok(Some(message)) = ws.recv().await {
                 if ws.send(message).await.is_err() {
                     break;
