@@ -1,13 +1,14 @@
 //! Frame parser and connection state machine: arbitrary bytes, split at arbitrary points, in
 //! both roles and both delivery modes. Checks that nothing panics, that every run ends, and
-//! that the events do not depend on how the input was split. The split run also echoes binary
-//! frames through `send_frame_data_via` (a transport taking varying amounts) and swaps its
+//! that the events do not depend on how the input was split. The split run also echoes through
+//! ws-proto's `Forwarder`, binary frames via `send_frame_data_via` (a transport taking varying
+//! amounts), and swaps its
 //! read buffer for a garbage-filled one between reads, as ws-echo's engine does; the bytes on
 //! the wire and the events must not change.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::{Config, Connection, DeflateParams, Delivery, Event, Message, MessageKind};
+use ws_proto::{Config, Connection, DeflateParams, Delivery, Event, Forwarder, Message};
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -42,7 +43,7 @@ fn run(
     }
     let mut seen = Vec::new();
     let mut out = Vec::new();
-    let mut text = Vec::new();
+    let mut forwarder = Forwarder::with_direct_min(1);
     let mut start = 0;
     // With `engine_like`, how much the next direct write takes (cycles through 0..=4 quarters).
     let mut take = engine_like.then_some(0usize);
@@ -50,7 +51,7 @@ fn run(
         let cut = cut.clamp(start, input.len());
         conn.receive_data(&input[start..cut]);
         start = cut;
-        collect(&mut conn, &mut seen, &mut out, &mut text, &mut take);
+        collect(&mut conn, &mut seen, &mut out, &mut forwarder, &mut take);
         if engine_like {
             // Back to the pool and out again, dirty: stale bytes must never be parsed.
             if let Some(mut buf) = conn.take_input_buffer() {
@@ -61,7 +62,7 @@ fn run(
         }
     }
     conn.receive_eof();
-    collect(&mut conn, &mut seen, &mut out, &mut text, &mut take);
+    collect(&mut conn, &mut seen, &mut out, &mut forwarder, &mut take);
     assert!(conn.should_close_transport() || !seen.is_empty());
     (merge(seen), out)
 }
@@ -70,7 +71,7 @@ fn collect(
     conn: &mut Connection,
     seen: &mut Vec<Seen>,
     out: &mut Vec<u8>,
-    text: &mut Vec<u8>,
+    forwarder: &mut Forwarder,
     take: &mut Option<usize>,
 ) {
     // Echo as ws-echo does, frame for frame (binary streamed, text once whole), to exercise
@@ -86,30 +87,21 @@ fn collect(
                 Seen::Message(b.to_vec())
             }
             Event::Chunk(c) => {
-                if c.kind == MessageKind::Binary {
-                    if c.frame_start {
-                        let _ = sender.begin_frame(c.kind, c.fin, c.frame_len);
-                    }
-                    if let Some(quarters) = take.as_mut() {
-                        *quarters = (*quarters + 1) % 5;
-                        let q = *quarters;
-                        let _ = sender.send_frame_data_via(c.data, |pending, data| {
-                            let n = (pending.len() + data.len()) * q / 4;
-                            let from_pending = n.min(pending.len());
-                            out.extend_from_slice(&pending[..from_pending]);
-                            out.extend_from_slice(&data[..n - from_pending]);
-                            n
-                        });
-                    } else if !c.data.is_empty() {
-                        let _ = sender.send_frame_data(c.data);
-                    }
-                } else {
-                    text.extend_from_slice(c.data);
-                    if c.frame_end {
-                        let _ = sender.send_fragment(c.kind, text, c.fin);
-                        text.clear();
-                    }
-                }
+                // ws-proto's forwarder, as ws-echo uses it; a transport that takes 0 to all
+                // of what it is offered, by quarters.
+                let use_direct = take.is_some();
+                let mut direct = |pending: &[u8], data: &[u8]| {
+                    let Some(quarters) = take.as_mut() else { return 0 };
+                    *quarters = (*quarters + 1) % 5;
+                    let n = (pending.len() + data.len()) * *quarters / 4;
+                    let from_pending = n.min(pending.len());
+                    out.extend_from_slice(&pending[..from_pending]);
+                    out.extend_from_slice(&data[..n - from_pending]);
+                    n
+                };
+                let direct = use_direct
+                    .then_some(&mut direct as &mut dyn FnMut(&[u8], &[u8]) -> usize);
+                let _ = forwarder.forward(&mut sender, &c, direct);
                 Seen::Chunk(c.data.to_vec(), c.last)
             }
             Event::Ping(p) | Event::Pong(p) => Seen::Control(p.to_vec()),

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use smol::Executor;
-use ws_proto::{Chunk, Delivery, Event, MessageKind, Request, Response, Upgrade};
+use ws_proto::{Delivery, Event, Forwarder, Request, Response, Upgrade};
 use ws_server::{Accept, App, Handler, Reply};
 
 pub use ws_server::{Engine, Summary};
@@ -101,65 +101,26 @@ impl App for EchoApp {
     }
 }
 
-/// Echoes each message frame for frame: each echoed frame has the length and FIN bit of the
-/// frame received, so a client's fragmentation is kept and a large frame streams through.
-///
-/// Binary frames are forwarded as they arrive. A text frame is echoed once it is whole: were
-/// it streamed, invalid UTF-8 late in the frame could not be answered with a close frame
-/// (1007), since nothing may interrupt a frame. Compressed messages are echoed whole,
-/// compressed again: their frames do not map to the inflated data, and a message cut into many
-/// small fragments can stall clients that count buffered frames. Send errors mean a close
-/// frame was already sent, after which nothing more goes out.
+/// Echoes each message frame for frame, through ws-proto's [`Forwarder`]: binary frames
+/// stream through as they arrive, a text frame is echoed once whole (so that late invalid
+/// UTF-8 still gets 1007), a compressed message is echoed whole, compressed again. Messages
+/// delivered whole (not in chunks) are echoed as they are.
 #[derive(Debug, Default)]
 pub struct Echo {
-    /// A text frame held until whole (at most `max_frame_size`), or with compression a whole
-    /// message (at most `max_message_size`).
-    held: Vec<u8>,
+    forwarder: Forwarder,
 }
 
 impl Handler for Echo {
     fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
-        if self.held.is_empty() && self.held.capacity() > 64 << 10 {
-            self.held = Vec::new();
-        }
+        // Send errors mean a close frame was already sent: nothing more goes out.
         match event {
-            Event::Chunk(chunk) if reply.compression() => {
-                self.held.extend_from_slice(chunk.data);
-                if chunk.last {
-                    let _ = reply.send_message(chunk.kind, &self.held);
-                    self.held.clear();
-                }
+            Event::Chunk(chunk) => {
+                let _ = reply.forward(&mut self.forwarder, &chunk);
             }
-            Event::Chunk(chunk) => self.echo_chunk(reply, &chunk),
             Event::Message(message) => {
                 let _ = reply.send_message(message.kind(), message.as_bytes());
             }
             _ => {}
-        }
-    }
-}
-
-impl Echo {
-    fn echo_chunk(&mut self, reply: &mut Reply<'_>, chunk: &Chunk<'_>) {
-        match chunk.kind {
-            MessageKind::Binary => {
-                if chunk.frame_start {
-                    let _ = reply.begin_frame(MessageKind::Binary, chunk.fin, chunk.frame_len);
-                }
-                if !chunk.data.is_empty() {
-                    let _ = reply.send_frame_data(chunk.data);
-                }
-            }
-            MessageKind::Text if chunk.frame_start && chunk.frame_end => {
-                let _ = reply.send_fragment(MessageKind::Text, chunk.data, chunk.fin);
-            }
-            MessageKind::Text => {
-                self.held.extend_from_slice(chunk.data);
-                if chunk.frame_end {
-                    let _ = reply.send_fragment(MessageKind::Text, &self.held, chunk.fin);
-                    self.held.clear();
-                }
-            }
         }
     }
 }

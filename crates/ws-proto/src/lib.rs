@@ -43,6 +43,7 @@ mod close;
 mod connection;
 mod error;
 mod extensions;
+mod forward;
 mod frame;
 mod handshake;
 mod mask;
@@ -62,6 +63,7 @@ pub use extensions::{
     PERMESSAGE_DEFLATE,
 };
 pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
+pub use forward::{DIRECT_WRITE_MIN, DirectWrite, Forwarder};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 pub use handshake::{
     Accepted, ClientHandshake, ClientRequest, HandshakeError, HandshakeLimits, Header,

@@ -7,8 +7,11 @@ use std::io;
 use std::net::SocketAddr;
 
 use tracing::{debug, warn};
-use ws_proto::{CloseCode, Connection, Event, MessageKind, ProtocolError, SendError, Sender};
-use ws_transport::{IN_PLACE_MIN, Message};
+use ws_proto::{
+    Chunk, CloseCode, Connection, DIRECT_WRITE_MIN, DirectWrite, Event, Forwarder, MessageKind,
+    ProtocolError, SendError, Sender,
+};
+use ws_transport::Message;
 
 /// One connection's application logic, run on the connection's engine thread (or task).
 /// Per-connection state lives in the handler itself.
@@ -86,15 +89,12 @@ pub(crate) fn log_end(peer: SocketAddr, end: &End, read: u64, written: u64) {
     }
 }
 
-/// A vectored write to the socket: the pending output, then payload; returns bytes taken.
-pub(crate) type Direct<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> usize;
-
 /// Replies to the event being handled: [`Sender`]'s commands, with large frame data written
 /// straight to the socket where the engine can (so a forwarded frame is copied by no one but
 /// the kernel). Errors are [`SendError`]: [`SendError::Closed`] once a close frame was sent.
 pub struct Reply<'a> {
     sender: Sender<'a>,
-    direct: Option<Direct<'a>>,
+    direct: Option<DirectWrite<'a>>,
 }
 
 impl fmt::Debug for Reply<'_> {
@@ -104,7 +104,7 @@ impl fmt::Debug for Reply<'_> {
 }
 
 impl<'a> Reply<'a> {
-    pub(crate) fn new(sender: Sender<'a>, direct: Option<Direct<'a>>) -> Self {
+    pub(crate) fn new(sender: Sender<'a>, direct: Option<DirectWrite<'a>>) -> Self {
         Self { sender, direct }
     }
 
@@ -155,15 +155,26 @@ impl<'a> Reply<'a> {
     }
 
     /// Adds payload to the frame begun with [`begin_frame`](Self::begin_frame). From
-    /// [`IN_PLACE_MIN`] bytes it is offered to the socket first and copied only if the socket
-    /// does not take it all.
+    /// [`DIRECT_WRITE_MIN`] bytes it is offered to the socket first and copied only if the
+    /// socket does not take it all.
     pub fn send_frame_data(&mut self, data: &[u8]) -> Result<(), SendError> {
         match self.direct.as_mut() {
-            Some(write) if data.len() >= IN_PLACE_MIN => {
+            Some(write) if data.len() >= DIRECT_WRITE_MIN => {
                 self.sender.send_frame_data_via(data, |pending, data| write(pending, data))
             }
             _ => self.sender.send_frame_data(data),
         }
+    }
+
+    /// Forwards a received chunk frame for frame with `forwarder` (see [`Forwarder`]), large
+    /// binary payload straight to the socket where the engine can.
+    pub fn forward(
+        &mut self,
+        forwarder: &mut Forwarder,
+        chunk: &Chunk<'_>,
+    ) -> Result<(), SendError> {
+        let direct = self.direct.as_mut().map(|write| &mut **write as DirectWrite<'_>);
+        forwarder.forward(&mut self.sender, chunk, direct)
     }
 
     /// Sends a ping.
@@ -194,7 +205,7 @@ pub(crate) fn pump<H: Handler + ?Sized>(
     conn: &mut Connection,
     handler: &mut H,
     high_water: usize,
-    mut direct: Option<Direct<'_>>,
+    mut direct: Option<DirectWrite<'_>>,
 ) -> Pass {
     let mut pass = Pass { end: None, more: false };
     while let Some((event, sender)) = conn.poll_event_with_sender() {
@@ -204,7 +215,7 @@ pub(crate) fn pump<H: Handler + ?Sized>(
             Event::Disconnected => Some(End::Disconnected),
             _ => None,
         };
-        let direct = direct.as_mut().map(|write| &mut **write as Direct<'_>);
+        let direct = direct.as_mut().map(|write| &mut **write as DirectWrite<'_>);
         handler.on_event(event, &mut Reply::new(sender, direct));
         if end.is_some() {
             pass.end = end;

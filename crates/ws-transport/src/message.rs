@@ -6,7 +6,7 @@ use ws_proto::{Message as ProtoMessage, MessageKind};
 /// Messages at least this large are sent without copying their payload (see
 /// [`WebSocket::send`](crate::WebSocket::send)); smaller ones are cheaper to copy into the output buffer, where they
 /// batch with other frames.
-pub const IN_PLACE_MIN: usize = 4 << 10;
+pub const IN_PLACE_MIN: usize = ws_proto::DIRECT_WRITE_MIN;
 
 /// An owned message, as [`WebSocket::recv`](crate::WebSocket::recv) returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]

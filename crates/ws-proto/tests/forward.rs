@@ -1,0 +1,141 @@
+//! Frame-preserving forwarding (`Forwarder`): the frames sent have the lengths and FIN bits of
+//! the frames received, whatever the input's split; text is held until a frame is whole.
+
+mod common;
+
+use common::*;
+use ws_proto::{CloseCode, Config, Connection, DeflateParams, Delivery, Event, Forwarder};
+
+fn chunked() -> Config {
+    let mut config = Config::default();
+    config.delivery = Delivery::Chunks;
+    config
+}
+
+/// Feeds `input` in pieces cut at `cuts`, forwarding every chunk; returns the wire output
+/// and the close code of a failure, if any.
+fn forward_split(input: &[u8], cuts: &[usize], direct: bool) -> (Vec<u8>, Option<CloseCode>) {
+    let mut server = server_with(chunked());
+    let mut forwarder = Forwarder::with_direct_min(1);
+    let mut wire = Vec::new();
+    let mut failed = None;
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([input.len()]) {
+        server.receive_data(&input[start..end]);
+        start = end;
+        while let Some((event, mut sender)) = server.poll_event_with_sender() {
+            match event {
+                Event::Chunk(chunk) => {
+                    let mut write = |pending: &[u8], data: &[u8]| {
+                        // Takes half of what it is offered.
+                        let n = (pending.len() + data.len()) / 2;
+                        let from_pending = n.min(pending.len());
+                        wire.extend_from_slice(&pending[..from_pending]);
+                        wire.extend_from_slice(&data[..n - from_pending]);
+                        n
+                    };
+                    let write =
+                        direct.then_some(&mut write as &mut dyn FnMut(&[u8], &[u8]) -> usize);
+                    let _ = forwarder.forward(&mut sender, &chunk, write);
+                }
+                Event::Failed(err) => failed = Some(err.close_code()),
+                _ => {}
+            }
+        }
+        wire.extend_from_slice(&take_output(&mut server));
+    }
+    (wire, failed)
+}
+
+/// A binary message in three fragments (3 bytes, 70,000, 1) and a text message in two.
+fn fragmented_input() -> (Vec<u8>, Vec<u8>) {
+    let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+    let mut input = client_frame(0x02, b"abc");
+    input.extend(client_frame(0x00, &big));
+    input.extend(client_frame(0x80, b"z"));
+    input.extend(client_frame(0x01, "héllo ".as_bytes()));
+    input.extend(client_frame(0x80, "wörld".as_bytes()));
+    let mut expected = frame(0x02, b"abc", None);
+    expected.extend(frame(0x00, &big, None));
+    expected.extend(frame(0x80, b"z", None));
+    expected.extend(frame(0x01, "héllo ".as_bytes(), None));
+    expected.extend(frame(0x80, "wörld".as_bytes(), None));
+    (input, expected)
+}
+
+#[test]
+fn section_5_4_the_peers_fragmentation_is_kept() {
+    let (input, expected) = fragmented_input();
+    for direct in [false, true] {
+        assert_eq!(forward_split(&input, &[], direct), (expected.clone(), None), "direct {direct}");
+    }
+}
+
+#[test]
+fn any_split_of_the_input_forwards_the_same_frames() {
+    let (input, expected) = fragmented_input();
+    // Cuts at every byte of the small frames and through the large one.
+    let cuts: Vec<Vec<usize>> = (1..input.len())
+        .step_by(997)
+        .chain(1..40)
+        .chain(input.len() - 40..input.len())
+        .map(|cut| vec![cut])
+        .chain([(1..input.len()).step_by(4099).collect()])
+        .collect();
+    for cut in cuts {
+        for direct in [false, true] {
+            let (wire, failed) = forward_split(&input, &cut, direct);
+            assert_eq!(failed, None);
+            assert!(wire == expected, "cut at {cut:?} (direct {direct}): output differs");
+        }
+    }
+}
+
+#[test]
+fn a_text_frame_is_held_until_whole_and_late_bad_utf8_gets_1007_with_nothing_forwarded() {
+    let mut text = "ok ".repeat(1000).into_bytes();
+    let good = client_frame(0x81, &text);
+    // Held while incomplete: nothing of the frame goes out before its last byte.
+    let (wire, failed) = forward_split(&good, &[10, 1000, 2000], false);
+    assert_eq!((wire, failed), (frame(0x81, &text, None), None));
+    // Invalid UTF-8 in the last byte: a close frame 1007 and no part of the text frame.
+    *text.last_mut().unwrap() = 0xff;
+    let bad = client_frame(0x81, &text);
+    let (wire, failed) = forward_split(&bad, &[10, 1000, 2000], false);
+    assert_eq!(failed, Some(CloseCode::INVALID_PAYLOAD));
+    assert_eq!(wire, [0x88, 0x02, 0x03, 0xef]);
+}
+
+#[test]
+fn a_compressed_message_is_forwarded_whole_and_compressed_again() {
+    let params = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let mut sender = client(Config::default());
+    sender.set_deflate(&params, 6);
+    let mut server = Connection::server(chunked());
+    server.set_deflate(&params, 6);
+    let text = "compress me ".repeat(500);
+    sender.send_fragment(ws_proto::MessageKind::Text, &text.as_bytes()[..3000], false).unwrap();
+    sender.send_fragment(ws_proto::MessageKind::Text, &text.as_bytes()[3000..], true).unwrap();
+    let bytes = take_output(&mut sender);
+    let mut forwarder = Forwarder::default();
+    for piece in bytes.chunks(100) {
+        server.receive_data(piece);
+        while let Some((event, mut out)) = server.poll_event_with_sender() {
+            if let Event::Chunk(chunk) = event {
+                forwarder.forward(&mut out, &chunk, None).unwrap();
+            }
+        }
+    }
+    assert_eq!(forwarder.held(), 0);
+    // What the server sent is one compressed message (RSV1, FIN) that inflates to the text.
+    let wire = take_output(&mut server);
+    assert_eq!(wire[0], 0xc1, "one final compressed text frame");
+    let mut receiver = client(Config::default());
+    receiver.set_deflate(&params, 6);
+    assert_eq!(feed(&mut receiver, &wire), vec![Owned::Text(text)]);
+}
