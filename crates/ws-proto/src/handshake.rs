@@ -7,13 +7,33 @@
 //! of the frame stream.
 //!
 //! Client: [`ClientRequest`] builds the request; [`ClientHandshake::feed`] validates the 101.
+//!
+//! Either way the handshake hands over a ready [`Connection`]
+//! ([`Upgrade::accept_connection`], [`ClientHandshake::into_connection`]): limits from a
+//! [`Setup`], permessage-deflate negotiated, and the bytes read past the head fed in, so no
+//! transport repeats that logic.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
+use crate::connection::{Config, Connection, MaskKeySource};
+#[cfg(feature = "deflate")]
+use crate::extensions::DeflateConfig;
 use crate::extensions::{ExtensionOffer, parse_extensions};
+
+/// What the opening handshake sets up on the connection it hands over: its limits, and
+/// permessage-deflate (offered by a client, accepted by a server when the client offers it).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Setup {
+    /// The connection's limits and behaviour.
+    pub config: Config,
+    /// permessage-deflate (RFC 7692), when wanted. Default off.
+    #[cfg(feature = "deflate")]
+    pub compression: Option<DeflateConfig>,
+}
 
 /// The GUID that §1.3 appends to the key.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -379,6 +399,48 @@ impl Upgrade {
         }
         Ok(response)
     }
+
+    /// Accepts the upgrade and hands over the connection: the 101 response (with `protocol`,
+    /// one the client offered, and permessage-deflate when `setup` wants it and the client
+    /// offered it) and a server [`Connection`] configured to match, with `already_read` (the
+    /// bytes after the request head, [`RequestParser::remaining`]) fed in.
+    ///
+    /// ```
+    /// use ws_proto::{Event, HandshakeLimits, Message, RequestParser, Setup};
+    ///
+    /// let mut parser = RequestParser::new(HandshakeLimits::default());
+    /// let mut input = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    /// // A masked "Hello" (RFC 6455 §5.7) arrived with the head.
+    /// input.extend_from_slice(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    /// let request = parser.feed(&input)?.expect("a whole head");
+    /// let upgrade = request.websocket()?;
+    /// let (response, mut conn) =
+    ///     upgrade.accept_connection(None, &Setup::default(), parser.remaining())?;
+    /// assert_eq!(response.status, 101);
+    /// assert_eq!(conn.poll_event(), Some(Event::Message(Message::Text("Hello"))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accept_connection(
+        &self,
+        protocol: Option<&str>,
+        setup: &Setup,
+        already_read: &[u8],
+    ) -> Result<(Response, Connection), ProtocolNotOffered> {
+        #[allow(unused_mut)]
+        let mut response = self.accept(protocol)?;
+        #[allow(unused_mut)]
+        let mut conn = Connection::server(setup.config.clone());
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = setup.compression {
+            if let Some((params, header)) = deflate.negotiate(&self.extensions) {
+                response = response.header("Sec-WebSocket-Extensions", header);
+                conn.set_deflate(&params, deflate.level);
+            }
+        }
+        conn.receive_data(already_read);
+        Ok((response, conn))
+    }
 }
 
 /// An HTTP response to write to the peer.
@@ -691,5 +753,32 @@ impl ClientHandshake {
     /// Bytes received after the response head: the start of the frame stream.
     pub fn remaining(&self) -> &[u8] {
         self.head.remaining()
+    }
+
+    /// Hands over the connection once [`feed`](Self::feed) returned `accepted`: a client
+    /// [`Connection`] masking with `keys`, with permessage-deflate as the server accepted it
+    /// (when `setup` offered it) and the bytes received after the head fed in. A deflate
+    /// answer that breaks RFC 7692's rules is [`ResponseError::InvalidExtension`] (§4.1: the
+    /// client fails the connection).
+    pub fn into_connection(
+        self,
+        accepted: &Accepted,
+        setup: &Setup,
+        keys: impl MaskKeySource + 'static,
+    ) -> Result<Connection, ResponseError> {
+        #[allow(unused_mut)]
+        let mut conn = Connection::client(setup.config.clone(), keys);
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = setup.compression {
+            match deflate.accept_response(&accepted.extensions) {
+                Ok(Some(params)) => conn.set_deflate(&params, deflate.level),
+                Ok(None) => {}
+                Err(_) => return Err(ResponseError::InvalidExtension),
+            }
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = accepted;
+        conn.receive_data(self.remaining());
+        Ok(conn)
     }
 }

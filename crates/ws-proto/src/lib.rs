@@ -67,7 +67,8 @@ pub use forward::{DIRECT_WRITE_MIN, DirectWrite, Forwarder};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 pub use handshake::{
     Accepted, ClientHandshake, ClientRequest, HandshakeError, HandshakeLimits, Header,
-    ProtocolNotOffered, Request, RequestParser, Response, ResponseError, Upgrade, accept_key,
+    ProtocolNotOffered, Request, RequestParser, Response, ResponseError, Setup, Upgrade,
+    accept_key,
 };
 pub use mask::apply_mask;
 #[doc(hidden)]

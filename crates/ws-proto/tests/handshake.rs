@@ -1,8 +1,8 @@
 //! The opening handshake (RFC 6455 §4), both roles.
 
 use ws_proto::{
-    ClientRequest, HandshakeError, HandshakeLimits, Request, RequestParser, Response,
-    ResponseError, accept_key,
+    ClientRequest, DeflateConfig, HandshakeError, HandshakeLimits, Request, RequestParser,
+    Response, ResponseError, Setup, accept_key,
 };
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -323,4 +323,66 @@ fn rfc_4_1_client_accepts_only_offered_extensions() {
     let reply =
         server_reply("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "Sec-WebSocket-Extensions: x-other\r\n");
     assert_eq!(hs.feed(reply.as_bytes()), Err(ResponseError::InvalidExtension));
+}
+
+#[test]
+fn the_server_handshake_hands_over_a_configured_connection() {
+    let mut setup = Setup::default();
+    setup.compression = Some(DeflateConfig::default());
+    // Offered: the 101 answers it and the connection compresses.
+    let request = parse(&request_with(
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    ));
+    let (response, mut conn) =
+        request.websocket().unwrap().accept_connection(Some("chat"), &setup, b"").unwrap();
+    let head = String::from_utf8(response.to_bytes()).unwrap();
+    assert!(head.contains("\r\nSec-WebSocket-Extensions: permessage-deflate"), "{head}");
+    assert!(head.contains("\r\nSec-WebSocket-Protocol: chat\r\n"), "{head}");
+    assert!(conn.compression());
+    conn.send_text("hello").unwrap();
+    assert_eq!(conn.pending_output()[0], 0xc1, "RSV1 on a compressed message");
+    // Not offered: no header, no compression. Bytes after the head are the frame stream.
+    let (response, mut conn) = parse(&request_with(""))
+        .websocket()
+        .unwrap()
+        .accept_connection(None, &setup, &[0x89, 0x80, 0, 0, 0, 0])
+        .unwrap();
+    assert!(response.headers.iter().all(|(name, _)| name != "Sec-WebSocket-Extensions"));
+    assert!(!conn.compression());
+    assert!(matches!(conn.poll_event(), Some(ws_proto::Event::Ping(b""))));
+    // A subprotocol the client did not offer is refused.
+    let upgrade = parse(&request_with("")).websocket().unwrap();
+    assert!(upgrade.accept_connection(Some("other"), &setup, b"").is_err());
+}
+
+#[test]
+fn the_client_handshake_hands_over_a_configured_connection() {
+    let mut setup = Setup::default();
+    setup.compression = Some(DeflateConfig::default());
+    let offer = DeflateConfig::default().offer();
+    let (mut hs, _) = ClientRequest::new("a", "/").extension(offer.clone()).start(NONCE);
+    let mut reply = server_reply(
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    )
+    .into_bytes();
+    reply.extend_from_slice(&[0x8a, 0x00]); // a pong right behind the head
+    let accepted = hs.feed(&reply).unwrap().unwrap();
+    let mut conn = hs.into_connection(&accepted, &setup, || [1, 2, 3, 4]).unwrap();
+    assert!(conn.compression());
+    assert!(matches!(conn.poll_event(), Some(ws_proto::Event::Pong(b""))));
+    // An answer that breaks RFC 7692 (a window the client did not allow) fails it.
+    let mut strict = DeflateConfig::default();
+    strict.server_max_window_bits = 10;
+    setup.compression = Some(strict);
+    let (mut hs, _) = ClientRequest::new("a", "/").extension(strict.offer()).start(NONCE);
+    let reply = server_reply(
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12\r\n",
+    );
+    let accepted = hs.feed(reply.as_bytes()).unwrap().unwrap();
+    assert_eq!(
+        hs.into_connection(&accepted, &setup, || [1, 2, 3, 4]).err(),
+        Some(ResponseError::InvalidExtension)
+    );
 }

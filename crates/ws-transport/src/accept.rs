@@ -75,7 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
 
     /// Accepts the upgrade, echoing `protocol` (one the client offered), and returns the
     /// WebSocket. An invalid upgrade gets its 400/426 response and an error instead.
-    pub async fn accept(self, protocol: Option<&str>) -> Result<WebSocket<S>, Error> {
+    pub async fn accept(mut self, protocol: Option<&str>) -> Result<WebSocket<S>, Error> {
         let upgrade = match self.upgrade() {
             Ok(upgrade) => upgrade,
             Err(err) => {
@@ -83,26 +83,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
                 return Err(Error::Handshake(err));
             }
         };
-        match upgrade.accept(protocol) {
-            #[cfg(feature = "deflate")]
-            Ok(response) => {
-                // Accept permessage-deflate when configured and offered.
-                let negotiated = self
-                    .config
-                    .compression
-                    .and_then(|c| Some((c, c.negotiate(&upgrade.extensions)?)));
-                match negotiated {
-                    Some((config, (params, header))) => {
-                        let response = response.header("Sec-WebSocket-Extensions", header);
-                        let mut ws = self.accept_with_response(response).await?;
-                        ws.connection_mut().set_deflate(&params, config.level);
-                        Ok(ws)
-                    }
-                    None => self.accept_with_response(response).await,
-                }
+        // The connection comes from the handshake ready: permessage-deflate negotiated when
+        // configured and offered, the bytes after the head fed in.
+        match upgrade.accept_connection(protocol, &self.config.setup(), &self.leftover) {
+            Ok((response, conn)) => {
+                write_within(&mut self.stream, &response.to_bytes(), self.deadline).await?;
+                Ok(WebSocket::from_parts(self.stream, conn, self.config, &[]))
             }
-            #[cfg(not(feature = "deflate"))]
-            Ok(response) => self.accept_with_response(response).await,
             Err(_) => {
                 self.respond(Response::new(500)).await?;
                 Err(Error::Unsupported("the chosen subprotocol was not offered by the client"))

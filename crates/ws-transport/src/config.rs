@@ -43,6 +43,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the opening handshake sets up on the connection (limits, permessage-deflate),
+    /// for [`Upgrade::accept_connection`](ws_proto::Upgrade::accept_connection) and
+    /// [`ClientHandshake::into_connection`](ws_proto::ClientHandshake::into_connection).
+    pub fn setup(&self) -> ws_proto::Setup {
+        let mut setup = ws_proto::Setup::default();
+        setup.config = self.protocol.clone();
+        #[cfg(feature = "deflate")]
+        {
+            setup.compression = self.compression;
+        }
+        setup
+    }
+
     /// The session timers' part of this configuration (close, keepalive, idle, write), for
     /// [`ws_proto::Session`].
     pub fn timers(&self) -> ws_proto::TimerSettings {

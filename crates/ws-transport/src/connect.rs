@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use ws_proto::{Accepted, ClientRequest, Connection};
+use ws_proto::{Accepted, ClientRequest};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
@@ -120,18 +120,9 @@ where
     };
     let accepted =
         with_deadline(deadline, exchange).await.ok_or(Error::Timeout(Timeout::Handshake))??;
-    #[allow(unused_mut)]
-    let mut conn = Connection::client(config.protocol.clone(), RandomKeys::new());
-    #[cfg(feature = "deflate")]
-    if let Some(deflate) = config.compression {
-        // §4.1: a response that breaks the extension's rules fails the connection.
-        match deflate.accept_response(&accepted.extensions) {
-            Ok(Some(params)) => conn.set_deflate(&params, deflate.level),
-            Ok(None) => {}
-            Err(_) => return Err(Error::Response(ws_proto::ResponseError::InvalidExtension)),
-        }
-    }
-    let ws = WebSocket::from_parts(stream, conn, config, handshake.remaining());
+    // §4.1: a response that breaks the extension's rules fails the connection.
+    let conn = handshake.into_connection(&accepted, &config.setup(), RandomKeys::new())?;
+    let ws = WebSocket::from_parts(stream, conn, config, &[]);
     Ok((ws, accepted))
 }
 
