@@ -102,7 +102,7 @@ fn collect(
                 let direct = use_direct
                     .then_some(&mut direct as &mut dyn FnMut(&[u8], &[u8]) -> usize);
                 let _ = forwarder.forward(&mut sender, &c, direct);
-                Seen::Chunk(c.data.to_vec(), c.last)
+                Seen::Chunk(c.data().to_vec(), c.last())
             }
             Event::Ping(p) | Event::Pong(p) => Seen::Control(p.to_vec()),
             Event::Close(c) => Seen::Close(c.code.0),

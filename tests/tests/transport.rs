@@ -2,7 +2,7 @@
 //! stream, who closes TCP first, sends after failure, and cancellation at every await point.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -11,7 +11,7 @@ use ws_proto::CloseCode;
 use ws_tests::{RawClient, client_frame};
 use ws_transport::{Config, Error, Message, Timeout, WebSocket, accept, connect_tcp};
 
-type Ws = WebSocket<Async<TcpStream>>;
+type Ws = WebSocket<smol::net::TcpStream>;
 
 /// A server thread that accepts one WebSocket and runs `serve` on it.
 fn serve_one<T: Send + 'static>(
@@ -24,7 +24,7 @@ fn serve_one<T: Send + 'static>(
         smol::block_on(async move {
             let listener = Async::new(listener)?;
             let (stream, _) = listener.accept().await?;
-            let ws = accept(stream, config).await?;
+            let ws = accept(smol::net::TcpStream::from(stream), config).await?;
             Ok(serve(ws).await)
         })
     });

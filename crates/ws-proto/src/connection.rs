@@ -107,25 +107,62 @@ impl<'a> Message<'a> {
     }
 }
 
-/// A piece of a message's payload, in [`Delivery::Chunks`] mode.
+/// A piece of a message's payload, in [`Delivery::Chunks`] mode: the data, and where it sits
+/// in its message and its frame (a forwarder keeps the frame boundaries; see
+/// [`Forwarder`](crate::Forwarder)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk<'a> {
+    pub(crate) kind: MessageKind,
+    pub(crate) data: &'a [u8],
+    pub(crate) first: bool,
+    pub(crate) last: bool,
+    pub(crate) frame_len: u64,
+    pub(crate) fin: bool,
+    pub(crate) frame_start: bool,
+    pub(crate) frame_end: bool,
+}
+
+impl<'a> Chunk<'a> {
     /// The message's type, from its first frame.
-    pub kind: MessageKind,
-    /// Unmasked payload bytes; may be empty.
-    pub data: &'a [u8],
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// Unmasked (and inflated) payload bytes; may be empty. Text is valid UTF-8 so far, but a
+    /// chunk may end in the middle of a code point.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
     /// This is the first chunk of the message.
-    pub first: bool,
+    pub fn first(&self) -> bool {
+        self.first
+    }
+
     /// This is the last chunk of the message.
-    pub last: bool,
+    pub fn last(&self) -> bool {
+        self.last
+    }
+
     /// The payload length the chunk's frame declared.
-    pub frame_len: u64,
+    pub fn frame_len(&self) -> u64 {
+        self.frame_len
+    }
+
     /// The frame's FIN bit: the frame ends the message.
-    pub fin: bool,
+    pub fn fin(&self) -> bool {
+        self.fin
+    }
+
     /// This chunk begins its frame.
-    pub frame_start: bool,
+    pub fn frame_start(&self) -> bool {
+        self.frame_start
+    }
+
     /// This chunk ends its frame.
-    pub frame_end: bool,
+    pub fn frame_end(&self) -> bool {
+        self.frame_end
+    }
 }
 
 /// What the peer did, reported by [`Connection::poll_event`].

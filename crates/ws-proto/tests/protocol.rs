@@ -604,13 +604,13 @@ fn chunks_report_their_frame() {
         conn.receive_data(piece);
         while let Some(ws_proto::Event::Chunk(c)) = conn.poll_event() {
             seen.push((
-                c.data.len(),
-                c.frame_len,
-                c.fin,
-                c.frame_start,
-                c.frame_end,
-                c.first,
-                c.last,
+                c.data().len(),
+                c.frame_len(),
+                c.fin(),
+                c.frame_start(),
+                c.frame_end(),
+                c.first(),
+                c.last(),
             ));
         }
     }

@@ -5,10 +5,8 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 
-use std::time::Duration;
-
-use async_io::{Async, Timer};
-use futures_lite::{AsyncReadExt, FutureExt};
+use async_io::Async;
+use futures_lite::FutureExt;
 use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
@@ -16,7 +14,7 @@ use ws_transport::{Error, WebSocket};
 use crate::handler::{ConnHandle, End, HandleInner, Handler, Outbound, log_end, pump};
 use crate::server::Options;
 
-type Ws = WebSocket<Async<TcpStream>>;
+type Ws = WebSocket<smol::net::TcpStream>;
 
 /// What woke the connection's task.
 enum Woken {
@@ -27,13 +25,18 @@ enum Woken {
 
 /// Runs one connection until it ends, then tells the handler how.
 pub(crate) async fn run<H: Handler>(
-    mut ws: WebSocket<Async<TcpStream>>,
+    ws: WebSocket<Async<TcpStream>>,
     mut handler: H,
     peer: SocketAddr,
     options: &Options,
     stop: async_channel::Receiver<()>,
 ) {
     debug!(%peer, "open");
+    // async-net's stream ends its write side on `poll_close` (async-io's only flushes), so
+    // the session can end TCP as §7.1.1 asks: FIN first, then drain until the peer's.
+    let config = ws.config().clone();
+    let (stream, conn) = ws.into_parts();
+    let mut ws = WebSocket::from_parts(smol::net::TcpStream::from(stream), conn, config, &[]);
     let capacity = (options.mailbox_bytes >> 16).max(16);
     let (tx, rx) = async_channel::bounded(capacity);
     handler.on_open(&ConnHandle::new(HandleInner::Task(tx)));
@@ -45,31 +48,6 @@ pub(crate) async fn run<H: Handler>(
     let (read, written) = ws.byte_counts();
     log_end(peer, &end, read, written);
     handler.on_close(&end);
-    if !matches!(end, End::Error(_)) {
-        linger(ws.into_parts().0, options.transport.close_timeout).await;
-    }
-}
-
-/// Ends the TCP stream the way the session asks and futures-io cannot say (its `poll_close`
-/// only flushes): FIN now, then what the peer still sends is read and dropped until its FIN,
-/// within `timeout`, so that closing never meets unread input and resets the connection.
-async fn linger(stream: Async<TcpStream>, timeout: Duration) {
-    if stream.get_ref().shutdown(std::net::Shutdown::Write).is_err() {
-        return;
-    }
-    let mut scratch = [0u8; 4096];
-    let drain = async {
-        while let Ok(n) = (&stream).read(&mut scratch).await {
-            if n == 0 {
-                break;
-            }
-        }
-    };
-    drain
-        .or(async {
-            Timer::after(timeout).await;
-        })
-        .await;
 }
 
 async fn drive<H: Handler>(

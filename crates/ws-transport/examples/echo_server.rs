@@ -6,9 +6,7 @@
 //! cargo run -p ws-transport --example echo_server -- 127.0.0.1:9001
 //! ```
 
-use std::net::{SocketAddr, TcpListener};
-
-use async_io::Async;
+use std::net::SocketAddr;
 
 fn main() -> std::io::Result<()> {
     let addr: SocketAddr = match std::env::args().nth(1) {
@@ -18,8 +16,9 @@ fn main() -> std::io::Result<()> {
     let mut config = ws_transport::Config::default();
     config.compression = Some(ws_proto::DeflateConfig::default());
     smol::block_on(async {
-        let listener = Async::<TcpListener>::bind(addr)?;
-        println!("listening on ws://{}", listener.get_ref().local_addr()?);
+        // smol::net's streams end their write side on close, as the close handshake needs.
+        let listener = smol::net::TcpListener::bind(addr).await?;
+        println!("listening on ws://{}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
             let config = config.clone();

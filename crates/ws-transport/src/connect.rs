@@ -127,7 +127,8 @@ where
 }
 
 /// Opens a TCP connection (with `TCP_NODELAY`) to a `ws://` URL and runs the handshake, all
-/// within [`Config::handshake_timeout`]. Host names are resolved with the system resolver.
+/// within [`Config::handshake_timeout`]. The stream is async-net's (smol's), whose close
+/// ends the write side. Host names are resolved with the system resolver.
 ///
 /// ```no_run
 /// # smol::block_on(async {
@@ -140,7 +141,7 @@ where
 pub async fn connect_tcp(
     url: &str,
     config: Config,
-) -> Result<(WebSocket<Async<TcpStream>>, Accepted), Error> {
+) -> Result<(WebSocket<async_net::TcpStream>, Accepted), Error> {
     let parsed = WsUrl::parse(url)?;
     let addrs: Vec<SocketAddr> = (parsed.host.as_str(), parsed.port).to_socket_addrs()?.collect();
     let deadline = Instant::now() + config.handshake_timeout;
@@ -150,8 +151,10 @@ pub async fn connect_tcp(
             None => return Err(Error::Timeout(Timeout::Handshake)),
             Some(Ok(stream)) => {
                 stream.get_ref().set_nodelay(true)?;
+                // async-net's stream ends its write side on close (FIN), as the close
+                // handshake needs; async-io's only flushes.
                 return connect_with(
-                    stream,
+                    async_net::TcpStream::from(stream),
                     ClientRequest::new(parsed.host_header(), parsed.path),
                     config,
                 )

@@ -14,7 +14,7 @@ use std::time::Instant;
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncWrite, future};
 use ws_proto::{
-    CloseCode, Connection, Deadline, Event, Role, Session, State, TimerAction, TransportCommand,
+    CloseCode, Connection, Deadline, Event, Session, State, TimerAction, TransportCommand,
 };
 
 use crate::config::Config;
@@ -23,10 +23,6 @@ use crate::message::{IN_PLACE_MIN, Message, Outgoing};
 
 /// The smallest read requested: enough for small messages in one read.
 const MIN_READ: usize = 2 << 10;
-
-/// The most input read and dropped when a server ends the stream (see
-/// `WebSocket::drain_arrived`).
-const DRAIN_LIMIT: usize = 256 << 10;
 
 /// A WebSocket over a stream `S` (any `futures-io` `AsyncRead + AsyncWrite`), after the opening
 /// handshake. Get one from [`accept`](crate::accept) or [`connect`](crate::connect).
@@ -45,6 +41,19 @@ const DRAIN_LIMIT: usize = 256 << 10;
 /// A message whose `feed` was dropped before it returned was not queued.
 ///
 /// Once the stream failed, timed out or was closed, sends return [`Error::Closed`].
+///
+/// # Ending the stream
+///
+/// The session ends the stream as RFC 6455 §7.1.1 asks: a server ends its side first
+/// (`poll_close`) and then reads, dropping what comes, until the peer ends its side, so that
+/// closing never meets unread input (which makes TCP send a reset, and can lose our close
+/// frame); a client waits for the server to end first. Both waits are bounded by the close
+/// timeout. `poll_close` must therefore end the write side alone, as TCP's `shutdown(Write)`
+/// does: smol's `smol::net::TcpStream` (async-net), tokio's streams through `tokio-util`'s
+/// compat layer, and TLS streams do. async-io's `Async<TcpStream>` does not (its
+/// `poll_close` only flushes; the FIN goes when it is dropped): convert it with
+/// `smol::net::TcpStream::from`, or a server's close waits for the close timeout whenever the
+/// client waits for the server to close first, as it should.
 #[derive(Debug)]
 pub struct WebSocket<S> {
     stream: S,
@@ -347,10 +356,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
             if self.shutting_down {
-                // Errors are ignored: the peer may be gone already. A futures-io stream has no
-                // way to end one side alone (`poll_close` on smol's TCP stream only flushes,
-                // and the FIN goes when the stream is dropped), so the session ends here
-                // rather than wait for a peer that waits for us.
+                // `poll_close` ends our side (TCP: FIN); errors are ignored, as the peer may be
+                // gone already. The session then reads until the peer's side ends too.
                 let closed = Pin::new(&mut self.stream).poll_close(cx);
                 if closed.is_pending() {
                     self.session.write_blocked(Instant::now());
@@ -359,12 +366,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
                 self.shutting_down = false;
-                if self.session.connection().role() == Role::Server {
-                    // What has arrived is read and dropped first, so that closing meets as
-                    // little unread input (which makes TCP reset) as can be known now.
-                    self.drain_arrived(cx);
-                    self.session.transport_closed();
-                }
             }
             if self.session.pending_output().is_empty() && self.in_flight.is_none() {
                 if self.unflushed {
@@ -397,21 +398,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
                 }
-            }
-        }
-    }
-
-    /// Reads and drops input that has already arrived (at most [`DRAIN_LIMIT`] bytes).
-    fn drain_arrived(&mut self, cx: &mut Context<'_>) {
-        let mut drained = 0;
-        while drained < DRAIN_LIMIT {
-            let buf = self.session.read_buffer(MIN_READ);
-            match Pin::new(&mut self.stream).poll_read(cx, buf) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    self.session.received(n, Instant::now());
-                    drained += n;
-                }
-                _ => return,
             }
         }
     }

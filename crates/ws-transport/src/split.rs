@@ -52,13 +52,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         }
         while let Some(command) = self.session.poll_transport() {
             if command == TransportCommand::ShutdownWrite {
-                // As on WebSocket: a futures-io stream cannot end one side alone, so the
-                // session ends here.
+                // Our side ends (TCP: FIN); the reader reads until the peer's does. See
+                // "Ending the stream" on `WebSocket`.
                 let _ = self.write.close().await;
-                if self.session.connection().role() == ws_proto::Role::Server {
-                    self.session.transport_closed();
-                    let _ = self.wake.try_send(());
-                }
             }
         }
         Ok(())

@@ -10,6 +10,8 @@ use ws_transport::{Config, Error, Message, Timeout, WebSocket, accept, accept_wi
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// A listener whose streams end their write side on close (smol::net), as the close
+/// handshake needs.
 fn listener() -> Result<(Async<TcpListener>, SocketAddr)> {
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?;
     let addr = listener.get_ref().local_addr()?;
@@ -19,9 +21,9 @@ fn listener() -> Result<(Async<TcpListener>, SocketAddr)> {
 async fn accept_one(
     listener: &Async<TcpListener>,
     config: Config,
-) -> std::result::Result<WebSocket<Async<TcpStream>>, Error> {
+) -> std::result::Result<WebSocket<smol::net::TcpStream>, Error> {
     let (stream, _) = listener.accept().await?;
-    accept(stream, config).await
+    accept(smol::net::TcpStream::from(stream), config).await
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! test), owned copies of events, and an in-memory client/server pair.
 #![allow(dead_code, unreachable_pub)]
 
-use ws_proto::{Chunk, CloseCode, Config, Connection, Event, Message, MessageKind, ProtocolError};
+use ws_proto::{CloseCode, Config, Connection, Event, Message, MessageKind, ProtocolError};
 
 /// An event copied out of the connection, for comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +21,12 @@ pub fn owned(event: Event<'_>) -> Owned {
     match event {
         Event::Message(Message::Text(t)) => Owned::Text(t.to_string()),
         Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
-        Event::Chunk(Chunk { kind, data, first, last, .. }) => {
-            Owned::Chunk { kind, data: data.to_vec(), first, last }
-        }
+        Event::Chunk(c) => Owned::Chunk {
+            kind: c.kind(),
+            data: c.data().to_vec(),
+            first: c.first(),
+            last: c.last(),
+        },
         Event::Ping(p) => Owned::Ping(p.to_vec()),
         Event::Pong(p) => Owned::Pong(p.to_vec()),
         Event::Close(c) => Owned::Close(c.code, c.reason.to_string()),
