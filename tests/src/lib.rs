@@ -30,6 +30,9 @@ pub fn each_engine(options: &Options) -> impl Iterator<Item = Result<(Engine, Te
     })
 }
 
+/// What tells a test server to shut down.
+type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A server running in this process on its own executor threads.
 pub struct TestServer {
     /// Where it listens.
@@ -39,10 +42,30 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with `options` on `127.0.0.1:0` with two worker threads.
+    /// Starts an echo server with `options` on `127.0.0.1:0` with two worker threads.
     pub fn start(options: Options) -> Result<Self> {
         let server = Server::bind(([127, 0, 0, 1], 0).into(), options)?;
         let addr = server.local_addr()?;
+        Ok(Self::spawn(addr, move |ex, shutdown| server.run(ex, shutdown)))
+    }
+
+    /// Starts a server for any application on the engine, on `127.0.0.1:0` with two worker
+    /// threads.
+    pub fn start_app<A: ws_server::App>(app: A, options: ws_server::Options) -> Result<Self> {
+        let server = ws_server::Server::bind(([127, 0, 0, 1], 0).into(), options, app)?;
+        let addr = server.local_addr()?;
+        Ok(Self::spawn(addr, move |ex, shutdown| server.run(ex, shutdown)))
+    }
+
+    /// Runs `run` (a server's run, given its executor and its shutdown signal) on a thread
+    /// with a helper executor thread.
+    fn spawn<F>(
+        addr: SocketAddr,
+        run: impl FnOnce(Arc<smol::Executor<'static>>, Shutdown) -> F + Send + 'static,
+    ) -> Self
+    where
+        F: Future<Output = Summary>,
+    {
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let thread = std::thread::spawn(move || {
             let ex = Arc::new(smol::Executor::new());
@@ -51,14 +74,14 @@ impl TestServer {
                 let stop = stop_rx.clone();
                 std::thread::spawn(move || smol::block_on(ex.run(stop.recv())))
             };
-            let shutdown = async move {
+            let shutdown: Shutdown = Box::pin(async move {
                 let _ = stop_rx.recv().await;
-            };
-            let summary = smol::block_on(ex.run(server.run(Arc::clone(&ex), shutdown)));
+            });
+            let summary = smol::block_on(ex.run(run(Arc::clone(&ex), shutdown)));
             let _ = helper.join();
             summary
         });
-        Ok(Self { addr, stop: Some(stop_tx), thread: Some(thread) })
+        Self { addr, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     /// Starts a server with default options.

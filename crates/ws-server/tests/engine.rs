@@ -7,14 +7,13 @@ mod broadcast;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use broadcast::ChatApp;
 use ws_proto::{CloseCode, Event, Request, Response, Upgrade};
-use ws_server::{Accept, App, ConnHandle, End, Engine, Handler, Options, Reply, Server, Summary};
-use ws_tests::RawClient;
+use ws_server::{Accept, App, ConnHandle, End, Engine, Handler, Options, Reply};
+use ws_tests::{RawClient, TestServer};
 
 /// Every engine this platform has.
 fn engines() -> Vec<Engine> {
@@ -22,49 +21,6 @@ fn engines() -> Vec<Engine> {
     #[cfg(target_os = "linux")]
     engines.push(Engine::Epoll);
     engines
-}
-
-/// A server for `app` on `127.0.0.1:0`, with two executor threads; stopped when dropped.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<async_channel::Sender<()>>,
-    thread: Option<JoinHandle<Summary>>,
-}
-
-impl Running {
-    fn start<A: App>(app: A, options: Options) -> Result<Self> {
-        let server = Server::bind(([127, 0, 0, 1], 0).into(), options, app)?;
-        let addr = server.local_addr()?;
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        let thread = std::thread::spawn(move || {
-            let ex = Arc::new(smol::Executor::new());
-            let helper = {
-                let (ex, stop) = (Arc::clone(&ex), stop_rx.clone());
-                std::thread::spawn(move || smol::block_on(ex.run(stop.recv())))
-            };
-            let shutdown = async move {
-                let _ = stop_rx.recv().await;
-            };
-            let summary = smol::block_on(ex.run(server.run(Arc::clone(&ex), shutdown)));
-            let _ = helper.join();
-            summary
-        });
-        Ok(Self { addr, stop: Some(stop_tx), thread: Some(thread) })
-    }
-
-    fn stop(mut self) -> Summary {
-        self.stop.take();
-        self.thread.take().expect("running").join().expect("server thread")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn options(engine: Engine) -> Options {
@@ -92,7 +48,7 @@ fn the_chat_example_broadcasts_to_every_member() -> Result<()> {
         eprintln!("engine: {engine:?}");
         let app = ChatApp::default();
         let room = Arc::clone(&app.room);
-        let server = Running::start(app, options(engine))?;
+        let server = TestServer::start_app(app, options(engine))?;
         let mut clients =
             (0..3).map(|_| RawClient::connect(server.addr)).collect::<Result<Vec<_>>>()?;
         wait_until("three members", || room.members() == 3)?;
@@ -160,7 +116,7 @@ fn a_handle_sends_and_closes_from_another_thread() -> Result<()> {
     for engine in engines() {
         eprintln!("engine: {engine:?}");
         let handles = Handles::default();
-        let server = Running::start(handles.clone(), options(engine))?;
+        let server = TestServer::start_app(handles.clone(), options(engine))?;
         let mut client = RawClient::connect(server.addr)?;
         let handle = handles.first()?;
         let sender = std::thread::spawn(move || -> Result<()> {
@@ -193,7 +149,7 @@ fn a_connection_that_does_not_read_what_is_sent_to_it_is_closed_with_1013() -> R
         let handles = Handles::default();
         let mut options = options(engine);
         options.max_backlog = 256 << 10;
-        let server = Running::start(handles.clone(), options)?;
+        let server = TestServer::start_app(handles.clone(), options)?;
         let mut client = RawClient::connect(server.addr)?;
         client.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let handle = handles.first()?;
@@ -228,7 +184,7 @@ fn shutdown_closes_every_connection_with_1001_and_tells_each_handler() -> Result
     for engine in engines() {
         eprintln!("engine: {engine:?}");
         let handles = Handles::default();
-        let server = Running::start(handles.clone(), options(engine))?;
+        let server = TestServer::start_app(handles.clone(), options(engine))?;
         let clients =
             (0..4).map(|_| RawClient::connect(server.addr)).collect::<Result<Vec<_>>>()?;
         wait_until("four connections", || handles.open.lock().unwrap().len() == 4)?;
