@@ -95,11 +95,13 @@ impl Session {
     }
 
     /// The protocol state machine.
+    #[inline]
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
     /// The protocol state machine, to poll events and queue frames.
+    #[inline]
     pub fn connection_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
@@ -115,12 +117,14 @@ impl Session {
     /// closed, and no output is owed. After the close handshake this stays true until the
     /// peer ends its side (a client waits for the server to close first, §7.1.1; a server
     /// drains what the peer still sends), bounded by the close timeout.
+    #[inline]
     pub fn wants_read(&self) -> bool {
         !self.read_closed && !self.closed && self.conn.pending_output().is_empty()
     }
 
     /// Space for at least `min` bytes to read into; report them with
     /// [`received`](Self::received).
+    #[inline]
     pub fn read_buffer(&mut self, min: usize) -> &mut [u8] {
         self.conn.input_buffer(min)
     }
@@ -131,6 +135,7 @@ impl Session {
     /// # Panics
     ///
     /// If `n` is more than the read buffer's length.
+    #[inline]
     pub fn received(&mut self, n: usize, now: Instant) {
         if n == 0 {
             self.read_closed = true;
@@ -150,6 +155,7 @@ impl Session {
     }
 
     /// Whether the peer ended its side of the stream.
+    #[inline]
     pub fn read_closed(&self) -> bool {
         self.read_closed
     }
@@ -157,6 +163,7 @@ impl Session {
     // ---- output ------------------------------------------------------------------------------
 
     /// Bytes waiting to be written to the transport.
+    #[inline]
     pub fn pending_output(&self) -> &[u8] {
         self.conn.pending_output()
     }
@@ -165,6 +172,7 @@ impl Session {
     /// [`pending_output`](Self::pending_output) (the rest from a payload the driver writes
     /// after it, such as one sent in place). The write timeout starts again from the next
     /// [`write_blocked`](Self::write_blocked).
+    #[inline]
     pub fn wrote(&mut self, n: usize, _now: Instant) {
         self.conn.consume_output(n);
         self.write_blocked_since = None;
@@ -172,6 +180,7 @@ impl Session {
 
     /// Records that the transport took nothing at `now` with output still pending: the
     /// write timeout runs from the first such report until output moves again.
+    #[inline]
     pub fn write_blocked(&mut self, now: Instant) {
         self.write_blocked_since.get_or_insert(now);
     }
@@ -186,6 +195,7 @@ impl Session {
 
     /// Whether the transport is closed or must be: nothing more can be sent. A send queued
     /// now would never be written.
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.closed
     }
@@ -211,6 +221,7 @@ impl Session {
     /// done, the connection failed or the peer's stream ended, and the transport closes once
     /// the peer's side has ended too; a client ends its side only after the server's
     /// (§7.1.1), within the close timeout.
+    #[inline]
     pub fn poll_transport(&mut self) -> Option<TransportCommand> {
         // Nothing ends while output is owed, or inside a frame of ours (a close frame owed
         // waits for it to complete; the close timer bounds the wait).
@@ -236,6 +247,7 @@ impl Session {
     }
 
     /// Whether our side of the stream has ended.
+    #[inline]
     pub fn write_closed(&self) -> bool {
         self.write_closed
     }
@@ -276,6 +288,7 @@ impl Session {
     }
 
     /// Whether the connection is still open for messages both ways.
+    #[inline]
     pub fn is_open(&self) -> bool {
         !self.closed && self.conn.state() == State::Open
     }

@@ -104,36 +104,43 @@ impl fmt::Debug for Reply<'_> {
 }
 
 impl<'a> Reply<'a> {
+    #[inline]
     pub(crate) fn new(sender: Sender<'a>, direct: Option<DirectWrite<'a>>) -> Self {
         Self { sender, direct }
     }
 
     /// The connection's sender, for everything else it can queue.
+    #[inline]
     pub fn sender(&mut self) -> &mut Sender<'a> {
         &mut self.sender
     }
 
     /// Whether permessage-deflate was negotiated (messages sent whole are compressed).
+    #[inline]
     pub fn compression(&self) -> bool {
         self.sender.compression()
     }
 
     /// Sends a text message in one frame.
+    #[inline]
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.sender.send_text(text)
     }
 
     /// Sends a binary message in one frame.
+    #[inline]
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.sender.send_binary(data)
     }
 
     /// Sends a message of `kind` in one frame.
+    #[inline]
     pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
         self.sender.send_message(kind, data)
     }
 
     /// Sends one frame of a fragmented message; see [`Sender::send_fragment`].
+    #[inline]
     pub fn send_fragment(
         &mut self,
         kind: MessageKind,
@@ -145,6 +152,7 @@ impl<'a> Reply<'a> {
 
     /// Starts a frame whose payload follows through
     /// [`send_frame_data`](Self::send_frame_data); see [`Sender::begin_frame`].
+    #[inline]
     pub fn begin_frame(
         &mut self,
         kind: MessageKind,
@@ -157,6 +165,7 @@ impl<'a> Reply<'a> {
     /// Adds payload to the frame begun with [`begin_frame`](Self::begin_frame). From
     /// [`DIRECT_WRITE_MIN`] bytes it is offered to the socket first and copied only if the
     /// socket does not take it all.
+    #[inline]
     pub fn send_frame_data(&mut self, data: &[u8]) -> Result<(), SendError> {
         match self.direct.as_mut() {
             Some(write) if data.len() >= DIRECT_WRITE_MIN => {
@@ -168,6 +177,7 @@ impl<'a> Reply<'a> {
 
     /// Forwards a received chunk frame for frame with `forwarder` (see [`Forwarder`]), large
     /// binary payload straight to the socket where the engine can.
+    #[inline]
     pub fn forward(
         &mut self,
         forwarder: &mut Forwarder,
@@ -178,12 +188,14 @@ impl<'a> Reply<'a> {
     }
 
     /// Sends a ping.
+    #[inline]
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.sender.send_ping(payload)
     }
 
     /// Starts the close handshake; the engine ends the session when the peer answers (or
     /// at the close timeout).
+    #[inline]
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
         self.sender.close(code, reason)
     }
