@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::ProtocolError;
+use crate::vocab::MessageKind;
 
 /// A close status code (§7.4).
 ///
@@ -112,6 +113,20 @@ impl<'a> CloseFrame<'a> {
                     simdutf8::basic::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Ok(Self { code, reason })
             }
+        }
+    }
+}
+
+impl ProtocolError {
+    /// The close code to send for this error: 1007 for bad UTF-8, 1009 for size limits, 1002 for
+    /// the rest.
+    pub fn close_code(self) -> CloseCode {
+        match self {
+            Self::InvalidUtf8 | Self::InvalidCompressedData(MessageKind::Text) => {
+                CloseCode::INVALID_PAYLOAD
+            }
+            Self::FrameTooLarge | Self::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
+            _ => CloseCode::PROTOCOL_ERROR,
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Error types, one per failure domain.
 
-use crate::close::CloseCode;
-use crate::connection::MessageKind;
+use crate::vocab::MessageKind;
 
 /// Why the connection failed the peer (§7.1.7). Each maps to the close code sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,20 +51,6 @@ pub enum ProtocolError {
     /// A compressed message (RFC 7692) did not inflate: 1007 for text, 1002 for binary.
     #[error("invalid compressed data")]
     InvalidCompressedData(MessageKind),
-}
-
-impl ProtocolError {
-    /// The close code to send for this error: 1007 for bad UTF-8, 1009 for size limits, 1002 for
-    /// the rest.
-    pub fn close_code(self) -> CloseCode {
-        match self {
-            Self::InvalidUtf8 | Self::InvalidCompressedData(MessageKind::Text) => {
-                CloseCode::INVALID_PAYLOAD
-            }
-            Self::FrameTooLarge | Self::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
-            _ => CloseCode::PROTOCOL_ERROR,
-        }
-    }
 }
 
 /// A command that the connection cannot carry out in its state: misuse of the API.

@@ -3,8 +3,9 @@
 //!
 //! [`Delivery::Chunks`]: crate::Delivery::Chunks
 
-use crate::connection::{Chunk, MessageKind, Sender};
 use crate::error::SendError;
+use crate::sender::Sender;
+use crate::vocab::{Chunk, MessageKind};
 
 /// Binary payload at least this large is offered to a direct write (see
 /// [`Forwarder::forward`]); smaller pieces are cheaper to copy into the output buffer, where

@@ -17,6 +17,7 @@
 //! ```
 
 use crate::error::ProtocolError;
+use crate::vocab::MessageKind;
 
 /// The largest encoded frame header: 2 bytes, 8 bytes of extended length, 4 bytes of mask key.
 pub const MAX_HEADER_LEN: usize = 14;
@@ -231,6 +232,15 @@ impl FrameHeader {
         let mut buf = [0; MAX_HEADER_LEN];
         let n = self.encode(&mut buf);
         out.extend_from_slice(&buf[..n]);
+    }
+}
+
+impl MessageKind {
+    pub(crate) fn opcode(self) -> OpCode {
+        match self {
+            Self::Text => OpCode::Text,
+            Self::Binary => OpCode::Binary,
+        }
     }
 }
 

@@ -18,10 +18,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
-use crate::connection::{Config, Connection, MaskKeySource};
+use crate::connection::Connection;
 #[cfg(feature = "deflate")]
 use crate::extensions::DeflateConfig;
 use crate::extensions::{ExtensionOffer, parse_extensions};
+use crate::vocab::{Config, MaskKeySource};
 
 /// What the opening handshake sets up on the connection it hands over: its limits, and
 /// permessage-deflate (offered by a client, accepted by a server when the client offers it).

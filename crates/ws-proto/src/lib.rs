@@ -47,15 +47,14 @@ mod forward;
 mod frame;
 mod handshake;
 mod mask;
+mod sender;
 mod session;
 mod timers;
 mod utf8;
+mod vocab;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
-pub use connection::{
-    Chunk, Config, Connection, Delivery, Event, MaskKeySource, Message, MessageKind, Role, Sender,
-    State,
-};
+pub use connection::{Connection, Event};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "deflate")]
 pub use extensions::{
@@ -73,9 +72,11 @@ pub use handshake::{
 pub use mask::apply_mask;
 #[doc(hidden)]
 pub use mask::apply_mask_bytewise;
+pub use sender::Sender;
 pub use session::{Session, TransportCommand};
 pub use timers::{Deadline, TimerAction, TimerSettings, Timers};
 pub use utf8::Utf8Validator;
+pub use vocab::{Chunk, Config, Delivery, MaskKeySource, Message, MessageKind, Role, State};
 
 /// The code in `docs/transport-guide.md`, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use crate::close::CloseCode;
-use crate::connection::{Connection, Role, State};
+use crate::connection::Connection;
 use crate::error::SendError;
 use crate::timers::{Deadline, TimerAction, TimerSettings, Timers};
+use crate::vocab::{Role, State};
 
 /// What the driver does to the transport, from [`Session::poll_transport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +222,10 @@ impl Session {
     /// done, the connection failed or the peer's stream ended, and the transport closes once
     /// the peer's side has ended too; a client ends its side only after the server's
     /// (§7.1.1), within the close timeout.
+    ///
+    /// After [`handle_timeout`](Self::handle_timeout) gave up ([`TimerAction::Abort`]) or
+    /// [`transport_closed`](Self::transport_closed), nothing more is asked: the session is
+    /// over ([`is_closed`](Self::is_closed)) and the driver closes the transport itself.
     #[inline]
     pub fn poll_transport(&mut self) -> Option<TransportCommand> {
         // Nothing ends while output is owed, or inside a frame of ours (a close frame owed

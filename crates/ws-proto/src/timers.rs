@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use crate::close::CloseCode;
-use crate::connection::{Connection, State};
+use crate::connection::Connection;
+use crate::vocab::State;
 
 /// How long each timer runs. Durations only; the caller's transport may have timers of its
 /// own (a write timeout, say) that do not concern the protocol.

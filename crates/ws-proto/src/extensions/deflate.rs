@@ -16,7 +16,7 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 use thiserror::Error;
 
 use super::ExtensionOffer;
-use crate::connection::Role;
+use crate::vocab::Role;
 
 /// The extension's registered name.
 pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
