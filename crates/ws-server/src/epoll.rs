@@ -36,8 +36,9 @@ use ws_proto::{
 };
 use ws_transport::{Config, WebSocket};
 
-use crate::handler::{ConnHandle, End, HandleError, HandleInner, Handler, Outbound, log_end, pump};
-use crate::server::{LiveGuard, Options};
+use crate::handle::{ConnHandle, HandleInner, Mailbox, Outbound};
+use crate::handler::{End, Handler, log_end, pump};
+use crate::options::{LiveGuard, Options};
 
 /// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
 const WAKE: u64 = u64::MAX;
@@ -99,49 +100,6 @@ impl<H> Inbox<H> {
     fn send(&self, command: Command<H>) {
         self.commands.lock().unwrap_or_else(PoisonError::into_inner).push(command);
         self.mailbox.wake();
-    }
-}
-
-/// Commands from [`ConnHandle`]s for one engine's connections, bounded in bytes, and the
-/// eventfd in the engine's epoll set that wakes it.
-#[derive(Debug)]
-pub(crate) struct Mailbox {
-    commands: Mutex<Vec<(u64, Outbound)>>,
-    /// Bytes the queued commands hold; see [`Options::mailbox_bytes`].
-    bytes: AtomicUsize,
-    limit: usize,
-    /// The engine has ended: commands are refused.
-    ended: AtomicBool,
-    wake: OwnedFd,
-}
-
-impl Mailbox {
-    /// Queues a command for the connection `key` and wakes the engine.
-    pub(crate) fn post(&self, key: u64, command: Outbound) -> Result<(), HandleError> {
-        if self.ended.load(Ordering::Acquire) {
-            return Err(HandleError::Closed);
-        }
-        let len = command.len();
-        if self.bytes.fetch_add(len, Ordering::AcqRel) + len > self.limit {
-            self.bytes.fetch_sub(len, Ordering::AcqRel);
-            return Err(HandleError::Full);
-        }
-        self.commands.lock().unwrap_or_else(PoisonError::into_inner).push((key, command));
-        self.wake();
-        Ok(())
-    }
-
-    fn take(&self) -> Vec<(u64, Outbound)> {
-        let commands =
-            std::mem::take(&mut *self.commands.lock().unwrap_or_else(PoisonError::into_inner));
-        let len: usize = commands.iter().map(|(_, c)| c.len()).sum();
-        self.bytes.fetch_sub(len, Ordering::AcqRel);
-        commands
-    }
-
-    fn wake(&self) {
-        // Adds 1 to the eventfd's counter; it cannot overflow in practice (2^64 - 1).
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
     }
 }
 

@@ -6,12 +6,12 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::handle::ConnHandle;
 use tracing::{debug, warn};
 use ws_proto::{
     Chunk, CloseCode, Connection, DIRECT_WRITE_MIN, DirectWrite, Event, Forwarder, MessageKind,
     ProtocolError, SendError, Sender,
 };
-use ws_transport::Message;
 
 /// One connection's application logic, run on the connection's engine thread (or task).
 /// Per-connection state lives in the handler itself.
@@ -239,104 +239,4 @@ pub(crate) fn pump<H: Handler + ?Sized>(
         }
     }
     pass
-}
-
-/// What a [`ConnHandle`] asks of its connection.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    Send(Message),
-    Close(CloseCode, String),
-}
-
-impl Outbound {
-    /// Bytes it holds, for the queues' limits.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Self::Send(message) => message.as_bytes().len(),
-            Self::Close(_, reason) => reason.len(),
-        }
-    }
-
-    /// Queues it on `conn`; `Err` hands it back while a message or frame of the handler's is
-    /// half sent (it waits for that message to end).
-    pub(crate) fn apply(self, conn: &mut Connection) -> Result<(), Self> {
-        let result = match &self {
-            Self::Send(message) => conn.sender().send_message(message.kind(), message.as_bytes()),
-            Self::Close(code, reason) => conn.close(*code, reason),
-        };
-        match result {
-            Err(SendError::MessageInProgress | SendError::FrameInProgress) => Err(self),
-            // Closed (dropped: the connection is ending) or sent.
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Why a [`ConnHandle`] could not pass a command on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandleError {
-    /// The connection (or its engine) has ended.
-    #[error("the connection has ended")]
-    Closed,
-    /// The engine's queue of commands is full (see [`Options::mailbox_bytes`]): the
-    /// connections it serves are not keeping up.
-    ///
-    /// [`Options::mailbox_bytes`]: crate::Options::mailbox_bytes
-    #[error("the engine's command queue is full")]
-    Full,
-}
-
-/// Sends to one connection or closes it, from any thread or task; cheap to clone. Commands
-/// are carried out in order on the connection's engine; a message that arrives while the
-/// handler has a message of its own half sent waits for that message to end. What is queued
-/// for a connection is bounded ([`Options::max_backlog`]): a connection that does not read
-/// is closed with 1013 rather than hold more.
-///
-/// [`Options::max_backlog`]: crate::Options::max_backlog
-#[derive(Debug, Clone)]
-pub struct ConnHandle {
-    inner: HandleInner,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum HandleInner {
-    #[cfg(target_os = "linux")]
-    Epoll {
-        mailbox: std::sync::Arc<crate::epoll::Mailbox>,
-        key: u64,
-    },
-    Task(async_channel::Sender<Outbound>),
-}
-
-impl ConnHandle {
-    pub(crate) fn new(inner: HandleInner) -> Self {
-        Self { inner }
-    }
-
-    /// Sends a message (text or binary) to the connection.
-    pub fn send(&self, message: impl Into<Message>) -> Result<(), HandleError> {
-        self.post(Outbound::Send(message.into()))
-    }
-
-    /// Starts the close handshake with `code` and `reason` (at most 123 bytes; longer ones
-    /// are cut at a character boundary).
-    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), HandleError> {
-        let mut end = reason.len().min(ws_proto::MAX_CLOSE_REASON);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.post(Outbound::Close(code, reason[..end].to_owned()))
-    }
-
-    fn post(&self, command: Outbound) -> Result<(), HandleError> {
-        match &self.inner {
-            #[cfg(target_os = "linux")]
-            HandleInner::Epoll { mailbox, key } => mailbox.post(*key, command),
-            HandleInner::Task(tx) => tx.try_send(command).map_err(|err| match err {
-                async_channel::TrySendError::Full(_) => HandleError::Full,
-                async_channel::TrySendError::Closed(_) => HandleError::Closed,
-            }),
-        }
-    }
 }

@@ -48,12 +48,16 @@
 
 #[cfg(target_os = "linux")]
 mod epoll;
+mod handle;
 mod handler;
+mod options;
 mod portable;
 mod server;
 
-pub use handler::{ConnHandle, End, HandleError, Handler, Reply};
-pub use server::{Accept, App, Engine, Options, Server, Summary};
+pub use handle::{ConnHandle, HandleError};
+pub use handler::{End, Handler, Reply};
+pub use options::{Engine, Options};
+pub use server::{Accept, App, Server, Summary};
 
 /// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.
 #[cfg(doctest)]

@@ -11,8 +11,9 @@ use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
 
-use crate::handler::{ConnHandle, End, HandleInner, Handler, Outbound, log_end, pump};
-use crate::server::Options;
+use crate::handle::{ConnHandle, HandleInner, Outbound};
+use crate::handler::{End, Handler, log_end, pump};
+use crate::options::Options;
 
 type Ws = WebSocket<smol::net::TcpStream>;
 

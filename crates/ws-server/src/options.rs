@@ -1,0 +1,79 @@
+//! The engine's settings ([`Options`], [`Engine`]) and the live-connection count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What runs accepted connections (`--engine` in ws-echo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[non_exhaustive]
+pub enum Engine {
+    /// Each connection is a task on the executor, driven through
+    /// [`ws_transport::WebSocket`] (smol's reactor). Portable.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "each connection a task on the executor, through ws-transport (portable)")
+    )]
+    Async,
+    /// Connections are dealt to [`Options::threads`] engine threads, each with an
+    /// edge-triggered epoll set driving its sessions directly: fewer system calls per
+    /// message. Linux only; the default there.
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(feature = "clap", value(help = "engine threads with edge-triggered epoll (Linux)"))]
+    Epoll,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        #[cfg(target_os = "linux")]
+        return Self::Epoll;
+        #[cfg(not(target_os = "linux"))]
+        return Self::Async;
+    }
+}
+
+/// Server settings; every limit finite by default (see `docs/limits.md`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Connections served at once, handshakes included; more get HTTP 503. Default 10,000.
+    pub max_connections: usize,
+    /// Limits and timeouts of each connection.
+    pub transport: ws_transport::Config,
+    /// What runs accepted connections. Default [`Engine::Epoll`] on Linux, else
+    /// [`Engine::Async`].
+    pub engine: Engine,
+    /// Engine threads for [`Engine::Epoll`]. Default 1.
+    pub threads: usize,
+    /// Bytes queued for one connection through [`ConnHandle`](crate::ConnHandle)s and not yet
+    /// written, output included; over it the connection is closed with 1013 (a reader too
+    /// slow for what is sent to it). Default 1 MiB.
+    pub max_backlog: usize,
+    /// Bytes of [`ConnHandle`](crate::ConnHandle) commands waiting for one engine thread (or,
+    /// on [`Engine::Async`], commands per connection: this over 64 KiB, at least 16); over
+    /// it `send` returns [`HandleError::Full`](crate::HandleError::Full). Default 64 MiB.
+    pub mailbox_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            transport: ws_transport::Config::default(),
+            engine: Engine::default(),
+            threads: 1,
+            max_backlog: 1 << 20,
+            mailbox_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Decrements the live-connection count when a connection ends, however it ends.
+#[derive(Debug)]
+pub(crate) struct LiveGuard(pub(crate) Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
