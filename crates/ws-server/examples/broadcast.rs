@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ws_proto::{Event, Message, Request, Response, Upgrade};
-use ws_server::{Accept, App, ConnHandle, End, Handler, Options, Reply, Server};
+use ws_server::{Accept, App, ConnHandle, End, HandleError, Handler, Options, Reply, Server};
 
 /// Who is in the room: a handle per connection, by id.
 #[derive(Debug, Default)]
@@ -24,13 +24,11 @@ pub struct Room {
 }
 
 impl Room {
-    /// Sends `text` to every member. A member whose engine cannot take more right now misses
-    /// it (its queue is bounded); one that has left is dropped from the room.
+    /// Sends `text` to every member. A member whose queue is full right now misses it (the
+    /// queues are bounded); one whose connection has ended is dropped from the room.
     pub fn broadcast(&self, text: &str) {
-        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        for handle in members.values() {
-            let _ = handle.send(text);
-        }
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.retain(|_, handle| handle.send(text) != Err(HandleError::Closed));
     }
 
     /// How many are connected.

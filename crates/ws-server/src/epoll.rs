@@ -18,7 +18,7 @@
 //! bounded by `write_buffer_size` exactly as on the async path.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
@@ -36,7 +36,7 @@ use ws_proto::{
 };
 use ws_transport::{Config, WebSocket};
 
-use crate::handle::{ConnHandle, HandleInner, Mailbox, Outbound};
+use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::{LiveGuard, Options};
 
@@ -83,7 +83,8 @@ struct Adopted<H> {
 /// An engine's inbox: new connections, and the mailbox shared with its connections' handles.
 #[derive(Debug)]
 struct Inbox<H> {
-    commands: Mutex<Vec<Command<H>>>,
+    /// `None` once the engine has ended: what is sent then is dropped at once.
+    commands: Mutex<Option<Vec<Command<H>>>>,
     mailbox: Arc<Mailbox>,
 }
 
@@ -97,8 +98,14 @@ impl<H> std::fmt::Debug for Command<H> {
 }
 
 impl<H> Inbox<H> {
+    /// Passes `command` on; once the engine has ended it is dropped (an adopted connection
+    /// then closes, and stops counting as live).
     fn send(&self, command: Command<H>) {
-        self.commands.lock().unwrap_or_else(PoisonError::into_inner).push(command);
+        if let Some(commands) =
+            self.commands.lock().unwrap_or_else(PoisonError::into_inner).as_mut()
+        {
+            commands.push(command);
+        }
         self.mailbox.wake();
     }
 }
@@ -119,7 +126,7 @@ impl<H: Handler> Pool<H> {
                 ended: AtomicBool::new(false),
                 wake,
             });
-            let inbox = Arc::new(Inbox { commands: Mutex::new(Vec::new()), mailbox });
+            let inbox = Arc::new(Inbox { commands: Mutex::new(Some(Vec::new())), mailbox });
             let engine = Engine::new(epoll, Arc::clone(&inbox), options);
             let thread = std::thread::Builder::new()
                 .name(format!("ws-server-io-{i}"))
@@ -214,9 +221,8 @@ struct Conn<H> {
     session: Session,
     handler: H,
     /// Handle commands waiting for the handler's own message to end. Boxed: 8 bytes on
-    /// every connection instead of 32, for a queue that is rarely used.
-    #[allow(clippy::box_collection)]
-    backlog: Option<Box<VecDeque<Outbound>>>,
+    /// every connection instead of 40, for a queue that is rarely used.
+    backlog: Option<Box<Backlog>>,
     peer: SocketAddr,
     _guard: LiveGuard,
     /// An edge said the socket may have input not read yet.
@@ -318,9 +324,19 @@ impl<H: Handler> Engine<H> {
             }
             self.expire_timers(now);
         }
+        // Nothing more comes in: connections handed over since are dropped (they close), and
+        // handles are refused.
         self.inbox.mailbox.ended.store(true, Ordering::Release);
+        let late = self.inbox.commands.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(late);
         if self.live > 0 {
             debug!(open = self.live, "engine ending with connections still open");
+        }
+        // Every handler still here hears how its connection ended.
+        for index in 0..self.slots.len() {
+            let key = u64::from(self.slots[index].generation) << 32 | index as u64;
+            let err = io::Error::new(io::ErrorKind::TimedOut, "the engine ended (shutdown)");
+            self.remove(key, Err(err));
         }
     }
 
@@ -335,7 +351,11 @@ impl<H: Handler> Engine<H> {
             self.outbound(key, command, now);
         }
         let commands = std::mem::take(
-            &mut *self.inbox.commands.lock().unwrap_or_else(PoisonError::into_inner),
+            self.inbox
+                .commands
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_default(),
         );
         for command in commands {
             match command {
@@ -362,18 +382,16 @@ impl<H: Handler> Engine<H> {
         let max_backlog = self.max_backlog;
         // A connection that has ended since: dropped.
         let Some(c) = self.get(key) else { return };
-        let waiting: usize = c.backlog.iter().flat_map(|b| b.iter()).map(Outbound::len).sum();
-        let held = c.session.pending_output().len() + waiting + command.len();
-        if held > max_backlog {
-            if c.session.is_open()
-                && c.session.close(CloseCode::TRY_AGAIN_LATER, "backlog limit", now).is_ok()
-            {
-                c.end = Some(End::Closed(CloseCode::TRY_AGAIN_LATER));
-            }
-        } else if let Some(backlog) = c.backlog.as_mut().filter(|b| !b.is_empty()) {
-            backlog.push_back(command);
-        } else if let Err(command) = command.apply(c.session.connection_mut()) {
-            c.backlog.get_or_insert_default().push_back(command);
+        let backlog = c.backlog.get_or_insert_default();
+        if backlog.push(c.session.connection(), command, max_backlog) {
+            backlog.apply(c.session.connection_mut());
+        } else if c.session.is_open()
+            && c.session.close(CloseCode::TRY_AGAIN_LATER, "backlog limit", now).is_ok()
+        {
+            c.end = Some(End::Closed(CloseCode::TRY_AGAIN_LATER));
+        }
+        if c.backlog.as_ref().is_some_and(|b| b.is_empty()) {
+            c.backlog = None;
         }
         self.turn(key, now);
     }
@@ -555,11 +573,9 @@ impl<H: Handler> Conn<H> {
             let mut write_error = None;
             // Handle commands that waited for the handler's message to end.
             if let Some(backlog) = self.backlog.as_mut() {
-                while let Some(command) = backlog.pop_front() {
-                    if let Err(command) = command.apply(self.session.connection_mut()) {
-                        backlog.push_front(command);
-                        break;
-                    }
+                backlog.apply(self.session.connection_mut());
+                if backlog.is_empty() {
+                    self.backlog = None;
                 }
             }
             let Self { stream, session, handler, writable, bytes_written, .. } = self;
@@ -599,6 +615,13 @@ impl<H: Handler> Conn<H> {
             }
             if pass.more || !self.session.pending_output().is_empty() {
                 continue;
+            }
+            // The handler's message may have ended in this pass: what waited for it goes now,
+            // not on some later event.
+            if let Some(backlog) = self.backlog.as_mut() {
+                if backlog.apply(self.session.connection_mut()) {
+                    continue;
+                }
             }
             if !self.readable || !self.session.wants_read() {
                 self.idle(pool, config);

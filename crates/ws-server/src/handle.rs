@@ -11,6 +11,10 @@ use std::sync::{Mutex, PoisonError};
 use ws_proto::{CloseCode, Connection, SendError};
 use ws_transport::Message;
 
+/// What one queued command costs beyond the bytes it holds: the queue entry and the frame
+/// header it becomes.
+const ENTRY_COST: usize = 64;
+
 /// What a [`ConnHandle`] asks of its connection.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -19,12 +23,14 @@ pub(crate) enum Outbound {
 }
 
 impl Outbound {
-    /// Bytes it holds, for the queues' limits.
-    pub(crate) fn len(&self) -> usize {
-        match self {
+    /// What it costs a queue, for the queues' limits: the bytes it holds plus the entry
+    /// itself, so that empty messages are not free.
+    pub(crate) fn cost(&self) -> usize {
+        let held = match self {
             Self::Send(message) => message.as_bytes().len(),
             Self::Close(_, reason) => reason.len(),
-        }
+        };
+        held + ENTRY_COST
     }
 
     /// Queues it on `conn`; `Err` hands it back while a message or frame of the handler's is
@@ -39,6 +45,50 @@ impl Outbound {
             // Closed (dropped: the connection is ending) or sent.
             _ => Ok(()),
         }
+    }
+}
+
+/// Handle commands for one connection that wait for the handler's own message to end, and
+/// what they cost.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    queue: std::collections::VecDeque<Outbound>,
+    bytes: usize,
+}
+
+impl Backlog {
+    /// Queues on `conn` what it can take now; the rest waits for the handler's message.
+    /// Returns whether anything was queued.
+    pub(crate) fn apply(&mut self, conn: &mut Connection) -> bool {
+        let mut applied = false;
+        while let Some(command) = self.queue.pop_front() {
+            let cost = command.cost();
+            if let Err(command) = command.apply(conn) {
+                self.queue.push_front(command);
+                break;
+            }
+            self.bytes -= cost;
+            applied = true;
+        }
+        applied
+    }
+
+    /// Takes `command` (queued on `conn` at once when nothing waits before it) unless the
+    /// connection would then hold more than `max` bytes, output included; `false` means it
+    /// is too slow for what is sent to it.
+    pub(crate) fn push(&mut self, conn: &Connection, command: Outbound, max: usize) -> bool {
+        let cost = command.cost();
+        if self.bytes + cost + conn.pending_output().len() > max {
+            return false;
+        }
+        self.bytes += cost;
+        self.queue.push_back(command);
+        true
+    }
+
+    /// Whether commands wait.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 
@@ -76,7 +126,24 @@ pub(crate) enum HandleInner {
         mailbox: std::sync::Arc<Mailbox>,
         key: u64,
     },
-    Task(async_channel::Sender<Outbound>),
+    Task(std::sync::Arc<TaskMailbox>),
+}
+
+/// Commands for one connection on the portable engine: a channel to its task, bounded in
+/// bytes ([`Options::max_backlog`](crate::Options::max_backlog)).
+#[derive(Debug)]
+pub(crate) struct TaskMailbox {
+    pub(crate) tx: async_channel::Sender<Outbound>,
+    /// What the queued commands cost; see [`Outbound::cost`].
+    pub(crate) bytes: std::sync::atomic::AtomicUsize,
+    pub(crate) limit: usize,
+}
+
+impl TaskMailbox {
+    /// Takes a received command's cost off the count.
+    pub(crate) fn taken(&self, command: &Outbound) {
+        self.bytes.fetch_sub(command.cost(), std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl ConnHandle {
@@ -103,10 +170,18 @@ impl ConnHandle {
         match &self.inner {
             #[cfg(target_os = "linux")]
             HandleInner::Epoll { mailbox, key } => mailbox.post(*key, command),
-            HandleInner::Task(tx) => tx.try_send(command).map_err(|err| match err {
-                async_channel::TrySendError::Full(_) => HandleError::Full,
-                async_channel::TrySendError::Closed(_) => HandleError::Closed,
-            }),
+            HandleInner::Task(mailbox) => {
+                use std::sync::atomic::Ordering::AcqRel;
+                let cost = command.cost();
+                if mailbox.bytes.fetch_add(cost, AcqRel) + cost > mailbox.limit {
+                    mailbox.bytes.fetch_sub(cost, AcqRel);
+                    return Err(HandleError::Full);
+                }
+                mailbox.tx.try_send(command).map_err(|_| {
+                    mailbox.bytes.fetch_sub(cost, AcqRel);
+                    HandleError::Closed
+                })
+            }
         }
     }
 }
@@ -132,7 +207,7 @@ impl Mailbox {
         if self.ended.load(Ordering::Acquire) {
             return Err(HandleError::Closed);
         }
-        let len = command.len();
+        let len = command.cost();
         if self.bytes.fetch_add(len, Ordering::AcqRel) + len > self.limit {
             self.bytes.fetch_sub(len, Ordering::AcqRel);
             return Err(HandleError::Full);
@@ -145,7 +220,7 @@ impl Mailbox {
     pub(crate) fn take(&self) -> Vec<(u64, Outbound)> {
         let commands =
             std::mem::take(&mut *self.commands.lock().unwrap_or_else(PoisonError::into_inner));
-        let len: usize = commands.iter().map(|(_, c)| c.len()).sum();
+        let len: usize = commands.iter().map(|(_, c)| c.cost()).sum();
         self.bytes.fetch_sub(len, Ordering::AcqRel);
         commands
     }

@@ -45,7 +45,10 @@ pub trait Handler: Send + 'static {
     /// [`Event::Disconnected`] the engine ends the session itself.
     fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>);
 
-    /// The session ended, however it ended. Called once.
+    /// The session ended, however it ended (the engine shutting down with it still open
+    /// included). Called once, after [`on_open`](Self::on_open); a handler whose connection
+    /// never opened on an engine (it could not be registered, or its engine had ended) is
+    /// dropped without either.
     fn on_close(&mut self, end: &End) {
         let _ = end;
     }

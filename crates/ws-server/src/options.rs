@@ -45,13 +45,16 @@ pub struct Options {
     pub engine: Engine,
     /// Engine threads for [`Engine::Epoll`]. Default 1.
     pub threads: usize,
-    /// Bytes queued for one connection through [`ConnHandle`](crate::ConnHandle)s and not yet
-    /// written, output included; over it the connection is closed with 1013 (a reader too
-    /// slow for what is sent to it). Default 1 MiB.
+    /// Bytes one connection may hold from [`ConnHandle`](crate::ConnHandle) commands: its
+    /// output not yet written plus the commands waiting for its handler's own message (each
+    /// counted with 64 bytes for itself); over it the connection is closed with 1013 (a
+    /// reader too slow for what is sent to it). On [`Engine::Async`] it also bounds the
+    /// commands on their way to the connection's task (`send` returns
+    /// [`HandleError::Full`](crate::HandleError::Full) past it). Default 1 MiB.
     pub max_backlog: usize,
-    /// Bytes of [`ConnHandle`](crate::ConnHandle) commands waiting for one engine thread (or,
-    /// on [`Engine::Async`], commands per connection: this over 64 KiB, at least 16); over
-    /// it `send` returns [`HandleError::Full`](crate::HandleError::Full). Default 64 MiB.
+    /// Bytes of [`ConnHandle`](crate::ConnHandle) commands on their way to one epoll engine
+    /// thread (each counted with 64 bytes for itself); over it `send` returns
+    /// [`HandleError::Full`](crate::HandleError::Full). Default 64 MiB.
     pub mailbox_bytes: usize,
 }
 

@@ -2,7 +2,6 @@
 //! that drives its handler over [`ws_transport::WebSocket`] on smol's reactor. The same
 //! handler API and the same session as the epoll engine; only the I/O differs.
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 
 use async_io::Async;
@@ -11,7 +10,10 @@ use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
 
-use crate::handle::{ConnHandle, HandleInner, Outbound};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::Options;
 
@@ -38,10 +40,11 @@ pub(crate) async fn run<H: Handler>(
     let config = ws.config().clone();
     let (stream, conn) = ws.into_parts();
     let mut ws = WebSocket::from_parts(smol::net::TcpStream::from(stream), conn, config, &[]);
-    let capacity = (options.mailbox_bytes >> 16).max(16);
-    let (tx, rx) = async_channel::bounded(capacity);
-    handler.on_open(&ConnHandle::new(HandleInner::Task(tx)));
-    let end = match drive(&mut ws, &mut handler, options, &stop, &rx).await {
+    let (tx, rx) = async_channel::unbounded();
+    let mailbox =
+        Arc::new(TaskMailbox { tx, bytes: AtomicUsize::new(0), limit: options.max_backlog });
+    handler.on_open(&ConnHandle::new(HandleInner::Task(Arc::clone(&mailbox))));
+    let end = match drive(&mut ws, &mut handler, options, &stop, &rx, &mailbox).await {
         Ok(end) => end,
         Err(Error::Io(err)) => End::Error(err),
         Err(err) => End::Error(std::io::Error::other(err.to_string())),
@@ -57,32 +60,47 @@ async fn drive<H: Handler>(
     options: &Options,
     stop: &async_channel::Receiver<()>,
     commands: &async_channel::Receiver<Outbound>,
+    mailbox: &TaskMailbox,
 ) -> Result<End, Error> {
     let high_water = ws.config().write_buffer_size;
-    // Commands that wait for the handler's own message to end.
-    let mut backlog: VecDeque<Outbound> = VecDeque::new();
-    // One wait for shutdown for the connection's life, not a new one per read.
+    let mut backlog = Backlog::default();
+    // Set once the server shuts down or the connection is over its backlog: the close frame
+    // is queued (after a frame of ours that is half sent) and the session runs until the
+    // peer answers or the close timeout.
+    let mut closing: Option<CloseCode> = None;
+    // One wait for shutdown for the connection's life, not a new one per read; once it has
+    // fired it is not polled again.
     let mut stopping = std::pin::pin!(stop.recv());
+    let mut stop_seen = false;
     loop {
-        while let Some(command) = backlog.pop_front() {
-            if let Err(command) = command.apply(ws.connection_mut()) {
-                backlog.push_front(command);
-                break;
-            }
-        }
+        backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, None);
-        // Backpressure: nothing more is read until what we owe the peer is written; commands
-        // from handles are still taken meanwhile, so the backlog limit holds.
+        // Backpressure: nothing more is read until what we owe the peer is written; the
+        // shutdown signal and commands from handles are still taken meanwhile.
         loop {
-            let flushed = async { ws.flush().await.map(|()| None) };
-            let command = async { Ok(Some(next_command(commands).await)) };
-            match flushed.or(command).await? {
-                None => break,
-                Some(command) => {
-                    if over_backlog(ws, &backlog, &command, options.max_backlog) {
-                        return close_over_backlog(ws).await;
+            let stopped = async {
+                if stop_seen {
+                    std::future::pending::<()>().await;
+                }
+                let _ = (&mut stopping).await;
+                Ok(Woken::Stop)
+            };
+            let command = async { Ok(Woken::Command(next_command(commands).await)) };
+            let flushed = async { ws.flush().await.map(|()| Woken::Read) };
+            match stopped.or(command).or(flushed).await? {
+                Woken::Read => break,
+                Woken::Stop => {
+                    stop_seen = true;
+                    start_closing(ws, &mut closing, CloseCode::GOING_AWAY);
+                }
+                Woken::Command(command) => {
+                    mailbox.taken(&command);
+                    if backlog.push(ws.connection(), command, options.max_backlog) {
+                        // Queued behind what is being written, which the flush then includes.
+                        backlog.apply(ws.connection_mut());
+                    } else {
+                        start_closing(ws, &mut closing, CloseCode::TRY_AGAIN_LATER);
                     }
-                    backlog.push_back(command);
                 }
             }
         }
@@ -91,32 +109,52 @@ async fn drive<H: Handler>(
                 // Writes what is queued and ends the stream (the server closes first).
                 Box::pin(ws.close(CloseCode::NORMAL, "")).await.or_else(ignore_after_close)?;
             }
-            return Ok(end);
+            // Our own close, answered, ends as ours.
+            return Ok(match (closing, end) {
+                (Some(code), End::Closed(_)) => End::Closed(code),
+                (_, end) => end,
+            });
         }
         if pass.more {
             continue;
         }
-        let read = async { ws.read_more().await.map(|_| Woken::Read) };
         let stopped = async {
+            if stop_seen {
+                std::future::pending::<()>().await;
+            }
             let _ = (&mut stopping).await;
             Ok(Woken::Stop)
         };
         let command = async { Ok(Woken::Command(next_command(commands).await)) };
-        match read.or(stopped).or(command).await? {
+        let read = async { ws.read_more().await.map(|_| Woken::Read) };
+        // The shutdown signal and commands first, so that a peer that keeps its socket
+        // readable cannot starve them.
+        match stopped.or(command).or(read).await? {
             Woken::Read => {}
             Woken::Stop => {
-                Box::pin(ws.close(CloseCode::GOING_AWAY, "server shutting down"))
-                    .await
-                    .or_else(ignore_after_close)?;
-                return Ok(End::Closed(CloseCode::GOING_AWAY));
+                stop_seen = true;
+                start_closing(ws, &mut closing, CloseCode::GOING_AWAY);
             }
             Woken::Command(command) => {
-                if over_backlog(ws, &backlog, &command, options.max_backlog) {
-                    return close_over_backlog(ws).await;
+                mailbox.taken(&command);
+                if !backlog.push(ws.connection(), command, options.max_backlog) {
+                    start_closing(ws, &mut closing, CloseCode::TRY_AGAIN_LATER);
                 }
-                backlog.push_back(command);
             }
         }
+    }
+}
+
+/// Starts the close handshake with `code` once: the close frame follows a frame of ours
+/// that is half sent, and the close timer bounds the rest.
+fn start_closing(ws: &mut Ws, closing: &mut Option<CloseCode>, code: CloseCode) {
+    if closing.is_some() {
+        return;
+    }
+    let reason =
+        if code == CloseCode::GOING_AWAY { "server shutting down" } else { "backlog limit" };
+    if ws.connection_mut().close(code, reason).is_ok() {
+        *closing = Some(code);
     }
 }
 
@@ -126,20 +164,6 @@ async fn next_command(commands: &async_channel::Receiver<Outbound>) -> Outbound 
         Ok(command) => command,
         Err(_) => std::future::pending().await,
     }
-}
-
-/// Whether queueing `command` would hold more than `max_backlog` bytes for the connection.
-fn over_backlog(ws: &Ws, backlog: &VecDeque<Outbound>, command: &Outbound, max: usize) -> bool {
-    let queued: usize = backlog.iter().map(Outbound::len).sum();
-    queued + command.len() + ws.connection().pending_output().len() > max
-}
-
-/// Closes a connection too slow for what is sent to it: 1013 after what is already queued.
-async fn close_over_backlog(ws: &mut Ws) -> Result<End, Error> {
-    Box::pin(ws.close(CloseCode::TRY_AGAIN_LATER, "backlog limit"))
-        .await
-        .or_else(ignore_after_close)?;
-    Ok(End::Closed(CloseCode::TRY_AGAIN_LATER))
 }
 
 /// After the close handshake, errors from closing again are not failures.

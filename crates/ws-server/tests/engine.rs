@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use broadcast::ChatApp;
 use ws_proto::{CloseCode, Event, Request, Response, Upgrade};
-use ws_server::{Accept, App, ConnHandle, End, Engine, Handler, Options, Reply};
+use ws_server::{Accept, App, ConnHandle, End, Engine, HandleError, Handler, Options, Reply};
 use ws_tests::{RawClient, TestServer};
 
 /// Every engine this platform has.
@@ -153,11 +153,16 @@ fn a_connection_that_does_not_read_what_is_sent_to_it_is_closed_with_1013() -> R
         let mut client = RawClient::connect(server.addr)?;
         client.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let handle = handles.first()?;
-        // 64 MiB pushed at a client that reads nothing: far past socket buffers and backlog.
+        // Up to 64 MiB pushed at a client that reads nothing: far past socket buffers and
+        // backlog. A full queue (HandleError::Full) is waited out, within five seconds.
         let chunk = vec![0u8; 64 << 10];
-        for _ in 0..1024 {
-            if handle.send(chunk.clone()).is_err() {
-                break;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut sent = 0;
+        while sent < 1024 && Instant::now() < deadline {
+            match handle.send(chunk.clone()) {
+                Ok(()) => sent += 1,
+                Err(HandleError::Full) => std::thread::sleep(Duration::from_millis(1)),
+                Err(err) => bail!("{engine:?}: {err}"),
             }
         }
         // What was queued before the limit reaches the client, then the close frame.
