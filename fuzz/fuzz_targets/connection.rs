@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::{Config, Connection, DeflateParams, Delivery, Event, Forwarder, Message};
+use ws_proto::{Connection, DeflateParams, Delivery, Event, Forwarder, MessageRef, ProtocolConfig};
 
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -29,7 +29,7 @@ fn run(
     cuts: &[usize],
     engine_like: bool,
 ) -> (Vec<Seen>, Vec<u8>) {
-    let mut config = Config::default();
+    let mut config = ProtocolConfig::default();
     config.max_frame_size = 4096;
     config.max_message_size = 8192;
     config.delivery = delivery;
@@ -78,11 +78,11 @@ fn collect(
     // the sending side too.
     while let Some((event, mut sender)) = conn.poll_event_with_sender() {
         seen.push(match event {
-            Event::Message(Message::Text(t)) => {
+            Event::Message(MessageRef::Text(t)) => {
                 let _ = sender.send_text(t);
                 Seen::Message(t.as_bytes().to_vec())
             }
-            Event::Message(Message::Binary(b)) => {
+            Event::Message(MessageRef::Binary(b)) => {
                 let _ = sender.send_binary(b);
                 Seen::Message(b.to_vec())
             }

@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ws_proto::{
-    Config, Connection, Event, FrameHeader, OpCode, Utf8Validator, apply_mask, apply_mask_bytewise,
+    Connection, Event, FrameHeader, OpCode, ProtocolConfig, Utf8Validator, apply_mask,
+    apply_mask_bytewise,
 };
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -86,7 +87,7 @@ fn connection(c: &mut Criterion) {
             let wire = client_frames(count, size, opcode);
             group.throughput(Throughput::Elements(count as u64));
             group.bench_function(BenchmarkId::new(name, size), |b| {
-                let mut conn = Connection::server(Config::default());
+                let mut conn = Connection::server(ProtocolConfig::default());
                 b.iter(|| {
                     let buf = conn.input_buffer(wire.len());
                     buf[..wire.len()].copy_from_slice(&wire);

@@ -11,17 +11,19 @@ use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV
 use crate::mask::apply_mask;
 use crate::sender::{Output, RETAINED_BUFFER, Sender};
 use crate::utf8::Utf8Validator;
-use crate::vocab::{Chunk, Config, Delivery, MaskKeySource, Message, MessageKind, Role, State};
+use crate::vocab::{
+    Chunk, Delivery, MaskKeySource, MessageKind, MessageRef, ProtocolConfig, Role, State,
+};
 
 /// What the peer did, reported by [`Connection::poll_event`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event<'a> {
     /// A complete message ([`Delivery::Messages`]).
-    Message(Message<'a>),
+    Message(MessageRef<'a>),
     /// Part of a message ([`Delivery::Chunks`]).
     Chunk(Chunk<'a>),
-    /// A ping. With [`Config::auto_pong`] the pong is already queued.
+    /// A ping. With [`ProtocolConfig::auto_pong`] the pong is already queued.
     Ping(&'a [u8]),
     /// A pong.
     Pong(&'a [u8]),
@@ -117,12 +119,12 @@ enum Ev {
 ///    drained, close the transport.
 ///
 /// ```
-/// use ws_proto::{Config, Connection, Event, Message};
+/// use ws_proto::{Connection, Event, MessageRef, ProtocolConfig};
 ///
-/// let mut server = Connection::server(Config::default());
+/// let mut server = Connection::server(ProtocolConfig::default());
 /// // A masked "Hello" from a client (RFC 6455 §5.7).
 /// server.receive_data(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
-/// let Some(Event::Message(Message::Text(text))) = server.poll_event() else { panic!() };
+/// let Some(Event::Message(MessageRef::Text(text))) = server.poll_event() else { panic!() };
 /// let reply = text.to_uppercase();
 /// server.send_text(&reply)?;
 /// assert_eq!(server.pending_output(), b"\x81\x05HELLO");
@@ -130,7 +132,7 @@ enum Ev {
 /// ```
 pub struct Connection {
     role: Role,
-    config: Config,
+    config: ProtocolConfig,
     state: State,
     /// The connection failed us or the peer; the transport should close now.
     failed: bool,
@@ -172,16 +174,16 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     /// A server-side connection.
-    pub fn server(config: Config) -> Self {
+    pub fn server(config: ProtocolConfig) -> Self {
         Self::new(Role::Server, config, None)
     }
 
     /// A client-side connection, masking each frame with a key from `keys`.
-    pub fn client(config: Config, keys: impl MaskKeySource + 'static) -> Self {
+    pub fn client(config: ProtocolConfig, keys: impl MaskKeySource + 'static) -> Self {
         Self::new(Role::Client, config, Some(Box::new(keys)))
     }
 
-    fn new(role: Role, config: Config, keys: Option<Box<dyn MaskKeySource>>) -> Self {
+    fn new(role: Role, config: ProtocolConfig, keys: Option<Box<dyn MaskKeySource>>) -> Self {
         Self {
             role,
             config,
@@ -227,7 +229,7 @@ impl Connection {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &ProtocolConfig {
         &self.config
     }
 
@@ -324,14 +326,14 @@ impl Connection {
     /// [`give_input_buffer`](Self::give_input_buffer)) when it next reads.
     ///
     /// ```
-    /// use ws_proto::{Config, Connection};
+    /// use ws_proto::{Connection, ProtocolConfig};
     ///
-    /// let mut conn = Connection::server(Config::default());
+    /// let mut conn = Connection::server(ProtocolConfig::default());
     /// conn.input_buffer(4096);
     /// let buf = conn.take_input_buffer().expect("an empty buffer");
     /// assert_eq!(conn.buffer_capacity(), 0);
     /// // Another connection reads into it without allocating or zeroing it again.
-    /// let mut other = Connection::server(Config::default());
+    /// let mut other = Connection::server(ProtocolConfig::default());
     /// other.give_input_buffer(buf);
     /// assert!(other.input_buffer(4096).len() >= 4096);
     /// ```
@@ -782,9 +784,9 @@ impl Connection {
     /// copies each byte once, from the input buffer to the output buffer).
     ///
     /// ```
-    /// use ws_proto::{Config, Connection, Event};
+    /// use ws_proto::{Connection, Event, ProtocolConfig};
     ///
-    /// let mut server = Connection::server(Config::default());
+    /// let mut server = Connection::server(ProtocolConfig::default());
     /// server.receive_data(&[0x82, 0x83, 1, 2, 3, 4, 0x60, 0x60, 0x60]); // b"abc" masked
     /// while let Some((event, mut sender)) = server.poll_event_with_sender() {
     ///     if let Event::Message(message) = event {
@@ -850,10 +852,10 @@ fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8], inflated: &'a [u8
         Ev::Message { kind, range, assembled } => {
             let bytes = if assembled { &assembly[range] } else { &input[range] };
             Event::Message(match kind {
-                MessageKind::Binary => Message::Binary(bytes),
+                MessageKind::Binary => MessageRef::Binary(bytes),
                 // Validated as it arrived; this conversion cannot fail.
                 MessageKind::Text => {
-                    Message::Text(simdutf8::basic::from_utf8(bytes).unwrap_or_default())
+                    MessageRef::Text(simdutf8::basic::from_utf8(bytes).unwrap_or_default())
                 }
             })
         }

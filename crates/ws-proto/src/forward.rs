@@ -30,9 +30,9 @@ pub type DirectWrite<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> usize;
 ///   the inflated data.
 ///
 /// ```
-/// use ws_proto::{Config, Connection, Delivery, Event, Forwarder};
+/// use ws_proto::{Connection, Delivery, Event, Forwarder, ProtocolConfig};
 ///
-/// let mut config = Config::default();
+/// let mut config = ProtocolConfig::default();
 /// config.delivery = Delivery::Chunks;
 /// let mut server = Connection::server(config);
 /// // Two fragments of a binary message, masked with a zero key: "ab" then "c".

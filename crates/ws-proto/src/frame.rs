@@ -190,7 +190,7 @@ impl FrameHeader {
     /// of bytes MUST be used to encode the length"), and returns the number of bytes written.
     ///
     /// ```
-    /// use ws_proto::{FrameHeader, OpCode, MAX_HEADER_LEN};
+    /// use ws_proto::{FrameHeader, MAX_HEADER_LEN, OpCode};
     ///
     /// let mut out = [0; MAX_HEADER_LEN];
     /// let n = FrameHeader::new(OpCode::Binary, 256).encode(&mut out);

@@ -22,7 +22,7 @@ use crate::connection::Connection;
 #[cfg(feature = "deflate")]
 use crate::extensions::DeflateConfig;
 use crate::extensions::{ExtensionOffer, parse_extensions};
-use crate::vocab::{Config, MaskKeySource};
+use crate::vocab::{MaskKeySource, ProtocolConfig};
 
 /// What the opening handshake sets up on the connection it hands over: its limits, and
 /// permessage-deflate (offered by a client, accepted by a server when the client offers it).
@@ -30,7 +30,7 @@ use crate::vocab::{Config, MaskKeySource};
 #[non_exhaustive]
 pub struct Setup {
     /// The connection's limits and behaviour.
-    pub config: Config,
+    pub config: ProtocolConfig,
     /// permessage-deflate (RFC 7692), when wanted. Default off.
     #[cfg(feature = "deflate")]
     pub compression: Option<DeflateConfig>,
@@ -407,7 +407,7 @@ impl Upgrade {
     /// bytes after the request head, [`RequestParser::remaining`]) fed in.
     ///
     /// ```
-    /// use ws_proto::{Event, HandshakeLimits, Message, RequestParser, Setup};
+    /// use ws_proto::{Event, HandshakeLimits, MessageRef, RequestParser, Setup};
     ///
     /// let mut parser = RequestParser::new(HandshakeLimits::default());
     /// let mut input = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -419,7 +419,7 @@ impl Upgrade {
     /// let (response, mut conn) =
     ///     upgrade.accept_connection(None, &Setup::default(), parser.remaining())?;
     /// assert_eq!(response.status, 101);
-    /// assert_eq!(conn.poll_event(), Some(Event::Message(Message::Text("Hello"))));
+    /// assert_eq!(conn.poll_event(), Some(Event::Message(MessageRef::Text("Hello"))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn accept_connection(

@@ -8,21 +8,21 @@
 //! - [`RequestParser`] and [`Request::websocket`] for the server's opening handshake, or
 //!   [`ClientRequest`] for the client's;
 //! - [`Connection`], the state machine for everything after the handshake;
-//! - [`Config`], the limits (all finite by default).
+//! - [`ProtocolConfig`], the limits (all finite by default).
 //!
 //! The drive loop, on a server:
 //!
 //! ```
-//! use ws_proto::{Config, Connection, Event, Message};
+//! use ws_proto::{Connection, Event, MessageRef, ProtocolConfig};
 //!
 //! # fn read_from_socket(_: &mut [u8]) -> usize { 0 }
 //! # fn write_to_socket(_: &[u8]) {}
-//! let mut conn = Connection::server(Config::default());
+//! let mut conn = Connection::server(ProtocolConfig::default());
 //! loop {
 //!     let n = read_from_socket(conn.input_buffer(4096));
 //!     if n == 0 { conn.receive_eof() } else { conn.input_written(n) }
 //!     while let Some(event) = conn.poll_event() {
-//!         if let Event::Message(Message::Text(text)) = event {
+//!         if let Event::Message(MessageRef::Text(text)) = event {
 //!             let reply = text.to_owned();
 //!             conn.send_text(&reply).ok(); // Err only if we already closed
 //!         }
@@ -76,7 +76,9 @@ pub use sender::Sender;
 pub use session::{Session, TransportCommand};
 pub use timers::{Deadline, TimerAction, TimerSettings, Timers};
 pub use utf8::Utf8Validator;
-pub use vocab::{Chunk, Config, Delivery, MaskKeySource, Message, MessageKind, Role, State};
+pub use vocab::{
+    Chunk, Delivery, MaskKeySource, MessageKind, MessageRef, ProtocolConfig, Role, State,
+};
 
 /// The code in `docs/transport-guide.md`, compiled and run as a doctest.
 #[cfg(doctest)]

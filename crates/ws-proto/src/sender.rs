@@ -243,9 +243,9 @@ impl Sender<'_> {
     /// sent after it.
     ///
     /// ```
-    /// use ws_proto::{Config, Connection, MessageKind};
+    /// use ws_proto::{Connection, MessageKind, ProtocolConfig};
     ///
-    /// let mut server = Connection::server(Config::default());
+    /// let mut server = Connection::server(ProtocolConfig::default());
     /// let mut sender = server.sender();
     /// sender.begin_frame(MessageKind::Binary, true, 4)?;
     /// sender.send_frame_data(b"ab")?;
@@ -317,9 +317,9 @@ impl Sender<'_> {
     /// queued without calling `write`, as its payload must be masked first.
     ///
     /// ```
-    /// use ws_proto::{Config, Connection, MessageKind};
+    /// use ws_proto::{Connection, MessageKind, ProtocolConfig};
     ///
-    /// let mut server = Connection::server(Config::default());
+    /// let mut server = Connection::server(ProtocolConfig::default());
     /// let mut sender = server.sender();
     /// sender.begin_frame(MessageKind::Binary, true, 6)?;
     /// let mut wire = Vec::new();
@@ -372,9 +372,9 @@ impl Sender<'_> {
     /// polling anything else on the connection.
     ///
     /// ```
-    /// use ws_proto::{Config, Connection, MessageKind};
+    /// use ws_proto::{Connection, MessageKind, ProtocolConfig};
     ///
-    /// let mut client = Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    /// let mut client = Connection::client(ProtocolConfig::default(), || [0x37, 0xfa, 0x21, 0x3d]);
     /// let mut payload = *b"Hello";
     /// client.sender().send_in_place(MessageKind::Text, &mut payload)?;
     /// assert_eq!(client.pending_output(), [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d]);

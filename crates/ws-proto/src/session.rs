@@ -43,10 +43,10 @@ pub enum TransportCommand {
 ///
 /// ```
 /// use std::time::Instant;
-/// use ws_proto::{Config, Connection, Event, Session, TransportCommand};
+/// use ws_proto::{Connection, Event, ProtocolConfig, Session, TransportCommand};
 ///
 /// let now = Instant::now();
-/// let mut session = Session::new(Connection::server(Config::default()), now);
+/// let mut session = Session::new(Connection::server(ProtocolConfig::default()), now);
 /// // A masked "Hello" (RFC 6455 §5.7), and then the client half-closes (FIN, no close).
 /// let hello = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
 /// session.read_buffer(hello.len())[..hello.len()].copy_from_slice(&hello);

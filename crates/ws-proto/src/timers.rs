@@ -73,10 +73,10 @@ pub enum TimerAction {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use ws_proto::{Config, Connection, Deadline, TimerAction, TimerSettings, Timers};
+/// use ws_proto::{Connection, Deadline, ProtocolConfig, TimerAction, TimerSettings, Timers};
 ///
 /// let start = Instant::now();
-/// let mut conn = Connection::server(Config::default());
+/// let mut conn = Connection::server(ProtocolConfig::default());
 /// let mut settings = TimerSettings::default();
 /// settings.ping_interval = Some(Duration::from_secs(10));
 /// let mut timers = Timers::new(start);

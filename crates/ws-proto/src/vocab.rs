@@ -16,7 +16,7 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Delivery {
     /// One [`Event::Message`](crate::Event::Message) per complete message, fragments assembled (up to
-    /// [`Config::max_message_size`]).
+    /// [`ProtocolConfig::max_message_size`]).
     #[default]
     Messages,
     /// [`Event::Chunk`](crate::Event::Chunk)s as payload arrives, so a caller can forward a message of any size in
@@ -28,7 +28,7 @@ pub enum Delivery {
 /// Limits and behaviour of a [`Connection`](crate::Connection). Every limit is finite; see `docs/limits.md`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Config {
+pub struct ProtocolConfig {
     /// The largest payload one frame may declare; a larger one fails the connection with 1009.
     /// Default 16 MiB.
     pub max_frame_size: usize,
@@ -42,7 +42,7 @@ pub struct Config {
     pub delivery: Delivery,
 }
 
-impl Default for Config {
+impl Default for ProtocolConfig {
     fn default() -> Self {
         Self {
             max_frame_size: 16 << 20,
@@ -64,14 +64,14 @@ pub enum MessageKind {
 
 /// A complete message, borrowed from the connection until the next call that changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
+pub enum MessageRef<'a> {
     /// A text message, validated UTF-8.
     Text(&'a str),
     /// A binary message.
     Binary(&'a [u8]),
 }
 
-impl<'a> Message<'a> {
+impl<'a> MessageRef<'a> {
     /// The payload bytes.
     pub fn as_bytes(&self) -> &'a [u8] {
         match self {

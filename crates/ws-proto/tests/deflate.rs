@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use ws_proto::{Config, Connection, DeflateParams, Delivery, MessageKind, ProtocolError};
+use ws_proto::{Connection, DeflateParams, Delivery, MessageKind, ProtocolConfig, ProtocolError};
 
 fn params(
     server_reset: bool,
@@ -23,7 +23,7 @@ fn params(
     }
 }
 
-fn pair(p: &DeflateParams, config: Config) -> (Connection, Connection) {
+fn pair(p: &DeflateParams, config: ProtocolConfig) -> (Connection, Connection) {
     let mut c = client(config.clone());
     let mut s = server_with(config);
     c.set_deflate(p, 6);
@@ -96,7 +96,7 @@ fn uncompressed_messages_mix_with_compressed_ones() {
 fn the_message_limit_applies_to_the_inflated_size() {
     let p = params(false, false, 15, 15);
     for delivery in [Delivery::Messages, Delivery::Chunks] {
-        let mut config = Config::default();
+        let mut config = ProtocolConfig::default();
         config.max_message_size = 1 << 20;
         config.delivery = delivery;
         let (mut c, mut s) = pair(&p, config);
@@ -137,7 +137,7 @@ fn data_that_does_not_inflate_fails_with_1007_for_text_and_1002_for_binary() {
 #[test]
 fn inflated_text_is_checked_as_utf8() {
     let p = params(false, false, 15, 15);
-    let mut c = client(Config::default());
+    let mut c = client(ProtocolConfig::default());
     c.set_deflate(&p, 6);
     // A client that compresses invalid UTF-8 as text: build it by compressing bytes.
     let mut compressor = ws_proto::Compressor::new(15, false, 6);
@@ -155,7 +155,7 @@ fn inflated_text_is_checked_as_utf8() {
 #[test]
 fn chunks_carry_inflated_data() {
     let p = params(false, false, 15, 15);
-    let mut config = Config::default();
+    let mut config = ProtocolConfig::default();
     config.delivery = Delivery::Chunks;
     let (mut c, mut s) = pair(&p, config);
     let text = "chunked and compressed ".repeat(1000);
@@ -174,7 +174,7 @@ fn chunks_carry_inflated_data() {
 #[test]
 fn frames_sent_in_pieces_go_uncompressed() {
     let p = params(false, false, 15, 15);
-    let (mut c, mut s) = pair(&p, Config::default());
+    let (mut c, mut s) = pair(&p, ProtocolConfig::default());
     let mut sender = s.sender();
     sender.begin_frame(MessageKind::Binary, true, 3).unwrap();
     sender.send_frame_data(b"raw").unwrap();
@@ -208,7 +208,7 @@ proptest! {
         messages in proptest::collection::vec((any::<bool>(), "[a-c κ]{0,300}", 1usize..4, any::<bool>()), 1..10),
     ) {
         for p in all_params() {
-            let (mut c, mut s) = pair(&p, Config::default());
+            let (mut c, mut s) = pair(&p, ProtocolConfig::default());
             for (to_server, text, parts, compress) in &messages {
                 let (from, to) = if *to_server { (&mut c, &mut s) } else { (&mut s, &mut c) };
                 let data = text.as_bytes();
@@ -243,7 +243,7 @@ fn the_verdict_on_bad_compressed_text_does_not_depend_on_the_split() {
     let wire = [65u8, 43, 234, 130, 121, 1, 96, 8, 46];
     let p = params(false, false, 10, 14);
     let verdict = |step: usize| {
-        let mut config = Config::default();
+        let mut config = ProtocolConfig::default();
         config.delivery = Delivery::Chunks;
         let mut c = client(config);
         c.set_deflate(&p, 6);

@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use ws_proto::{CloseCode, Config, Connection, DeflateParams, Delivery, Event, Forwarder};
+use ws_proto::{CloseCode, Connection, DeflateParams, Delivery, Event, Forwarder, ProtocolConfig};
 
-fn chunked() -> Config {
-    let mut config = Config::default();
+fn chunked() -> ProtocolConfig {
+    let mut config = ProtocolConfig::default();
     config.delivery = Delivery::Chunks;
     config
 }
@@ -114,7 +114,7 @@ fn a_compressed_message_is_forwarded_whole_and_compressed_again() {
         server_max_window_bits: 15,
         client_max_window_bits: 15,
     };
-    let mut sender = client(Config::default());
+    let mut sender = client(ProtocolConfig::default());
     sender.set_deflate(&params, 6);
     let mut server = Connection::server(chunked());
     server.set_deflate(&params, 6);
@@ -135,7 +135,7 @@ fn a_compressed_message_is_forwarded_whole_and_compressed_again() {
     // What the server sent is one compressed message (RSV1, FIN) that inflates to the text.
     let wire = take_output(&mut server);
     assert_eq!(wire[0], 0xc1, "one final compressed text frame");
-    let mut receiver = client(Config::default());
+    let mut receiver = client(ProtocolConfig::default());
     receiver.set_deflate(&params, 6);
     assert_eq!(feed(&mut receiver, &wire), vec![Owned::Text(text)]);
 }

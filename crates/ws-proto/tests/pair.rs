@@ -3,11 +3,11 @@
 mod common;
 
 use common::*;
-use ws_proto::{CloseCode, Config, MessageKind, State};
+use ws_proto::{CloseCode, MessageKind, ProtocolConfig, State};
 
 #[test]
 fn messages_flow_both_ways() {
-    let mut client = client(Config::default());
+    let mut client = client(ProtocolConfig::default());
     let mut server = server();
     client.send_text("hello").unwrap();
     client.send_binary(&[1, 2, 3]).unwrap();
@@ -28,7 +28,7 @@ fn messages_flow_both_ways() {
 
 #[test]
 fn pings_are_answered_automatically() {
-    let mut client = client(Config::default());
+    let mut client = client(ProtocolConfig::default());
     let mut server = server();
     client.send_ping(b"are you there").unwrap();
     assert_eq!(transfer(&mut client, &mut server), [Owned::Ping(b"are you there".to_vec())]);
@@ -40,7 +40,7 @@ fn pings_are_answered_automatically() {
 
 #[test]
 fn client_initiated_close_handshake() {
-    let mut client = client(Config::default());
+    let mut client = client(ProtocolConfig::default());
     let mut server = server();
     client.close(CloseCode::NORMAL, "done").unwrap();
     assert_eq!(client.state(), State::CloseSent);
@@ -63,7 +63,7 @@ fn client_initiated_close_handshake() {
 
 #[test]
 fn server_initiated_close_handshake() {
-    let mut client = client(Config::default());
+    let mut client = client(ProtocolConfig::default());
     let mut server = server();
     server.close(CloseCode::GOING_AWAY, "restart").unwrap();
     assert_eq!(
@@ -80,7 +80,7 @@ fn server_initiated_close_handshake() {
 
 #[test]
 fn simultaneous_close() {
-    let mut client = client(Config::default());
+    let mut client = client(ProtocolConfig::default());
     let mut server = server();
     client.close(CloseCode::NORMAL, "").unwrap();
     server.close(CloseCode::GOING_AWAY, "").unwrap();

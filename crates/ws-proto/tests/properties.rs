@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use ws_proto::{
-    Config, Connection, Delivery, FrameHeader, MAX_HEADER_LEN, MessageKind, OpCode, Status,
+    Connection, Delivery, FrameHeader, MAX_HEADER_LEN, MessageKind, OpCode, ProtocolConfig, Status,
 };
 
 fn opcode() -> impl Strategy<Value = OpCode> {
@@ -88,7 +88,7 @@ fn wire(pieces: &[Piece], key: [u8; 4]) -> Vec<u8> {
 }
 
 /// Feeds `input` split at `cuts`, then EOF; returns every event and all output.
-fn run(config: &Config, input: &[u8], cuts: &[usize]) -> (Vec<Owned>, Vec<u8>) {
+fn run(config: &ProtocolConfig, input: &[u8], cuts: &[usize]) -> (Vec<Owned>, Vec<u8>) {
     let mut conn = Connection::server(config.clone());
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     cuts.sort_unstable();
@@ -129,8 +129,8 @@ fn merge_chunks(events: Vec<Owned>) -> Vec<Owned> {
     merged
 }
 
-fn small_limits(delivery: Delivery) -> Config {
-    let mut config = Config::default();
+fn small_limits(delivery: Delivery) -> ProtocolConfig {
+    let mut config = ProtocolConfig::default();
     config.max_frame_size = 200;
     config.max_message_size = 500;
     config.delivery = delivery;
@@ -158,7 +158,7 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..10),
     ) {
         let input = wire(&pieces, key);
-        for config in [Config::default(), small_limits(Delivery::Messages)] {
+        for config in [ProtocolConfig::default(), small_limits(Delivery::Messages)] {
             let whole = run(&config, &input, &[]);
             let split = run(&config, &input, &cuts);
             prop_assert_eq!(&whole, &split);
@@ -199,7 +199,7 @@ proptest! {
     fn messages_round_trip_between_a_client_and_a_server(
         messages in proptest::collection::vec((any::<bool>(), ".{0,30}", proptest::collection::vec(any::<u8>(), 0..200), 1usize..4), 0..10),
     ) {
-        let mut client = client(Config::default());
+        let mut client = client(ProtocolConfig::default());
         let mut server = server();
         let mut expected = Vec::new();
         for (is_text, text, bytes, parts) in &messages {

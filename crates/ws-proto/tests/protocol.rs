@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use ws_proto::{CloseCode, Config, Delivery, MessageKind, ProtocolError, Role, SendError, State};
+use ws_proto::{
+    CloseCode, Delivery, MessageKind, ProtocolConfig, ProtocolError, Role, SendError, State,
+};
 
 /// The close frame a server sends with `code` and no reason.
 fn server_close(code: u16) -> Vec<u8> {
@@ -34,7 +36,7 @@ fn rfc_5_1_server_fails_on_unmasked_frame() {
 
 #[test]
 fn rfc_5_1_client_fails_on_masked_frame() {
-    let mut conn = client(Config::default());
+    let mut conn = client(ProtocolConfig::default());
     let events = feed(&mut conn, &frame(0x81, b"hi", Some(KEY)));
     assert_eq!(events, [Owned::Failed(ProtocolError::MaskedFrame)]);
     // 1002, masked with the client's first key.
@@ -56,7 +58,7 @@ fn rfc_5_7_masked_text_from_client() {
 
 #[test]
 fn rfc_5_7_unmasked_text_from_server() {
-    let mut conn = client(Config::default());
+    let mut conn = client(ProtocolConfig::default());
     assert_eq!(
         feed(&mut conn, &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]),
         [Owned::Text("Hello".into())]
@@ -83,7 +85,8 @@ fn rfc_5_7_server_sends_exact_bytes() {
 
 #[test]
 fn rfc_5_7_client_sends_masked_hello() {
-    let mut conn = ws_proto::Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    let mut conn =
+        ws_proto::Connection::client(ProtocolConfig::default(), || [0x37, 0xfa, 0x21, 0x3d]);
     conn.send_text("Hello").unwrap();
     assert_eq!(
         take_output(&mut conn),
@@ -93,7 +96,7 @@ fn rfc_5_7_client_sends_masked_hello() {
 
 #[test]
 fn rfc_5_3_client_uses_a_fresh_key_per_frame() {
-    let mut conn = client(Config::default());
+    let mut conn = client(ProtocolConfig::default());
     conn.send_binary(b"a").unwrap();
     conn.send_binary(b"a").unwrap();
     let out = take_output(&mut conn);
@@ -212,7 +215,7 @@ fn rfc_5_5_1_server_echoes_close_code_and_closes_first() {
 
 #[test]
 fn rfc_7_1_1_client_waits_for_the_server_to_close_tcp() {
-    let mut conn = client(Config::default());
+    let mut conn = client(ProtocolConfig::default());
     assert_eq!(
         feed(&mut conn, &frame(0x88, b"\x03\xe9", None)),
         [Owned::Close(CloseCode::GOING_AWAY, String::new())]
@@ -333,7 +336,7 @@ fn rfc_5_5_2_ping_is_answered_with_the_same_payload() {
 
 #[test]
 fn rfc_5_5_2_auto_pong_can_be_turned_off() {
-    let mut config = Config::default();
+    let mut config = ProtocolConfig::default();
     config.auto_pong = false;
     let mut conn = server_with(config);
     assert_eq!(feed(&mut conn, &client_frame(0x89, b"x")), [Owned::Ping(b"x".to_vec())]);
@@ -411,7 +414,7 @@ fn binary_is_not_checked_as_utf8() {
 // ---- §10.4 limits --------------------------------------------------------------------------
 
 fn limited(frame: usize, message: usize, delivery: Delivery) -> ws_proto::Connection {
-    let mut config = Config::default();
+    let mut config = ProtocolConfig::default();
     config.max_frame_size = frame;
     config.max_message_size = message;
     config.delivery = delivery;
@@ -589,7 +592,7 @@ fn send_fragment_rules() {
 #[test]
 fn role_is_reported() {
     assert_eq!(server().role(), Role::Server);
-    assert_eq!(client(Config::default()).role(), Role::Client);
+    assert_eq!(client(ProtocolConfig::default()).role(), Role::Client);
 }
 
 // ---- frames sent in pieces -----------------------------------------------------------------
@@ -626,7 +629,8 @@ fn chunks_report_their_frame() {
 
 #[test]
 fn a_frame_sent_in_pieces_is_masked_across_them() {
-    let mut conn = ws_proto::Connection::client(Config::default(), || [0x37, 0xfa, 0x21, 0x3d]);
+    let mut conn =
+        ws_proto::Connection::client(ProtocolConfig::default(), || [0x37, 0xfa, 0x21, 0x3d]);
     let mut sender = conn.sender();
     sender.begin_frame(MessageKind::Text, true, 5).unwrap();
     assert!(sender.frame_in_progress());
@@ -736,7 +740,7 @@ fn a_pong_owed_during_a_direct_frame_follows_it() {
 
 #[test]
 fn a_client_frame_is_never_written_unmasked() {
-    let mut conn = client(Config::default());
+    let mut conn = client(ProtocolConfig::default());
     let mut sender = conn.sender();
     sender.begin_frame(MessageKind::Binary, true, 3).unwrap();
     sender.send_frame_data_via(b"abc", |_, _| panic!("a masked frame must be queued")).unwrap();

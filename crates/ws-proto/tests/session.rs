@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ws_proto::{
-    CloseCode, Config, Deadline, Event, MessageKind, Session, TimerAction, TimerSettings,
+    CloseCode, Deadline, Event, MessageKind, ProtocolConfig, Session, TimerAction, TimerSettings,
     TransportCommand,
 };
 
@@ -85,7 +85,7 @@ fn section_7_1_1_the_server_ends_tcp_first_and_drains_until_the_client_does() {
 #[test]
 fn section_7_1_1_the_client_waits_for_the_server_to_end_tcp() {
     let t0 = Instant::now();
-    let mut s = session(client(Config::default()), t0);
+    let mut s = session(client(ProtocolConfig::default()), t0);
     s.close(CloseCode::NORMAL, "", t0).unwrap();
     take(&mut s, t0);
     read(&mut s, &frame(0x88, &[0x03, 0xe8], None), t0);
@@ -100,7 +100,7 @@ fn section_7_1_1_the_client_waits_for_the_server_to_end_tcp() {
 fn the_close_timer_bounds_waiting_for_the_peers_end_of_stream() {
     let t0 = Instant::now();
     let settings = TimerSettings::default();
-    let mut s = session(client(Config::default()), t0);
+    let mut s = session(client(ProtocolConfig::default()), t0);
     s.close(CloseCode::NORMAL, "", t0).unwrap();
     take(&mut s, t0);
     read(&mut s, &frame(0x88, &[0x03, 0xe8], None), t0 + S);
@@ -246,7 +246,7 @@ fn after_a_failure_the_close_frame_goes_out_and_then_the_transport_ends() {
 #[test]
 fn a_client_that_failed_the_connection_still_waits_for_the_server_to_end_tcp() {
     let t0 = Instant::now();
-    let mut s = session(client(Config::default()), t0);
+    let mut s = session(client(ProtocolConfig::default()), t0);
     read(&mut s, &frame(0x81, b"x", Some(KEY)), t0); // masked: servers must not mask
     assert!(matches!(echo(&mut s)[..], [Owned::Failed(_)]));
     assert_eq!(take(&mut s, t0)[..2], [0x88, 0x82]); // our 1002, masked

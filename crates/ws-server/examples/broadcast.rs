@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ws_proto::{Event, Message, Request, Response, Upgrade};
+use ws_proto::{Event, MessageRef, Request, Response, Upgrade};
 use ws_server::{Accept, App, ConnHandle, End, HandleError, Handler, Options, Reply, Server};
 
 /// Who is in the room: a handle per connection, by id.
@@ -67,7 +67,7 @@ impl Handler for Member {
     }
 
     fn on_event(&mut self, event: Event<'_>, _: &mut Reply<'_>) {
-        if let Event::Message(Message::Text(text)) = event {
+        if let Event::Message(MessageRef::Text(text)) = event {
             self.room.broadcast(text);
         }
     }

@@ -10,7 +10,7 @@ use ws_proto::HandshakeLimits;
 #[non_exhaustive]
 pub struct Config {
     /// Protocol limits: frame and message sizes, automatic pongs.
-    pub protocol: ws_proto::Config,
+    pub protocol: ws_proto::ProtocolConfig,
     /// Limits on the opening handshake's HTTP head.
     pub handshake: HandshakeLimits,
     /// How long the opening handshake may take, from the first byte awaited to the last
@@ -72,7 +72,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            protocol: ws_proto::Config::default(),
+            protocol: ws_proto::ProtocolConfig::default(),
             handshake: HandshakeLimits::default(),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),

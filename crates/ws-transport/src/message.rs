@@ -1,7 +1,7 @@
 //! The messages a [`WebSocket`](crate::WebSocket) sends and receives: [`Message`], owned, and
 //! [`Outgoing`], what a send takes.
 
-use ws_proto::{Message as ProtoMessage, MessageKind};
+use ws_proto::{MessageKind, MessageRef as ProtoMessage};
 
 /// Messages at least this large are sent without copying their payload (see
 /// [`WebSocket::send`](crate::WebSocket::send)); smaller ones are cheaper to copy into the output buffer, where they

@@ -2,7 +2,9 @@
 //! test), owned copies of events, and an in-memory client/server pair.
 #![allow(dead_code, unreachable_pub)]
 
-use ws_proto::{CloseCode, Config, Connection, Event, Message, MessageKind, ProtocolError};
+use ws_proto::{
+    CloseCode, Connection, Event, MessageKind, MessageRef, ProtocolConfig, ProtocolError,
+};
 
 /// An event copied out of the connection, for comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +21,8 @@ pub enum Owned {
 
 pub fn owned(event: Event<'_>) -> Owned {
     match event {
-        Event::Message(Message::Text(t)) => Owned::Text(t.to_string()),
-        Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
+        Event::Message(MessageRef::Text(t)) => Owned::Text(t.to_string()),
+        Event::Message(MessageRef::Binary(b)) => Owned::Binary(b.to_vec()),
         Event::Chunk(c) => Owned::Chunk {
             kind: c.kind(),
             data: c.data().to_vec(),
@@ -94,10 +96,10 @@ pub fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 pub fn server() -> Connection {
-    Connection::server(Config::default())
+    Connection::server(ProtocolConfig::default())
 }
 
-pub fn server_with(config: Config) -> Connection {
+pub fn server_with(config: ProtocolConfig) -> Connection {
     Connection::server(config)
 }
 
@@ -109,7 +111,7 @@ pub fn client_key(n: u32) -> [u8; 4] {
 
 /// A client whose masking keys are [`client_key`]`(1)`, `(2)`, …, so its output is
 /// deterministic.
-pub fn client(config: Config) -> Connection {
+pub fn client(config: ProtocolConfig) -> Connection {
     let mut n: u32 = 0;
     Connection::client(config, move || {
         n = n.wrapping_add(1);
