@@ -174,11 +174,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         loop {
             // What we owe goes first (a frame sent in place must be whole before anything
             // else is queued), then the events buffered.
-            ready!(self.poll_flush(cx))?;
-            if self.received.is_none() && self.end.is_none() {
+            let flushed = ready!(self.poll_flush(cx));
+            if self.received.is_none() && self.end.is_none() && flushed.is_ok() {
                 self.take_events()?;
-                ready!(self.poll_flush(cx))?;
+                ready!(self.poll_flush(cx)).ok();
             }
+            // A message received is returned even if writing failed since: the failure is
+            // reported by the next call.
             if let Some(message) = self.received.take() {
                 return Poll::Ready(Ok(Some(message)));
             }
@@ -187,6 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.end = Some(End::Reported);
                 return Poll::Ready(end.result());
             }
+            flushed?;
             ready!(self.poll_read_more(cx))?;
         }
     }
@@ -458,29 +461,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
             ready!(self.poll_flush(cx)).or_else(ignore_closed)?;
-            let mut outcome = None;
-            while outcome.is_none() && self.end.is_none() {
+            // Messages that arrive meanwhile are dropped; how the session ends is kept in
+            // `end`, so that a close dropped while it finishes still reports it next time.
+            while self.end.is_none() {
                 let Some(event) = self.session.connection_mut().poll_event() else { break };
-                outcome = match event {
+                self.end = match event {
                     Event::Close(frame) => {
                         self.peer_close = Some((frame.code, frame.reason.to_owned()));
-                        Some(Ok(()))
+                        Some(End::Closed)
                     }
-                    Event::Failed(err) => Some(Err(Error::Protocol(err))),
-                    Event::Disconnected => Some(Ok(())),
+                    Event::Failed(err) => Some(End::Failed(err)),
+                    Event::Disconnected => Some(End::Disconnected),
                     _ => None,
                 };
             }
-            if outcome.is_some()
-                || self.end.is_some()
+            if self.end.is_some()
                 || self.session.is_closed()
                 || self.session.connection().state() == State::Closed
             {
-                if self.end.is_none() {
-                    self.end = Some(End::Reported);
-                }
                 ready!(self.poll_finish(cx));
-                return Poll::Ready(outcome.unwrap_or(Ok(())));
+                return Poll::Ready(match self.end.replace(End::Reported) {
+                    Some(End::Failed(err)) => Err(Error::Protocol(err)),
+                    _ => Ok(()),
+                });
             }
             // The close timer bounds the wait: Err(Timeout::Close) when the peer never answers.
             ready!(self.poll_read_more(cx))?;
