@@ -1,5 +1,8 @@
 //! End-to-end: the echo server's timers (idle, keepalive ping and pong, write, close), each run
-//! against both echo engines with short timeouts.
+//! against both echo engines with short timeouts. The timers' rules are tested exactly, on an
+//! injected clock, in `crates/ws-proto/tests/session.rs`; these check that each engine runs
+//! them, with margins of several hundred milliseconds so that a loaded machine does not
+//! fail them.
 
 use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
@@ -18,14 +21,14 @@ fn with_transport(configure: impl Fn(&mut ws_transport::Config)) -> Options {
 #[test]
 fn an_idle_connection_is_closed_with_1001() -> Result<()> {
     let options = with_transport(|t| {
-        t.idle_timeout = Some(Duration::from_millis(300));
+        t.idle_timeout = Some(Duration::from_millis(1000));
     });
     for server in each_engine(&options) {
         let (engine, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         // Activity pushes the deadline back.
         for _ in 0..4 {
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(200));
             client.send(0x81, b"still here")?;
             assert_eq!(client.read_message()?, (1, b"still here".to_vec()), "{engine:?}");
         }
@@ -34,8 +37,8 @@ fn an_idle_connection_is_closed_with_1001() -> Result<()> {
         let waited = quiet.elapsed();
         assert_eq!(code, 1001, "{engine:?}");
         assert!(tcp_closed, "{engine:?}");
-        assert!(waited >= Duration::from_millis(250), "{engine:?}: closed after {waited:?}");
-        assert!(waited < Duration::from_secs(5), "{engine:?}: closed after {waited:?}");
+        assert!(waited >= Duration::from_millis(900), "{engine:?}: closed after {waited:?}");
+        assert!(waited < Duration::from_secs(6), "{engine:?}: closed after {waited:?}");
     }
     Ok(())
 }
@@ -74,16 +77,16 @@ fn read_pings(client: &mut RawClient, period: Duration, answer: bool) -> Result<
 #[test]
 fn keepalive_keeps_a_client_that_answers_and_drops_one_that_does_not() -> Result<()> {
     let options = with_transport(|t| {
-        t.ping_interval = Some(Duration::from_millis(150));
-        t.pong_timeout = Duration::from_millis(300);
+        t.ping_interval = Some(Duration::from_millis(200));
+        t.pong_timeout = Duration::from_millis(1000);
     });
     for server in each_engine(&options) {
         let (engine, server) = server?;
         let mut client = RawClient::connect(server.addr)?;
         // Silent except for pongs, for well over the pong timeout: still open.
-        let (pings, closed) = read_pings(&mut client, Duration::from_millis(1200), true)?;
+        let (pings, closed) = read_pings(&mut client, Duration::from_millis(2500), true)?;
         assert_eq!(closed, 0, "{engine:?}: closed although every ping was answered");
-        assert!(pings >= 3, "{engine:?}: {pings} pings in 1.2 s at a 150 ms interval");
+        assert!(pings >= 3, "{engine:?}: {pings} pings in 2.5 s at a 200 ms interval");
         client.send(0x82, b"alive")?;
         assert_eq!(client.read_message()?, (2, b"alive".to_vec()), "{engine:?}");
         // Now the pings go unanswered: 1011 after the pong timeout.
