@@ -5,12 +5,13 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 
 use crate::handle::ConnHandle;
 use tracing::{debug, warn};
 use ws_proto::{
-    Chunk, CloseCode, Connection, DIRECT_WRITE_MIN, DirectWrite, Event, Forwarder, MessageKind,
-    ProtocolError, SendError, Sender,
+    Chunk, CloseCode, Connection, DIRECT_WRITE_MIN, DirectWrite, Event, Forwarder, ProtocolError,
+    SendError, Sender,
 };
 
 /// One connection's application logic, run on the connection's engine thread (or task).
@@ -92,9 +93,10 @@ pub(crate) fn log_end(peer: SocketAddr, end: &End, read: u64, written: u64) {
     }
 }
 
-/// Replies to the event being handled: [`Sender`]'s commands, with large frame data written
-/// straight to the socket where the engine can (so a forwarded frame is copied by no one but
-/// the kernel). Errors are [`SendError`]: [`SendError::Closed`] once a close frame was sent.
+/// Replies to the event being handled: a [`Sender`] (every command of it is reachable through
+/// `Deref`), whose frame data is written straight to the socket where the engine can, so a
+/// forwarded frame is copied by no one but the kernel. Errors are [`SendError`]:
+/// [`SendError::Closed`] once a close frame was sent.
 pub struct Reply<'a> {
     sender: Sender<'a>,
     direct: Option<DirectWrite<'a>>,
@@ -106,68 +108,29 @@ impl fmt::Debug for Reply<'_> {
     }
 }
 
+impl<'a> Deref for Reply<'a> {
+    type Target = Sender<'a>;
+
+    fn deref(&self) -> &Sender<'a> {
+        &self.sender
+    }
+}
+
+impl DerefMut for Reply<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.sender
+    }
+}
+
 impl<'a> Reply<'a> {
     #[inline]
     pub(crate) fn new(sender: Sender<'a>, direct: Option<DirectWrite<'a>>) -> Self {
         Self { sender, direct }
     }
 
-    /// The connection's sender, for everything else it can queue.
-    #[inline]
-    pub fn sender(&mut self) -> &mut Sender<'a> {
-        &mut self.sender
-    }
-
-    /// Whether permessage-deflate was negotiated (messages sent whole are compressed).
-    #[inline]
-    pub fn compression(&self) -> bool {
-        self.sender.compression()
-    }
-
-    /// Sends a text message in one frame.
-    #[inline]
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.sender.send_text(text)
-    }
-
-    /// Sends a binary message in one frame.
-    #[inline]
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.sender.send_binary(data)
-    }
-
-    /// Sends a message of `kind` in one frame.
-    #[inline]
-    pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
-        self.sender.send_message(kind, data)
-    }
-
-    /// Sends one frame of a fragmented message; see [`Sender::send_fragment`].
-    #[inline]
-    pub fn send_fragment(
-        &mut self,
-        kind: MessageKind,
-        data: &[u8],
-        fin: bool,
-    ) -> Result<(), SendError> {
-        self.sender.send_fragment(kind, data, fin)
-    }
-
-    /// Starts a frame whose payload follows through
-    /// [`send_frame_data`](Self::send_frame_data); see [`Sender::begin_frame`].
-    #[inline]
-    pub fn begin_frame(
-        &mut self,
-        kind: MessageKind,
-        fin: bool,
-        payload_len: u64,
-    ) -> Result<(), SendError> {
-        self.sender.begin_frame(kind, fin, payload_len)
-    }
-
-    /// Adds payload to the frame begun with [`begin_frame`](Self::begin_frame). From
-    /// [`DIRECT_WRITE_MIN`] bytes it is offered to the socket first and copied only if the
-    /// socket does not take it all.
+    /// Adds payload to the frame begun with [`Sender::begin_frame`], as
+    /// [`Sender::send_frame_data`] does; from [`DIRECT_WRITE_MIN`] bytes it is offered to the
+    /// socket first and copied only if the socket does not take it all.
     #[inline]
     pub fn send_frame_data(&mut self, data: &[u8]) -> Result<(), SendError> {
         match self.direct.as_mut() {
@@ -188,19 +151,6 @@ impl<'a> Reply<'a> {
     ) -> Result<(), SendError> {
         let direct = self.direct.as_mut().map(|write| &mut **write as DirectWrite<'_>);
         forwarder.forward(&mut self.sender, chunk, direct)
-    }
-
-    /// Sends a ping.
-    #[inline]
-    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        self.sender.send_ping(payload)
-    }
-
-    /// Starts the close handshake; the engine ends the session when the peer answers (or
-    /// at the close timeout).
-    #[inline]
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        self.sender.close(code, reason)
     }
 }
 
