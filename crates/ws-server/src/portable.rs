@@ -10,6 +10,7 @@ use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -18,13 +19,6 @@ use crate::handler::{End, Handler, log_end, pump};
 use crate::options::Options;
 
 type Ws = WebSocket<smol::net::TcpStream>;
-
-/// What woke the connection's task.
-enum Woken {
-    Read,
-    Stop,
-    Command(Outbound),
-}
 
 /// Runs one connection until it ends, then tells the handler how.
 pub(crate) async fn run<H: Handler>(
@@ -63,45 +57,22 @@ async fn drive<H: Handler>(
     mailbox: &TaskMailbox,
 ) -> Result<End, Error> {
     let high_water = ws.config().write_buffer_size;
-    let mut backlog = Backlog::default();
-    // Set once the server shuts down or the connection is over its backlog: the close frame
-    // is queued (after a frame of ours that is half sent) and the session runs until the
-    // peer answers or the close timeout.
-    let mut closing: Option<CloseCode> = None;
+    let mut task = Task { backlog: Backlog::default(), closing: None, stop_seen: false };
     // One wait for shutdown for the connection's life, not a new one per read; once it has
     // fired it is not polled again.
     let mut stopping = std::pin::pin!(stop.recv());
-    let mut stop_seen = false;
     loop {
-        backlog.apply(ws.connection_mut());
+        task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, None);
         // Backpressure: nothing more is read until what we owe the peer is written; the
         // shutdown signal and commands from handles are still taken meanwhile.
         loop {
-            let stopped = async {
-                if stop_seen {
-                    std::future::pending::<()>().await;
-                }
-                let _ = (&mut stopping).await;
-                Ok(Woken::Stop)
-            };
+            let stopped = stopped(stopping.as_mut(), task.stop_seen);
             let command = async { Ok(Woken::Command(next_command(commands).await)) };
-            let flushed = async { ws.flush().await.map(|()| Woken::Read) };
+            let flushed = async { ws.flush().await.map(|()| Woken::Io) };
             match stopped.or(command).or(flushed).await? {
-                Woken::Read => break,
-                Woken::Stop => {
-                    stop_seen = true;
-                    start_closing(ws, &mut closing, CloseCode::GOING_AWAY);
-                }
-                Woken::Command(command) => {
-                    mailbox.taken(&command);
-                    if backlog.push(ws.connection(), command, options.max_backlog) {
-                        // Queued behind what is being written, which the flush then includes.
-                        backlog.apply(ws.connection_mut());
-                    } else {
-                        start_closing(ws, &mut closing, CloseCode::TRY_AGAIN_LATER);
-                    }
-                }
+                Woken::Io => break,
+                woken => task.take(ws, woken, mailbox, options.max_backlog),
             }
         }
         if let Some(end) = pass.end {
@@ -110,7 +81,7 @@ async fn drive<H: Handler>(
                 Box::pin(ws.close(CloseCode::NORMAL, "")).await.or_else(ignore_after_close)?;
             }
             // Our own close, answered, ends as ours.
-            return Ok(match (closing, end) {
+            return Ok(match (task.closing, end) {
                 (Some(code), End::Closed(_)) => End::Closed(code),
                 (_, end) => end,
             });
@@ -118,44 +89,84 @@ async fn drive<H: Handler>(
         if pass.more {
             continue;
         }
-        let stopped = async {
-            if stop_seen {
-                std::future::pending::<()>().await;
-            }
-            let _ = (&mut stopping).await;
-            Ok(Woken::Stop)
-        };
+        let stopped = stopped(stopping.as_mut(), task.stop_seen);
         let command = async { Ok(Woken::Command(next_command(commands).await)) };
-        let read = async { ws.read_more().await.map(|_| Woken::Read) };
+        let read = async { ws.read_more().await.map(|_| Woken::Io) };
         // The shutdown signal and commands first, so that a peer that keeps its socket
         // readable cannot starve them.
         match stopped.or(command).or(read).await? {
-            Woken::Read => {}
-            Woken::Stop => {
-                stop_seen = true;
-                start_closing(ws, &mut closing, CloseCode::GOING_AWAY);
-            }
-            Woken::Command(command) => {
-                mailbox.taken(&command);
-                if !backlog.push(ws.connection(), command, options.max_backlog) {
-                    start_closing(ws, &mut closing, CloseCode::TRY_AGAIN_LATER);
-                }
-            }
+            Woken::Io => {}
+            woken => task.take(ws, woken, mailbox, options.max_backlog),
         }
     }
 }
 
-/// Starts the close handshake with `code` once: the close frame follows a frame of ours
-/// that is half sent, and the close timer bounds the rest.
-fn start_closing(ws: &mut Ws, closing: &mut Option<CloseCode>, code: CloseCode) {
-    if closing.is_some() {
-        return;
+/// What woke the connection's task.
+enum Woken {
+    /// The read or the flush it waited for completed.
+    Io,
+    Stop,
+    Command(Outbound),
+}
+
+/// A connection task's own state besides its WebSocket.
+struct Task {
+    /// Handle commands waiting for the handler's own message to end.
+    backlog: Backlog,
+    /// Set once the server shuts down or the connection is over its backlog: the close
+    /// frame is queued (after a frame of ours that is half sent) and the session runs until
+    /// the peer answers or the close timeout.
+    closing: Option<CloseCode>,
+    /// The shutdown signal fired (its future is not polled again).
+    stop_seen: bool,
+}
+
+impl Task {
+    /// Takes the shutdown signal or a handle command.
+    fn take(&mut self, ws: &mut Ws, woken: Woken, mailbox: &TaskMailbox, max_backlog: usize) {
+        match woken {
+            Woken::Io => {}
+            Woken::Stop => {
+                self.stop_seen = true;
+                self.start_closing(ws, CloseCode::GOING_AWAY);
+            }
+            Woken::Command(command) => {
+                mailbox.taken(&command);
+                if self.backlog.push(ws.connection(), command, max_backlog) {
+                    // Queued now unless the handler's message is half sent; a flush under
+                    // way then writes it too.
+                    self.backlog.apply(ws.connection_mut());
+                } else {
+                    self.start_closing(ws, CloseCode::TRY_AGAIN_LATER);
+                }
+            }
+        }
     }
-    let reason =
-        if code == CloseCode::GOING_AWAY { "server shutting down" } else { "backlog limit" };
-    if ws.connection_mut().close(code, reason).is_ok() {
-        *closing = Some(code);
+
+    /// Starts the close handshake with `code` once: the close frame follows a frame of ours
+    /// that is half sent, and the close timer bounds the rest.
+    fn start_closing(&mut self, ws: &mut Ws, code: CloseCode) {
+        if self.closing.is_some() {
+            return;
+        }
+        let reason =
+            if code == CloseCode::GOING_AWAY { "server shutting down" } else { "backlog limit" };
+        if ws.connection_mut().close(code, reason).is_ok() {
+            self.closing = Some(code);
+        }
     }
+}
+
+/// The shutdown signal, unless it has fired already (then never).
+async fn stopped(
+    stopping: Pin<&mut async_channel::Recv<'_, ()>>,
+    seen: bool,
+) -> Result<Woken, Error> {
+    if seen {
+        std::future::pending::<()>().await;
+    }
+    let _ = stopping.await;
+    Ok(Woken::Stop)
 }
 
 /// The next command from a handle; once every handle is gone, only the other wake-ups remain.
