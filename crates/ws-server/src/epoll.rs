@@ -220,9 +220,9 @@ struct Conn<H> {
     /// The connection and its policy: timers, reading, closing.
     session: Session,
     handler: H,
-    /// Handle commands waiting for the handler's own message to end. Boxed: 8 bytes on
-    /// every connection instead of 40, for a queue that is rarely used.
-    backlog: Option<Box<Backlog>>,
+    /// Handle commands waiting for the handler's own message to end (8 bytes while none
+    /// wait).
+    backlog: Backlog,
     peer: SocketAddr,
     _guard: LiveGuard,
     /// An edge said the socket may have input not read yet.
@@ -382,16 +382,11 @@ impl<H: Handler> Engine<H> {
         let max_backlog = self.max_backlog;
         // A connection that has ended since: dropped.
         let Some(c) = self.get(key) else { return };
-        let backlog = c.backlog.get_or_insert_default();
-        if backlog.push(c.session.connection(), command, max_backlog) {
-            backlog.apply(c.session.connection_mut());
-        } else if c.session.is_open()
+        if !c.backlog.offer(c.session.connection_mut(), command, max_backlog)
+            && c.session.is_open()
             && c.session.close(CloseCode::TRY_AGAIN_LATER, "backlog limit", now).is_ok()
         {
             c.end = Some(End::Closed(CloseCode::TRY_AGAIN_LATER));
-        }
-        if c.backlog.as_ref().is_some_and(|b| b.is_empty()) {
-            c.backlog = None;
         }
         self.turn(key, now);
     }
@@ -420,7 +415,7 @@ impl<H: Handler> Engine<H> {
             stream,
             session: Session::new(conn, now),
             handler,
-            backlog: None,
+            backlog: Backlog::default(),
             peer,
             _guard: guard,
             // Registering reports the socket's state as a first edge; input buffered with the
@@ -572,12 +567,7 @@ impl<H: Handler> Conn<H> {
             // Large binary payload goes from the input buffer straight to the socket.
             let mut write_error = None;
             // Handle commands that waited for the handler's message to end.
-            if let Some(backlog) = self.backlog.as_mut() {
-                backlog.apply(self.session.connection_mut());
-                if backlog.is_empty() {
-                    self.backlog = None;
-                }
-            }
+            self.backlog.apply(self.session.connection_mut());
             let Self { stream, session, handler, writable, bytes_written, .. } = self;
             let mut direct = |pending: &[u8], data: &[u8]| -> usize {
                 if !*writable {
@@ -618,10 +608,8 @@ impl<H: Handler> Conn<H> {
             }
             // The handler's message may have ended in this pass: what waited for it goes now,
             // not on some later event.
-            if let Some(backlog) = self.backlog.as_mut() {
-                if backlog.apply(self.session.connection_mut()) {
-                    continue;
-                }
+            if self.backlog.apply(self.session.connection_mut()) {
+                continue;
             }
             if !self.readable || !self.session.wants_read() {
                 self.idle(pool, config);

@@ -49,46 +49,59 @@ impl Outbound {
 }
 
 /// Handle commands for one connection that wait for the handler's own message to end, and
-/// what they cost.
+/// what they cost. Nothing is allocated while none wait (the common case: a command goes
+/// straight onto the connection), and the queue is freed once it empties.
 #[derive(Debug, Default)]
-pub(crate) struct Backlog {
+pub(crate) struct Backlog(Option<Box<Waiting>>);
+
+/// The commands that wait (never empty) and what they cost.
+#[derive(Debug)]
+struct Waiting {
     queue: std::collections::VecDeque<Outbound>,
     bytes: usize,
 }
 
 impl Backlog {
-    /// Queues on `conn` what it can take now; the rest waits for the handler's message.
-    /// Returns whether anything was queued.
-    pub(crate) fn apply(&mut self, conn: &mut Connection) -> bool {
-        let mut applied = false;
-        while let Some(command) = self.queue.pop_front() {
-            let cost = command.cost();
-            if let Err(command) = command.apply(conn) {
-                self.queue.push_front(command);
-                break;
-            }
-            self.bytes -= cost;
-            applied = true;
-        }
-        applied
-    }
-
-    /// Takes `command` (queued on `conn` at once when nothing waits before it) unless the
-    /// connection would then hold more than `max` bytes, output included; `false` means it
-    /// is too slow for what is sent to it.
-    pub(crate) fn push(&mut self, conn: &Connection, command: Outbound, max: usize) -> bool {
+    /// Queues `command` on `conn` now, or after the commands that wait and the handler's
+    /// own message, unless the connection would then hold more than `max` bytes, its output
+    /// included; `false` means it is too slow for what is sent to it.
+    pub(crate) fn offer(&mut self, conn: &mut Connection, command: Outbound, max: usize) -> bool {
         let cost = command.cost();
-        if self.bytes + cost + conn.pending_output().len() > max {
+        let waiting = self.0.as_ref().map_or(0, |w| w.bytes);
+        if waiting + cost + conn.pending_output().len() > max {
             return false;
         }
-        self.bytes += cost;
-        self.queue.push_back(command);
+        match &mut self.0 {
+            Some(w) => {
+                w.bytes += cost;
+                w.queue.push_back(command);
+            }
+            None => {
+                if let Err(command) = command.apply(conn) {
+                    self.0 = Some(Box::new(Waiting { queue: [command].into(), bytes: cost }));
+                }
+            }
+        }
         true
     }
 
-    /// Whether commands wait.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+    /// Queues on `conn` what waits and it can take now. Returns whether anything was queued.
+    pub(crate) fn apply(&mut self, conn: &mut Connection) -> bool {
+        let Some(w) = self.0.as_mut() else { return false };
+        let mut applied = false;
+        while let Some(command) = w.queue.pop_front() {
+            let cost = command.cost();
+            if let Err(command) = command.apply(conn) {
+                w.queue.push_front(command);
+                break;
+            }
+            w.bytes -= cost;
+            applied = true;
+        }
+        if w.queue.is_empty() {
+            self.0 = None;
+        }
+        applied
     }
 }
 

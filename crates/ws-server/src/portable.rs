@@ -132,11 +132,9 @@ impl Task {
             }
             Woken::Command(command) => {
                 mailbox.taken(&command);
-                if self.backlog.push(ws.connection(), command, max_backlog) {
-                    // Queued now unless the handler's message is half sent; a flush under
-                    // way then writes it too.
-                    self.backlog.apply(ws.connection_mut());
-                } else {
+                // Queued now unless the handler's message is half sent; a flush under way
+                // then writes it too.
+                if !self.backlog.offer(ws.connection_mut(), command, max_backlog) {
                     self.start_closing(ws, CloseCode::TRY_AGAIN_LATER);
                 }
             }
