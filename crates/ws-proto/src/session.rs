@@ -251,12 +251,6 @@ impl Session {
         None
     }
 
-    /// Whether our side of the stream has ended.
-    #[inline]
-    pub fn write_closed(&self) -> bool {
-        self.write_closed
-    }
-
     // ---- timers ------------------------------------------------------------------------------
 
     /// The next deadline and what it is for, given the connection's state at `now`: the
