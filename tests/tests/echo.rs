@@ -329,7 +329,7 @@ fn plain_http_routes() -> Result<()> {
 #[test]
 fn connections_over_the_limit_get_503_and_the_others_carry_on() -> Result<()> {
     let mut options = Options::default();
-    options.max_connections = 2;
+    options.0.max_connections = 2;
     let server = TestServer::start(options)?;
     let mut a = RawClient::connect(server.addr)?;
     let mut b = RawClient::connect(server.addr)?;

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use smol::Executor;
@@ -19,23 +20,16 @@ pub use ws_server::{Engine, Summary};
 /// The demo page served at `/`.
 pub const PAGE: &str = include_str!("page.html");
 
-/// Server settings.
+/// The engine's settings ([`ws_server::Options`], reached through `Deref`) with the echo's
+/// defaults: chunk delivery (a message of any size streams through), 256 KiB reads, and
+/// permessage-deflate without context takeover.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Options {
-    /// Connections served at once; more get HTTP 503. Default 10,000.
-    pub max_connections: usize,
-    /// Limits and timeouts of each connection.
-    pub transport: ws_transport::Config,
-    /// What runs the echo phase. Default [`Engine::Epoll`] on Linux, else [`Engine::Async`].
-    pub engine: Engine,
-    /// Engine threads for [`Engine::Epoll`]. Default 1.
-    pub echo_threads: usize,
-}
+pub struct Options(pub ws_server::Options);
 
 impl Default for Options {
     fn default() -> Self {
-        let mut transport = ws_transport::Config::default();
+        let mut options = ws_server::Options::default();
+        let transport = &mut options.transport;
         // Echo frame by frame: memory per connection stays bounded whatever the message size.
         transport.protocol.delivery = Delivery::Chunks;
         // Large reads while a big message streams: a 16 MiB echo takes 64 reads instead of
@@ -48,7 +42,21 @@ impl Default for Options {
         deflate.server_no_context_takeover = true;
         deflate.client_no_context_takeover = true;
         transport.compression = Some(deflate);
-        Self { max_connections: 10_000, transport, engine: Engine::default(), echo_threads: 1 }
+        Self(options)
+    }
+}
+
+impl Deref for Options {
+    type Target = ws_server::Options;
+
+    fn deref(&self) -> &ws_server::Options {
+        &self.0
+    }
+}
+
+impl DerefMut for Options {
+    fn deref_mut(&mut self) -> &mut ws_server::Options {
+        &mut self.0
     }
 }
 
@@ -61,12 +69,7 @@ impl Server {
     /// (their epoll sets are created here, so running out of descriptors is an error at
     /// start, not later).
     pub fn bind(addr: SocketAddr, options: Options) -> io::Result<Self> {
-        let mut server = ws_server::Options::default();
-        server.max_connections = options.max_connections;
-        server.transport = options.transport;
-        server.engine = options.engine;
-        server.threads = options.echo_threads;
-        Ok(Self(ws_server::Server::bind(addr, server, EchoApp)?))
+        Ok(Self(ws_server::Server::bind(addr, options.0, EchoApp)?))
     }
 
     /// The bound address (useful after binding port 0).

@@ -80,7 +80,9 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log filter {:?}", args.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let mut options = Options::default();
+    // The echo's defaults, and the engine's settings under them.
+    let mut echo = Options::default();
+    let options = &mut echo.0;
     options.max_connections = args.max_connections as usize;
     let transport = &mut options.transport;
     transport.protocol.max_message_size =
@@ -109,9 +111,8 @@ fn main() -> anyhow::Result<()> {
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
     options.engine = args.engine;
-    options.echo_threads = threads;
-    let server =
-        Server::bind(args.bind, options).with_context(|| format!("binding {}", args.bind))?;
+    options.threads = threads;
+    let server = Server::bind(args.bind, echo).with_context(|| format!("binding {}", args.bind))?;
     let addr = server.local_addr().context("reading the bound address")?;
     println!("listening on ws://{addr}");
     info!(threads, "demo page at http://{addr}/");
