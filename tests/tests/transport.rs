@@ -32,7 +32,7 @@ fn serve_one<T: Send + 'static>(
 }
 
 /// The README's server loop.
-async fn readme_echo(mut ws: Ws) -> std::result::Result<(), Error> {
+async fn readme_echo(ws: &mut Ws) -> std::result::Result<(), Error> {
     while let Some(message) = ws.recv().await? {
         ws.send(message).await?;
     }
@@ -42,12 +42,23 @@ async fn readme_echo(mut ws: Ws) -> std::result::Result<(), Error> {
 #[test]
 #[cfg(target_os = "linux")]
 fn a_half_closed_client_is_echoed_and_closed_by_a_recv_send_server() -> Result<()> {
-    let (addr, server) = serve_one(Config::default(), |ws| Box::pin(readme_echo(ws)))?;
+    // The WebSocket is kept until the client has seen the end of the stream, so the FIN it
+    // sees is the session's, not the drop's.
+    let (seen_tx, seen_rx) = async_channel::bounded::<()>(1);
+    let (addr, server) = serve_one(Config::default(), move |mut ws| {
+        Box::pin(async move {
+            let result = readme_echo(&mut ws).await;
+            let _ = seen_rx.recv().await;
+            drop(ws);
+            result
+        })
+    })?;
     let mut client = RawClient::connect(addr)?;
     client.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     client.send_then_half_close(&client_frame(0x81, b"bye", [1, 2, 3, 4]))?;
     assert_eq!(client.read_message()?, (1, b"bye".to_vec()));
     assert_eq!(client.read_frame()?, None, "the server ends the stream");
+    seen_tx.send_blocking(())?;
     let result = server.join().expect("server thread")?;
     assert!(matches!(result, Err(Error::Disconnected)), "{result:?}");
     Ok(())
@@ -56,23 +67,31 @@ fn a_half_closed_client_is_echoed_and_closed_by_a_recv_send_server() -> Result<(
 #[test]
 #[cfg(target_os = "linux")]
 fn a_half_closed_client_is_echoed_and_closed_by_split_halves() -> Result<()> {
-    let (addr, server) = serve_one(Config::default(), |ws| {
+    // The halves are kept until the client has seen the end of the stream, as above.
+    let (seen_tx, seen_rx) = async_channel::bounded::<()>(1);
+    let (addr, server) = serve_one(Config::default(), move |ws| {
         Box::pin(async move {
             let (mut reader, writer) = ws.split();
-            while let Some(message) = reader.recv().await? {
-                writer.send(message).await?;
+            let result = async {
+                while let Some(message) = reader.recv().await? {
+                    writer.send(message).await?;
+                }
+                Ok::<(), Error>(())
             }
-            Ok::<(), Error>(())
+            .await;
+            let _ = seen_rx.recv().await;
+            drop((reader, writer));
+            result
         })
     })?;
     let mut client = RawClient::connect(addr)?;
     client.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     client.send_then_half_close(&client_frame(0x81, b"bye", [1, 2, 3, 4]))?;
     assert_eq!(client.read_message()?, (1, b"bye".to_vec()));
-    // The reader returns, and the halves are dropped with the task: the stream ends.
+    assert_eq!(client.read_frame()?, None, "the server ends the stream");
+    seen_tx.send_blocking(())?;
     let result = server.join().expect("server thread")?;
     assert!(matches!(result, Err(Error::Disconnected)), "{result:?}");
-    assert_eq!(client.read_frame()?, None, "the server ends the stream");
     Ok(())
 }
 
@@ -204,14 +223,19 @@ fn recv_dropped_at_every_await_point_loses_nothing() -> Result<()> {
     let received = smol::block_on(async {
         let (mut ws, _) = connect_tcp(&format!("ws://{addr}/"), Config::default()).await?;
         let mut received = Vec::new();
+        let mut dropped = 0;
         let deadline = Instant::now() + Duration::from_secs(20);
         // Every recv is polled once and dropped unless it is ready at once.
         while Instant::now() < deadline {
             match future::poll_once(ws.recv()).await {
                 Some(Ok(Some(message))) => received.push(message),
-                Some(Ok(None)) => return Ok(received),
+                Some(Ok(None)) => {
+                    ensure!(dropped > 0, "no recv was left pending: the test proves nothing");
+                    return Ok(received);
+                }
                 Some(Err(err)) => return Err(anyhow::Error::new(err)),
                 None => {
+                    dropped += 1;
                     Timer::after(Duration::from_micros(200)).await;
                 }
             }

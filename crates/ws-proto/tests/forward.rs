@@ -12,13 +12,26 @@ fn chunked() -> ProtocolConfig {
     config
 }
 
-/// Feeds `input` in pieces cut at `cuts`, forwarding every chunk; returns the wire output
-/// and the close code of a failure, if any.
-fn forward_split(input: &[u8], cuts: &[usize], direct: bool) -> (Vec<u8>, Option<CloseCode>) {
+/// What [`forward_split`] saw.
+struct Forwarded {
+    /// All the bytes sent.
+    wire: Vec<u8>,
+    /// The close code of a failure, if any.
+    failed: Option<CloseCode>,
+    /// Bytes the direct write took.
+    direct: usize,
+    /// How much had been sent after each piece of input.
+    sent_after: Vec<usize>,
+}
+
+/// Feeds `input` in pieces cut at `cuts`, forwarding every chunk.
+fn forward_split(input: &[u8], cuts: &[usize], direct: bool) -> Forwarded {
     let mut server = server_with(chunked());
     let mut forwarder = Forwarder::with_direct_min(1);
     let mut wire = Vec::new();
     let mut failed = None;
+    let mut taken = 0;
+    let mut sent_after = Vec::new();
     let mut start = 0;
     for end in cuts.iter().copied().chain([input.len()]) {
         server.receive_data(&input[start..end]);
@@ -32,6 +45,7 @@ fn forward_split(input: &[u8], cuts: &[usize], direct: bool) -> (Vec<u8>, Option
                         let from_pending = n.min(pending.len());
                         wire.extend_from_slice(&pending[..from_pending]);
                         wire.extend_from_slice(&data[..n - from_pending]);
+                        taken += n;
                         n
                     };
                     let write =
@@ -43,8 +57,9 @@ fn forward_split(input: &[u8], cuts: &[usize], direct: bool) -> (Vec<u8>, Option
             }
         }
         wire.extend_from_slice(&take_output(&mut server));
+        sent_after.push(wire.len());
     }
-    (wire, failed)
+    Forwarded { wire, failed, direct: taken, sent_after }
 }
 
 /// A binary message in three fragments (3 bytes, 70,000, 1) and a text message in two.
@@ -67,7 +82,11 @@ fn fragmented_input() -> (Vec<u8>, Vec<u8>) {
 fn section_5_4_the_peers_fragmentation_is_kept() {
     let (input, expected) = fragmented_input();
     for direct in [false, true] {
-        assert_eq!(forward_split(&input, &[], direct), (expected.clone(), None), "direct {direct}");
+        let forwarded = forward_split(&input, &[], direct);
+        assert!(forwarded.wire == expected, "direct {direct}: output differs");
+        assert_eq!(forwarded.failed, None);
+        // With a direct write, it is used (binary payload goes through it, not the buffer).
+        assert_eq!(forwarded.direct > 0, direct, "direct {direct}");
     }
 }
 
@@ -84,9 +103,10 @@ fn any_split_of_the_input_forwards_the_same_frames() {
         .collect();
     for cut in cuts {
         for direct in [false, true] {
-            let (wire, failed) = forward_split(&input, &cut, direct);
-            assert_eq!(failed, None);
-            assert!(wire == expected, "cut at {cut:?} (direct {direct}): output differs");
+            let forwarded = forward_split(&input, &cut, direct);
+            assert_eq!(forwarded.failed, None);
+            assert!(forwarded.wire == expected, "cut at {cut:?} (direct {direct}): output differs");
+            assert_eq!(forwarded.direct > 0, direct, "cut at {cut:?} (direct {direct})");
         }
     }
 }
@@ -96,14 +116,15 @@ fn a_text_frame_is_held_until_whole_and_late_bad_utf8_gets_1007_with_nothing_for
     let mut text = "ok ".repeat(1000).into_bytes();
     let good = client_frame(0x81, &text);
     // Held while incomplete: nothing of the frame goes out before its last byte.
-    let (wire, failed) = forward_split(&good, &[10, 1000, 2000], false);
-    assert_eq!((wire, failed), (frame(0x81, &text, None), None));
+    let forwarded = forward_split(&good, &[10, 1000, 2000], false);
+    assert_eq!((forwarded.wire, forwarded.failed), (frame(0x81, &text, None), None));
+    assert_eq!(forwarded.sent_after[..3], [0, 0, 0], "part of the text frame went out early");
     // Invalid UTF-8 in the last byte: a close frame 1007 and no part of the text frame.
     *text.last_mut().unwrap() = 0xff;
     let bad = client_frame(0x81, &text);
-    let (wire, failed) = forward_split(&bad, &[10, 1000, 2000], false);
-    assert_eq!(failed, Some(CloseCode::INVALID_PAYLOAD));
-    assert_eq!(wire, [0x88, 0x02, 0x03, 0xef]);
+    let forwarded = forward_split(&bad, &[10, 1000, 2000], false);
+    assert_eq!(forwarded.failed, Some(CloseCode::INVALID_PAYLOAD));
+    assert_eq!(forwarded.wire, [0x88, 0x02, 0x03, 0xef]);
 }
 
 #[test]

@@ -191,12 +191,14 @@ mod tests {
         let dropped = observed(fail.expect.clone(), None);
         assert_eq!(judge(&fail, Mode::Server, dropped, Duration::ZERO).verdict, Verdict::NonStrict);
         // A reset is never a clean close, even after the right close frame.
+        // (TCP counted as ended too, so that only the reset can fail it.)
         let reset = Observed {
-            peer_ended_tcp: false,
             peer_reset: Some("connection reset by peer".into()),
             ..observed(fail.expect.clone(), Some(Some(1002)))
         };
-        assert_eq!(judge(&fail, Mode::Server, reset, Duration::ZERO).verdict, Verdict::Failed);
+        let verdict = judge(&fail, Mode::Server, reset, Duration::ZERO);
+        assert_eq!(verdict.verdict, Verdict::Failed);
+        assert!(verdict.reason.contains("reset"), "{}", verdict.reason);
 
         // 6.4.1: failing only after the last write is NON-STRICT.
         let fast = find("6.4.1");
