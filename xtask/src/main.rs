@@ -1,10 +1,10 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks, in the order a person would want to see failures: formatting,
-//!   lints, docs, the dependency rule for `ws-proto`, tests, conformance (both modes), and a
-//!   build of the fuzz targets.
-//! - `conformance`: the Autobahn-style case catalogue against our server (or `--url`), or
-//!   with `--client` against our client.
+//!   lints, docs, the dependency rule for `ws-proto`, tests, conformance (every server path
+//!   and the client, whole and split), and a build of the fuzz targets.
+//! - `conformance`: the Autobahn-style case catalogue against one of our servers
+//!   (`--server`, or any with `--url`), or with `--client [--split]` against our client.
 //! - `bench`: ws-echo against echo servers on peer crates (`bench/peers`), side by side.
 //! - `load`: a one-thread load generator against a running echo server.
 //! - `idle`: opens many idle connections and reports the server's memory per connection.

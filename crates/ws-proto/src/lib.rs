@@ -7,10 +7,13 @@
 //! Start with:
 //! - [`RequestParser`] and [`Request::websocket`] for the server's opening handshake, or
 //!   [`ClientRequest`] for the client's;
-//! - [`Connection`], the state machine for everything after the handshake;
+//! - [`Connection`], the state machine for everything after the handshake, and
+//!   [`Session`], which adds its timers and transport policy (when to read, who closes TCP
+//!   first): what a driver runs (`docs/transport-guide.md` has the whole loop);
 //! - [`ProtocolConfig`], the limits (all finite by default).
 //!
-//! The drive loop, on a server:
+//! The state machine alone, on a server (a real driver also runs a [`Session`]'s timers and
+//! its [`poll_transport`](Session::poll_transport), which ends TCP without a reset):
 //!
 //! ```
 //! use ws_proto::{Connection, Event, MessageRef, ProtocolConfig};

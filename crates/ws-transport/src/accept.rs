@@ -132,7 +132,7 @@ async fn write_within<S: AsyncWrite + Unpin>(
 ///
 /// ```no_run
 /// # smol::block_on(async {
-/// let listener = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+/// let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let (stream, _) = listener.accept().await?;
 /// let mut ws = ws_transport::accept(stream, ws_transport::Config::default()).await?;
 /// while let Some(message) = ws.recv().await? {

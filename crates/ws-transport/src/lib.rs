@@ -1,6 +1,7 @@
-//! WebSocket over async streams: drives a [`ws_proto::Connection`] over any `futures-io`
-//! `AsyncRead + AsyncWrite` stream (smol's `Async<TcpStream>`, async-std, or tokio through a
-//! compat layer).
+//! WebSocket over async streams: drives a [`ws_proto::Session`] (a connection with its
+//! timers and transport policy) over any `futures-io` `AsyncRead + AsyncWrite` stream whose
+//! close ends the write side (smol's `smol::net::TcpStream`, async-std, or tokio through a
+//! compat layer; see "Ending the stream" on [`WebSocket`]).
 //!
 //! Start with:
 //! - [`accept`] / [`accept_with`] (server) or [`connect_tcp`] / [`connect`] (client), which
@@ -13,7 +14,7 @@
 //!
 //! ```no_run
 //! # smol::block_on(async {
-//! let listener = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 8080))?;
+//! let listener = smol::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! loop {
 //!     let (stream, _) = listener.accept().await?;
 //!     smol::spawn(async move {

@@ -1,8 +1,9 @@
 //! `cargo xtask conformance`: an Autobahn-style conformance suite.
 //!
-//! Server mode (default) starts `ws-echo` from this workspace (or targets `--url`) and plays
-//! the fuzzing client against it. Client mode (`--client`) plays the fuzzing server against a
-//! small echo client built on `ws-transport`. Frames on the wire are built and checked by the
+//! Server mode (default) starts one of our servers from this workspace (`--server ws-echo`,
+//! `ws-echo-async` or `ws-transport`; or targets `--url`) and plays the fuzzing client
+//! against it. Client mode (`--client`, `--split` for the halves) plays the fuzzing server
+//! against a small echo client built on `ws-transport`. Frames on the wire are built and checked by the
 //! suite itself ([`wire`]), never by the code under test.
 //!
 //! Here: the CLI, the run loops and the expected-results diff; `cases` is the catalogue,
