@@ -320,3 +320,22 @@ fn the_split_reader_ends_when_the_writer_gives_up_on_the_stream() -> Result<()> 
     assert!(waited < Duration::from_secs(1), "the reader took {waited:?}");
     Ok(())
 }
+
+#[test]
+fn an_idle_websocket_holds_no_buffer() -> Result<()> {
+    let (addr, server) = serve_one(Config::default(), |mut ws| {
+        Box::pin(async move {
+            // A message, then a read that finds nothing: the connection is idle.
+            let message = ws.recv().await?;
+            let read = future::poll_once(ws.read_more()).await;
+            Ok::<_, Error>((message, read.is_none(), ws.connection().buffer_capacity()))
+        })
+    })?;
+    let mut client = RawClient::connect(addr)?;
+    client.send_raw(&client_frame(0x81, &[b'x'; 3000], [1, 2, 3, 4]))?;
+    let (message, pending, held) = server.join().expect("server thread")??;
+    ensure!(message.is_some());
+    ensure!(pending, "the second read found input");
+    ensure!(held == 0, "an idle WebSocket holds {held} bytes of buffers");
+    Ok(())
+}

@@ -5,14 +5,14 @@
 use std::net::{SocketAddr, TcpStream};
 
 use async_io::Async;
-use futures_lite::FutureExt;
+use futures_lite::Stream;
 use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
 
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::task::{Context, Poll};
 
 use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
 use crate::handler::{End, Handler, log_end, pump};
@@ -20,59 +20,64 @@ use crate::options::Options;
 
 type Ws = WebSocket<smol::net::TcpStream>;
 
-/// Runs one connection until it ends, then tells the handler how.
-pub(crate) async fn run<H: Handler>(
-    ws: WebSocket<Async<TcpStream>>,
-    mut handler: H,
-    peer: SocketAddr,
-    options: &Options,
-    stop: async_channel::Receiver<()>,
-) {
-    debug!(%peer, "open");
-    // async-net's stream ends its write side on `poll_close` (async-io's only flushes), so
-    // the session can end TCP as §7.1.1 asks: FIN first, then drain until the peer's.
+/// The WebSocket the portable engine runs on. async-net's stream ends its write side on
+/// `poll_close` (async-io's only flushes), so the session can end TCP as §7.1.1 asks: FIN
+/// first, then drain until the peer's.
+pub(crate) fn adopt(ws: WebSocket<Async<TcpStream>>) -> Ws {
     let config = ws.config().clone();
     let (stream, conn) = ws.into_parts();
-    let mut ws = WebSocket::from_parts(smol::net::TcpStream::from(stream), conn, config, &[]);
-    let (tx, rx) = async_channel::unbounded();
-    let mailbox =
-        Arc::new(TaskMailbox { tx, bytes: AtomicUsize::new(0), limit: options.max_backlog });
-    handler.on_open(&ConnHandle::new(HandleInner::Task(Arc::clone(&mailbox))));
-    let end = match drive(&mut ws, &mut handler, options, &stop, &rx, &mailbox).await {
-        Ok(end) => end,
-        Err(Error::Io(err)) => End::Error(err),
-        Err(err) => End::Error(std::io::Error::other(err.to_string())),
-    };
-    let (read, written) = ws.byte_counts();
-    log_end(peer, &end, read, written);
-    handler.on_close(&end);
+    WebSocket::from_parts(smol::net::TcpStream::from(stream), conn, config, &[])
+}
+
+/// Runs one connection until it ends, then tells the handler how.
+///
+/// Not an `async fn`: one of those keeps a second copy of each argument it moves into its
+/// body, for its whole life, and the WebSocket is most of what an idle connection costs.
+/// The block uses its captures in place (the size is tested below).
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run<'a, H: Handler + 'a>(
+    mut ws: Ws,
+    mut handler: H,
+    peer: SocketAddr,
+    options: &'a Options,
+    stop: async_channel::Receiver<()>,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        debug!(%peer, "open");
+        let mut stop = pin!(stop);
+        let mailbox = Arc::new(TaskMailbox::new(options.max_backlog));
+        handler.on_open(&ConnHandle::new(HandleInner::Task(Arc::clone(&mailbox))));
+        let end = drive(&mut ws, &mut handler, options, stop.as_mut(), &mailbox).await;
+        mailbox.end();
+        let end = match end {
+            Ok(end) => end,
+            Err(Error::Io(err)) => End::Error(err),
+            Err(err) => End::Error(std::io::Error::other(err.to_string())),
+        };
+        let (read, written) = ws.byte_counts();
+        log_end(peer, &end, read, written);
+        handler.on_close(&end);
+    }
 }
 
 async fn drive<H: Handler>(
     ws: &mut Ws,
     handler: &mut H,
     options: &Options,
-    stop: &async_channel::Receiver<()>,
-    commands: &async_channel::Receiver<Outbound>,
+    mut stop: Pin<&mut async_channel::Receiver<()>>,
     mailbox: &TaskMailbox,
 ) -> Result<End, Error> {
     let high_water = ws.config().write_buffer_size;
     let mut task = Task { backlog: Backlog::default(), closing: None, stop_seen: false };
-    // One wait for shutdown for the connection's life, not a new one per read; once it has
-    // fired it is not polled again.
-    let mut stopping = std::pin::pin!(stop.recv());
     loop {
         task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, None);
         // Backpressure: nothing more is read until what we owe the peer is written; the
         // shutdown signal and commands from handles are still taken meanwhile.
         loop {
-            let stopped = stopped(stopping.as_mut(), task.stop_seen);
-            let command = async { Ok(Woken::Command(next_command(commands).await)) };
-            let flushed = async { ws.flush().await.map(|()| Woken::Io) };
-            match stopped.or(command).or(flushed).await? {
+            match wake(&mut task, stop.as_mut(), mailbox, |cx| ws.poll_flush(cx)).await? {
                 Woken::Io => break,
-                woken => task.take(ws, woken, mailbox, options.max_backlog),
+                woken => task.take(ws, woken, options.max_backlog),
             }
         }
         if let Some(end) = pass.end {
@@ -89,16 +94,38 @@ async fn drive<H: Handler>(
         if pass.more {
             continue;
         }
-        let stopped = stopped(stopping.as_mut(), task.stop_seen);
-        let command = async { Ok(Woken::Command(next_command(commands).await)) };
-        let read = async { ws.read_more().await.map(|_| Woken::Io) };
-        // The shutdown signal and commands first, so that a peer that keeps its socket
-        // readable cannot starve them.
-        match stopped.or(command).or(read).await? {
+        match wake(&mut task, stop.as_mut(), mailbox, |cx| ws.poll_read_more(cx).map_ok(drop))
+            .await?
+        {
             Woken::Io => {}
-            woken => task.take(ws, woken, mailbox, options.max_backlog),
+            woken => task.take(ws, woken, options.max_backlog),
         }
     }
+}
+
+/// Waits for the shutdown signal, a handle command or `io`, polled in that order so that a
+/// peer that keeps its socket readable cannot starve the first two.
+///
+/// One poll over the three rather than a race of three futures: a smaller state for the
+/// connection's task to keep while it waits.
+async fn wake(
+    task: &mut Task,
+    mut stop: Pin<&mut async_channel::Receiver<()>>,
+    mailbox: &TaskMailbox,
+    mut io: impl FnMut(&mut Context<'_>) -> Poll<Result<(), Error>>,
+) -> Result<Woken, Error> {
+    std::future::poll_fn(|cx| {
+        // Nothing is ever sent on `stop`: it fires by closing, and once it has fired it is
+        // not polled again.
+        if !task.stop_seen && stop.as_mut().poll_next(cx).is_ready() {
+            return Poll::Ready(Ok(Woken::Stop));
+        }
+        if let Poll::Ready(command) = mailbox.poll_take(cx) {
+            return Poll::Ready(Ok(Woken::Command(command)));
+        }
+        io(cx).map_ok(|()| Woken::Io)
+    })
+    .await
 }
 
 /// What woke the connection's task.
@@ -117,13 +144,13 @@ struct Task {
     /// frame is queued (after a frame of ours that is half sent) and the session runs until
     /// the peer answers or the close timeout.
     closing: Option<CloseCode>,
-    /// The shutdown signal fired (its future is not polled again).
+    /// The shutdown signal fired (it is not polled again).
     stop_seen: bool,
 }
 
 impl Task {
     /// Takes the shutdown signal or a handle command.
-    fn take(&mut self, ws: &mut Ws, woken: Woken, mailbox: &TaskMailbox, max_backlog: usize) {
+    fn take(&mut self, ws: &mut Ws, woken: Woken, max_backlog: usize) {
         match woken {
             Woken::Io => {}
             Woken::Stop => {
@@ -131,7 +158,6 @@ impl Task {
                 self.start_closing(ws, CloseCode::GOING_AWAY);
             }
             Woken::Command(command) => {
-                mailbox.taken(&command);
                 // Queued now unless the handler's message is half sent; a flush under way
                 // then writes it too.
                 if !self.backlog.offer(ws.connection_mut(), command, max_backlog) {
@@ -155,30 +181,40 @@ impl Task {
     }
 }
 
-/// The shutdown signal, unless it has fired already (then never).
-async fn stopped(
-    stopping: Pin<&mut async_channel::Recv<'_, ()>>,
-    seen: bool,
-) -> Result<Woken, Error> {
-    if seen {
-        std::future::pending::<()>().await;
-    }
-    let _ = stopping.await;
-    Ok(Woken::Stop)
-}
-
-/// The next command from a handle; once every handle is gone, only the other wake-ups remain.
-async fn next_command(commands: &async_channel::Receiver<Outbound>) -> Outbound {
-    match commands.recv().await {
-        Ok(command) => command,
-        Err(_) => std::future::pending().await,
-    }
-}
-
 /// After the close handshake, errors from closing again are not failures.
 fn ignore_after_close(err: Error) -> Result<(), Error> {
     match err {
         Error::Send(_) | Error::Closed | Error::Disconnected | Error::Timeout(_) => Ok(()),
         other => Err(other),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Silent;
+
+    impl Handler for Silent {
+        fn on_event(&mut self, _: ws_proto::Event<'_>, _: &mut crate::Reply<'_>) {}
+    }
+
+    /// Stands in for an argument that is never made: only the future's type matters.
+    fn never<T>() -> T {
+        unreachable!("only the type is used")
+    }
+
+    fn task_size() -> usize {
+        let options = Options::default();
+        let task =
+            if false { Some(run(never(), Silent, never(), &options, never())) } else { None };
+        std::mem::size_of_val(&task)
+    }
+
+    #[test]
+    fn a_connection_task_holds_one_websocket() {
+        // What an idle connection costs on this engine is mostly this future: the WebSocket
+        // and the few words around it, never a second copy of it.
+        let (task, ws) = (task_size(), std::mem::size_of::<Ws>());
+        assert!(task < ws + 512, "the task is {task} bytes for a {ws}-byte WebSocket");
     }
 }

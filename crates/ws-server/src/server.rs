@@ -208,6 +208,7 @@ async fn serve<A: App>(
     let Some((ws, handler)) = Box::pin(open(stream, peer, options, app)).await else { return };
     match engines {
         Engines::Async => {
+            let ws = crate::portable::adopt(ws);
             Box::pin(crate::portable::run(ws, handler, peer, options, stop)).await;
             drop(guard);
         }
