@@ -26,34 +26,33 @@ struct Server {
     args: Vec<String>,
 }
 
-fn servers(root: &Path) -> Vec<Server> {
-    let peers = root.join("bench/peers/target/release");
-    vec![
-        Server {
-            name: "ws-echo",
-            binary: root.join("target/release/ws-echo"),
-            // One worker thread: the server has one CPU.
-            args: ["--threads", "1", "--log", "error", "--bind", "127.0.0.1:0"]
-                .map(String::from)
-                .to_vec(),
-        },
-        Server {
-            // The same binary with the portable engine: ws-transport's WebSocket on smol.
-            name: "ws-echo (async)",
-            binary: root.join("target/release/ws-echo"),
-            args: [
-                "--threads",
-                "1",
-                "--engine",
-                "async",
-                "--log",
-                "error",
-                "--bind",
-                "127.0.0.1:0",
-            ]
+/// ws-echo's two engines from `binary`, under the names given.
+fn ws_echo(binary: &Path, names: [&'static str; 2]) -> [Server; 2] {
+    let args = |engine: &[&str]| -> Vec<String> {
+        // One worker thread: the server has one CPU.
+        let mut args: Vec<String> = ["--threads", "1", "--log", "error", "--bind", "127.0.0.1:0"]
             .map(String::from)
-            .to_vec(),
-        },
+            .to_vec();
+        args.extend(engine.iter().map(|a| a.to_string()));
+        args
+    };
+    [
+        Server { name: names[0], binary: binary.to_owned(), args: args(&[]) },
+        // The same binary with the portable engine: ws-transport's WebSocket on smol.
+        Server { name: names[1], binary: binary.to_owned(), args: args(&["--engine", "async"]) },
+    ]
+}
+
+/// The servers of a run: ws-echo as built, the peers, and (with `--baseline PATH`) another
+/// build of ws-echo, to measure a change before and after in the same run.
+fn servers(root: &Path, baseline: Option<&Path>) -> Vec<Server> {
+    let peers = root.join("bench/peers/target/release");
+    let mut servers: Vec<Server> =
+        ws_echo(&root.join("target/release/ws-echo"), ["ws-echo", "ws-echo (async)"]).into();
+    if let Some(binary) = baseline {
+        servers.extend(ws_echo(binary, ["ws-echo (baseline)", "ws-echo (async, baseline)"]));
+    }
+    servers.extend([
         Server {
             name: "fastwebsockets",
             binary: peers.join("fastwebsockets-echo"),
@@ -69,7 +68,8 @@ fn servers(root: &Path) -> Vec<Server> {
             binary: peers.join("async-tungstenite-echo"),
             args: vec!["127.0.0.1:0".into()],
         },
-    ]
+    ]);
+    servers
 }
 
 /// A running server process, killed when dropped.
@@ -183,6 +183,10 @@ pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
 /// The measurement itself, run pinned to CPU 1.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    let baseline = match args.iter().position(|a| a == "--baseline") {
+        Some(i) => Some(PathBuf::from(args.get(i + 1).context("--baseline needs a path")?)),
+        None => None,
+    };
     let plan = if quick {
         Plan {
             connections: vec![1, 16, 256],
@@ -202,7 +206,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             idle_connections: 10_000,
         }
     };
-    let servers = servers(root);
+    let servers = servers(root, baseline.as_deref());
     for server in &servers {
         if !server.binary.exists() {
             bail!("{} is not built ({})", server.name, server.binary.display());
@@ -299,7 +303,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), &json)?;
     std::fs::write(out.join("results.md"), &markdown)?;
-    if !quick {
+    if !quick && baseline.is_none() {
         std::fs::write(root.join("docs/benchmarks.json"), &json)?;
     }
     println!("{markdown}");

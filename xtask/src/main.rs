@@ -52,7 +52,7 @@ fn print_help() {
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzz build\n  \
          conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
-         bench [--quick]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite\n  \
+         bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );
