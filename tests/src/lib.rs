@@ -39,6 +39,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<async_channel::Sender<()>>,
     thread: Option<JoinHandle<Summary>>,
+    /// The server's memory budget.
+    pub budget: Arc<ws_server::Budget>,
 }
 
 impl TestServer {
@@ -46,7 +48,8 @@ impl TestServer {
     pub fn start(options: Options) -> Result<Self> {
         let server = Server::bind(([127, 0, 0, 1], 0).into(), options)?;
         let addr = server.local_addr()?;
-        Ok(Self::spawn(addr, move |ex, shutdown| server.run(ex, shutdown)))
+        let budget = server.budget();
+        Ok(Self::spawn(addr, budget, move |ex, shutdown| server.run(ex, shutdown)))
     }
 
     /// Starts a server for any application on the engine, on `127.0.0.1:0` with two worker
@@ -54,13 +57,15 @@ impl TestServer {
     pub fn start_app<A: ws_server::App>(app: A, options: ws_server::Options) -> Result<Self> {
         let server = ws_server::Server::bind(([127, 0, 0, 1], 0).into(), options, app)?;
         let addr = server.local_addr()?;
-        Ok(Self::spawn(addr, move |ex, shutdown| server.run(ex, shutdown)))
+        let budget = server.budget();
+        Ok(Self::spawn(addr, budget, move |ex, shutdown| server.run(ex, shutdown)))
     }
 
     /// Runs `run` (a server's run, given its executor and its shutdown signal) on a thread
     /// with a helper executor thread.
     fn spawn<F>(
         addr: SocketAddr,
+        budget: Arc<ws_server::Budget>,
         run: impl FnOnce(Arc<smol::Executor<'static>>, Shutdown) -> F + Send + 'static,
     ) -> Self
     where
@@ -81,7 +86,7 @@ impl TestServer {
             let _ = helper.join();
             summary
         });
-        Self { addr, stop: Some(stop_tx), thread: Some(thread) }
+        Self { addr, stop: Some(stop_tx), thread: Some(thread), budget }
     }
 
     /// Starts a server with default options.

@@ -42,6 +42,10 @@ impl Default for Options {
         deflate.server_no_context_takeover = true;
         deflate.client_no_context_takeover = true;
         transport.compression = Some(deflate);
+        // Dead peers are found: a ping after 30 s of silence, answered within 20 s or the
+        // connection is dropped (docs/limits.md compares the peers' defaults).
+        transport.ping_interval = Some(std::time::Duration::from_secs(30));
+        transport.pong_timeout = std::time::Duration::from_secs(20);
         Self(options)
     }
 }
@@ -75,6 +79,11 @@ impl Server {
     /// The bound address (useful after binding port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+
+    /// The server-wide memory budget and what all connections hold of it.
+    pub fn budget(&self) -> std::sync::Arc<ws_server::Budget> {
+        self.0.budget()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, sends close 1001 to every open
@@ -125,6 +134,10 @@ impl Handler for Echo {
             }
             _ => {}
         }
+    }
+
+    fn memory(&self) -> usize {
+        self.forwarder.memory()
     }
 }
 

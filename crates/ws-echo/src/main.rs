@@ -29,6 +29,11 @@ struct Args {
     /// Largest frame accepted, in bytes; larger ones are closed with 1009.
     #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
     max_frame_size: u64,
+    /// Bytes all connections may hold together (buffers, zlib state, echoes owed); at the
+    /// limit new connections get HTTP 503, the others stop reading until it frees up, and
+    /// those stuck holding at least their share for 10 s are closed with 1013.
+    #[arg(long, default_value_t = 512 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..=(1 << 48)))]
+    max_memory: u64,
     /// Connections served at once; more get HTTP 503.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: u64,
@@ -39,10 +44,13 @@ struct Args {
     /// starts.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     close_timeout: u64,
-    /// Send a keepalive ping after this many seconds of silence (the peer must answer within
-    /// 20 s) [default: off].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    ping_interval: Option<u64>,
+    /// Send a keepalive ping after this many seconds of silence; a peer that does not answer
+    /// within --pong-timeout is dropped (1011). 0 turns keepalive off.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    ping_interval: u64,
+    /// Seconds a peer has to answer a keepalive ping.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pong_timeout: u64,
     /// Close connections (1001) that send nothing for this many seconds [default: off].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
     idle_timeout: Option<u64>,
@@ -84,6 +92,7 @@ fn main() -> anyhow::Result<()> {
     let mut echo = Options::default();
     let options = &mut echo.0;
     options.max_connections = args.max_connections as usize;
+    options.max_memory = usize::try_from(args.max_memory).context("--max-memory")?;
     let transport = &mut options.transport;
     transport.protocol.max_message_size =
         usize::try_from(args.max_message_size).context("--max-message-size")?;
@@ -91,7 +100,9 @@ fn main() -> anyhow::Result<()> {
         usize::try_from(args.max_frame_size).context("--max-frame-size")?;
     transport.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     transport.close_timeout = Duration::from_secs(args.close_timeout);
-    transport.ping_interval = args.ping_interval.map(Duration::from_secs);
+    transport.ping_interval =
+        (args.ping_interval > 0).then(|| Duration::from_secs(args.ping_interval));
+    transport.pong_timeout = Duration::from_secs(args.pong_timeout);
     transport.idle_timeout = args.idle_timeout.map(Duration::from_secs);
     // The server's compression defaults live in `Options::default`; flags adjust them.
     if args.no_compression {

@@ -6,7 +6,7 @@ use std::ops::Range;
 use crate::close::{CloseCode, CloseFrame};
 use crate::error::{ProtocolError, SendError};
 #[cfg(feature = "deflate")]
-use crate::extensions::{Decompressor, DeflateParams, InflateError};
+use crate::extensions::{Decompressor, DeflateParams, INFLATE_STEP, InflateError};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 use crate::mask::apply_mask;
 use crate::sender::{Output, RETAINED_BUFFER, Sender};
@@ -46,6 +46,8 @@ struct InFrame {
     len: u64,
     remaining: u64,
     mask_offset: usize,
+    /// A chunk of it has been reported (compressed frames, whose input is taken in steps).
+    reported: bool,
 }
 
 /// The data message being received.
@@ -157,6 +159,13 @@ pub struct Connection {
     inflate: Option<Box<Decompressor>>,
     /// Inflated data of the current chunk, in chunk delivery.
     inflated: Vec<u8>,
+    /// Compressed bytes at `in_start`, already unmasked, that the inflater has yet to take
+    /// (chunk delivery inflates in steps of at most `INFLATE_STEP`).
+    #[cfg(feature = "deflate")]
+    inflate_ahead: usize,
+    /// The last inflate step stopped at its output limit: more may come without input.
+    #[cfg(feature = "deflate")]
+    inflate_more: bool,
 
     out: Output,
 }
@@ -202,6 +211,10 @@ impl Connection {
             #[cfg(feature = "deflate")]
             inflate: None,
             inflated: Vec::new(),
+            #[cfg(feature = "deflate")]
+            inflate_ahead: 0,
+            #[cfg(feature = "deflate")]
+            inflate_more: false,
             out: Output {
                 keys,
                 buf: Vec::new(),
@@ -318,6 +331,23 @@ impl Connection {
             + self.inflated.capacity()
             + self.out.buf.capacity()
             + self.out.scratch.capacity()
+    }
+
+    /// Bytes of memory the connection holds beyond its own struct: the capacity of its
+    /// buffers and, with permessage-deflate, the state of zlib's inflater and deflater while
+    /// they are allocated (by zlib's own formula, zconf.h). What a server-wide memory budget
+    /// counts for it.
+    pub fn memory(&self) -> usize {
+        let deferred = |frame: &Option<Vec<u8>>| frame.as_ref().map_or(0, Vec::capacity);
+        let mut bytes = self.buffer_capacity()
+            + deferred(&self.out.deferred_pong)
+            + deferred(&self.out.deferred_close);
+        #[cfg(feature = "deflate")]
+        {
+            bytes += self.inflate.as_ref().map_or(0, |inflate| inflate.memory());
+            bytes += self.out.deflate.as_ref().map_or(0, |deflate| deflate.memory());
+        }
+        bytes
     }
 
     /// Takes out the input buffer when it holds no unprocessed input, so that a caller with
@@ -466,6 +496,11 @@ impl Connection {
         self.in_start = self.in_end;
         self.frame = None;
         self.message = None;
+        #[cfg(feature = "deflate")]
+        {
+            self.inflate_ahead = 0;
+            self.inflate_more = false;
+        }
         Step::Event(Ev::Failed(err))
     }
 
@@ -532,8 +567,14 @@ impl Connection {
             return self.fail(ProtocolError::MessageTooLarge);
         }
         self.in_start += header_len;
-        let frame =
-            InFrame { fin: header.fin, mask: header.mask, len, remaining: len, mask_offset: 0 };
+        let frame = InFrame {
+            fin: header.fin,
+            mask: header.mask,
+            len,
+            remaining: len,
+            mask_offset: 0,
+            reported: false,
+        };
 
         // The common case: a whole single-frame message already in the buffer is reported in
         // place, copied nowhere.
@@ -562,6 +603,10 @@ impl Connection {
     }
 
     fn read_payload(&mut self, mut frame: InFrame) -> Step {
+        #[cfg(feature = "deflate")]
+        if self.config.delivery == Delivery::Chunks && self.message.is_some_and(|m| m.compressed) {
+            return self.read_compressed_chunk(frame);
+        }
         let available = (self.in_end - self.in_start) as u64;
         let n = available.min(frame.remaining) as usize;
         if n == 0 && frame.remaining > 0 {
@@ -581,10 +626,8 @@ impl Connection {
         let last = frame_done && frame.fin;
         #[cfg(feature = "deflate")]
         if message.compressed {
-            let pos =
-                FramePos { len: frame.len, fin: frame.fin, start: frame_start, end: frame_done };
             self.frame = if frame_done { None } else { Some(frame) };
-            return self.read_compressed(range, message, pos, last);
+            return self.read_compressed(range, message, last);
         }
         if message.kind == MessageKind::Text {
             let checked = self.utf8.feed(&self.input[range.clone()]);
@@ -635,27 +678,15 @@ impl Connection {
         }
     }
 
-    /// The payload of a compressed message: inflated into the assembly buffer (messages) or
-    /// the inflate buffer (chunks), with the message limit applied to the inflated size.
+    /// The payload of a compressed message in message delivery: inflated into the assembly
+    /// buffer, with the message limit applied to the inflated size.
     #[cfg(feature = "deflate")]
-    fn read_compressed(
-        &mut self,
-        range: Range<usize>,
-        mut message: InMessage,
-        pos: FramePos,
-        last: bool,
-    ) -> Step {
+    fn read_compressed(&mut self, range: Range<usize>, mut message: InMessage, last: bool) -> Step {
         let Some(inflate) = self.inflate.as_mut() else {
             unreachable!("RSV1 is accepted only with permessage-deflate");
         };
-        let chunks = self.config.delivery == Delivery::Chunks;
-        let (buf, base, limit) = if chunks {
-            self.inflated.clear();
-            (&mut self.inflated, 0, self.config.max_message_size.saturating_sub(message.inflated))
-        } else {
-            let base = self.assembly.len();
-            (&mut self.assembly, base, self.config.max_message_size)
-        };
+        let (base, limit) = (self.assembly.len(), self.config.max_message_size);
+        let buf = &mut self.assembly;
         let mut result = inflate.decompress(&self.input[range], buf, limit);
         if last && result.is_ok() {
             result = inflate.finish(buf, limit);
@@ -682,29 +713,111 @@ impl Connection {
                 _ => ProtocolError::InvalidCompressedData(message.kind),
             });
         }
-        let first = !message.started;
         message.started = true;
         self.message = if last { None } else { Some(message) };
-        if chunks {
-            if !new.is_empty() || first || last {
-                let kind = message.kind;
-                return Step::Event(Ev::Chunk {
-                    kind,
-                    range: new,
-                    first,
-                    last,
-                    frame: pos,
-                    inflated: true,
-                });
-            }
-            return Step::Continue;
-        }
         if last {
             self.assembly_delivered = true;
             let range = 0..self.assembly.len();
             return Step::Event(Ev::Message { kind: message.kind, range, assembled: true });
         }
         Step::Continue
+    }
+
+    /// The payload of a compressed message in chunk delivery, inflated in steps of at most
+    /// [`INFLATE_STEP`] bytes, each reported as a chunk: a connection holds one step of the
+    /// inflated message at a time, whatever the message inflates to. The compressed input
+    /// that a step leaves stays in the input buffer (unmasked) for the next.
+    #[cfg(feature = "deflate")]
+    fn read_compressed_chunk(&mut self, mut frame: InFrame) -> Step {
+        let Some(mut message) = self.message else {
+            unreachable!("a data frame is read only inside a message");
+        };
+        let Some(inflate) = self.inflate.as_mut() else {
+            unreachable!("RSV1 is accepted only with permessage-deflate");
+        };
+        // Unmask what has arrived of the frame past what already waits.
+        let ahead = self.inflate_ahead;
+        let arrived = self.in_end - self.in_start - ahead;
+        let n = (arrived as u64).min(frame.remaining) as usize;
+        let new = self.in_start + ahead..self.in_start + ahead + n;
+        if let Some(key) = frame.mask {
+            frame.mask_offset = apply_mask(&mut self.input[new], key, frame.mask_offset);
+        }
+        frame.remaining -= n as u64;
+        let waiting = ahead + n;
+        let all_arrived = frame.remaining == 0;
+        if waiting == 0 && !self.inflate_more && !all_arrived {
+            self.frame = Some(frame);
+            return Step::NeedInput;
+        }
+
+        self.inflated.clear();
+        let mut consumed = 0;
+        let mut last = false;
+        let mut result = Ok(());
+        if waiting > 0 || self.inflate_more {
+            let data = &self.input[self.in_start..self.in_start + waiting];
+            match inflate.inflate_step(data, &mut self.inflated, INFLATE_STEP) {
+                Ok(step) => {
+                    consumed = step.consumed;
+                    self.inflate_more = step.more;
+                }
+                Err(err) => result = Err(err),
+            }
+        }
+        let drained = consumed == waiting && !self.inflate_more;
+        // The message's last frame, all taken: what the trailer completes, in the room left.
+        let room = INFLATE_STEP - self.inflated.len();
+        if result.is_ok() && all_arrived && frame.fin && drained && room > 0 {
+            match inflate.finish_step(&mut self.inflated, room) {
+                Ok(more) => last = !more,
+                Err(err) => result = Err(err),
+            }
+        }
+        self.in_start += consumed;
+        self.inflate_ahead = waiting - consumed;
+        let frame_done = all_arrived && drained && (!frame.fin || last);
+
+        message.inflated += self.inflated.len();
+        if result.is_ok() && message.inflated > self.config.max_message_size {
+            result = Err(InflateError::TooLarge);
+        }
+        // Text is checked before an inflate error is reported: the bytes inflated before the
+        // error come first in the message, so the verdict does not depend on how the frame
+        // was split across reads (found by the connection fuzz target).
+        if message.kind == MessageKind::Text {
+            let checked = self.utf8.feed(&self.inflated);
+            let checked = if last { checked.and_then(|()| self.utf8.finish()) } else { checked };
+            if let Err(err) = checked {
+                return self.fail(err);
+            }
+        }
+        if let Err(err) = result {
+            return self.fail(match err {
+                InflateError::TooLarge => ProtocolError::MessageTooLarge,
+                _ => ProtocolError::InvalidCompressedData(message.kind),
+            });
+        }
+        let first = !message.started;
+        message.started = true;
+        self.message = if last { None } else { Some(message) };
+        let report = !self.inflated.is_empty() || first || last;
+        let pos =
+            FramePos { len: frame.len, fin: frame.fin, start: !frame.reported, end: frame_done };
+        frame.reported |= report;
+        self.frame = if frame_done { None } else { Some(frame) };
+        if !report {
+            return Step::Continue;
+        }
+        let range = 0..self.inflated.len();
+        Step::Event(Ev::Chunk {
+            kind: message.kind,
+            range,
+            first,
+            last,
+            frame: pos,
+            inflated: true,
+        })
     }
 
     fn control_frame(&mut self, header: FrameHeader, range: Range<usize>) -> Step {
@@ -772,6 +885,35 @@ impl Connection {
     /// (a close frame included) can go out before it completes.
     pub fn frame_in_progress(&self) -> bool {
         self.out.open_frame.is_some()
+    }
+
+    /// Whether a data message from the peer has begun and not yet ended.
+    pub fn receiving_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// The most output that may be owed while input is still taken because the peer is
+    /// inside a message (see [`takes_input`](Self::takes_input)): the message limit, an
+    /// eighth more for the frame headers of a reply that echoes it, and 64 KiB.
+    pub fn max_owed_in_message(&self) -> usize {
+        let limit = self.config.max_message_size;
+        limit.saturating_add(limit / 8).saturating_add(64 << 10)
+    }
+
+    /// Whether input should be taken (read from the transport, or polled for events) while
+    /// [`pending_output`](Self::pending_output) holds what it holds: when less than
+    /// `high_water` bytes are owed, or while the peer is inside a message and less than
+    /// [`max_owed_in_message`](Self::max_owed_in_message) is owed.
+    ///
+    /// The second rule is what keeps a peer that writes a whole message before it reads
+    /// from deadlocking with a reply that streams: the reply cannot be written while the
+    /// peer is not reading, and the peer cannot finish writing while we are not. Within a
+    /// message we read on and hold the reply, as an endpoint that assembles messages holds
+    /// the message; backpressure applies at message boundaries.
+    #[inline]
+    pub fn takes_input(&self, high_water: usize) -> bool {
+        let owed = self.pending_output().len();
+        owed < high_water || (self.message.is_some() && owed < self.max_owed_in_message())
     }
 
     /// The sending side, to queue frames.

@@ -61,11 +61,11 @@ pub use connection::{Connection, Event};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "deflate")]
 pub use extensions::{
-    Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams, InflateError,
-    PERMESSAGE_DEFLATE,
+    Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams, INFLATE_STEP,
+    InflateError, Inflated, PERMESSAGE_DEFLATE,
 };
 pub use extensions::{ExtensionOffer, ExtensionSyntaxError, parse_extensions};
-pub use forward::{DIRECT_WRITE_MIN, DirectWrite, Forwarder};
+pub use forward::{DIRECT_WRITE_MIN, DirectWrite, FRAGMENT_MIN, Forwarder};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 pub use handshake::{
     Accepted, ClientHandshake, ClientRequest, HandshakeError, HandshakeLimits, Header,

@@ -115,12 +115,15 @@ impl Session {
     // ---- input -------------------------------------------------------------------------------
 
     /// Whether the driver should read now: the stream has not ended, the transport is not
-    /// closed, and no output is owed. After the close handshake this stays true until the
-    /// peer ends its side (a client waits for the server to close first, §7.1.1; a server
-    /// drains what the peer still sends), bounded by the close timeout.
+    /// closed, and no output is owed — or the peer is inside a message and what is owed is
+    /// within [`Connection::max_owed_in_message`] (see [`Connection::takes_input`]: a peer
+    /// that writes a whole message before it reads must not deadlock with its reply). After
+    /// the close handshake this stays true until the peer ends its side (a client waits for
+    /// the server to close first, §7.1.1; a server drains what the peer still sends),
+    /// bounded by the close timeout.
     #[inline]
     pub fn wants_read(&self) -> bool {
-        !self.read_closed && !self.closed && self.conn.pending_output().is_empty()
+        !self.read_closed && !self.closed && self.conn.takes_input(1)
     }
 
     /// Space for at least `min` bytes to read into; report them with

@@ -1,10 +1,15 @@
-//! Frame-preserving forwarding (`Forwarder`): the frames sent have the lengths and FIN bits of
-//! the frames received, whatever the input's split; text is held until a frame is whole.
+//! Forwarding (`Forwarder`): binary frames and small text frames keep the lengths and FIN bits
+//! of the frames received, whatever the input's split; text is held until a frame is whole,
+//! or cut into fragments of `FRAGMENT_MIN` once it is larger; compressed messages stream in
+//! fragments, holding at most one.
 
 mod common;
 
 use common::*;
-use ws_proto::{CloseCode, Connection, DeflateParams, Delivery, Event, Forwarder, ProtocolConfig};
+use ws_proto::{
+    CloseCode, Connection, DeflateParams, Delivery, Event, FRAGMENT_MIN, Forwarder, INFLATE_STEP,
+    ProtocolConfig,
+};
 
 fn chunked() -> ProtocolConfig {
     let mut config = ProtocolConfig::default();
@@ -159,4 +164,99 @@ fn a_compressed_message_is_forwarded_whole_and_compressed_again() {
     let mut receiver = client(ProtocolConfig::default());
     receiver.set_deflate(&params, 6);
     assert_eq!(feed(&mut receiver, &wire), vec![Owned::Text(text)]);
+}
+
+/// The frames in `wire` (server frames: unmasked), as (first header byte, payload).
+fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !wire.is_empty() {
+        let (b0, len, at) = match wire[1] & 0x7f {
+            126 => (wire[0], u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+            127 => (wire[0], u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize, 10),
+            n => (wire[0], n as usize, 2),
+        };
+        frames.push((b0, wire[at..at + len].to_vec()));
+        wire = &wire[at + len..];
+    }
+    frames
+}
+
+#[test]
+fn a_large_text_frame_in_pieces_is_cut_into_whole_character_fragments_as_it_is_validated() {
+    // 200,000 bytes of two- and three-byte characters, so that cuts fall inside them.
+    let text = "é€".repeat(40_000);
+    let input = client_frame(0x81, text.as_bytes());
+    let cuts: Vec<usize> = (1..input.len()).step_by(7_001).collect();
+    let forwarded = forward_split(&input, &cuts, false);
+    assert_eq!(forwarded.failed, None);
+    let frames = frames(&forwarded.wire);
+    assert!(frames.len() > 1, "not cut");
+    let mut joined = Vec::new();
+    for (i, (b0, payload)) in frames.iter().enumerate() {
+        let last = i + 1 == frames.len();
+        assert_eq!(*b0, if i == 0 { 0x01 } else { 0x00 } | if last { 0x80 } else { 0 });
+        assert!(last || payload.len() >= FRAGMENT_MIN, "fragment {i}: {} bytes", payload.len());
+        assert!(std::str::from_utf8(payload).is_ok(), "fragment {i} splits a character");
+        joined.extend_from_slice(payload);
+    }
+    assert!(joined == text.as_bytes(), "the fragments do not make up the text");
+    // Sent as it was validated, not at the end: the first fragment left before the last piece.
+    assert!(forwarded.sent_after[forwarded.sent_after.len() - 2] > 0);
+}
+
+#[test]
+fn late_bad_utf8_in_a_large_text_frame_gets_1007_and_the_fragments_sent_are_never_finished() {
+    let mut text = "ok ".repeat(100_000).into_bytes();
+    *text.last_mut().unwrap() = 0xff;
+    let input = client_frame(0x81, &text);
+    let cuts: Vec<usize> = (1..input.len()).step_by(10_000).collect();
+    let forwarded = forward_split(&input, &cuts, false);
+    assert_eq!(forwarded.failed, Some(CloseCode::INVALID_PAYLOAD));
+    let frames = frames(&forwarded.wire);
+    let (close, data) = frames.split_last().unwrap();
+    assert_eq!(close.0, 0x88);
+    assert_eq!(close.1[..2], 1007u16.to_be_bytes());
+    assert!(!data.is_empty(), "nothing was streamed before the bad byte");
+    assert!(data.iter().all(|(b0, _)| b0 & 0x80 == 0), "a fragment before the close is final");
+}
+
+#[test]
+fn a_large_compressed_message_streams_in_fragments_holding_at_most_one() {
+    let params = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let mut sender = client(ProtocolConfig::default());
+    sender.set_deflate(&params, 6);
+    let mut server = Connection::server(chunked());
+    server.set_deflate(&params, 6);
+    // 4 MiB that compresses well, in one frame of a few KiB.
+    let text = "all work and no play makes a dull echo. ".repeat(100_000);
+    sender.send_text(&text).unwrap();
+    let bytes = take_output(&mut sender);
+    assert!(bytes.len() < 256 << 10, "{} bytes compressed", bytes.len());
+    let mut forwarder = Forwarder::default();
+    let mut wire = Vec::new();
+    let mut most_held = 0;
+    for piece in bytes.chunks(1000) {
+        server.receive_data(piece);
+        while let Some((event, mut out)) = server.poll_event_with_sender() {
+            if let Event::Chunk(chunk) = event {
+                assert!(chunk.data().len() <= INFLATE_STEP, "a chunk of {}", chunk.data().len());
+                forwarder.forward(&mut out, &chunk, None).unwrap();
+                most_held = most_held.max(forwarder.held());
+            }
+        }
+        wire.extend(take_output(&mut server));
+    }
+    assert!(most_held < FRAGMENT_MIN + INFLATE_STEP, "held {most_held} bytes");
+    let frames = frames(&wire);
+    assert!(frames.len() >= text.len() / (FRAGMENT_MIN + INFLATE_STEP), "{} frames", frames.len());
+    assert_eq!(frames[0].0, 0x41, "RSV1 on the first fragment only");
+    assert!(frames[1..].iter().all(|(b0, _)| b0 & 0x70 == 0));
+    let mut receiver = client(ProtocolConfig::default());
+    receiver.set_deflate(&params, 6);
+    assert!(feed(&mut receiver, &wire) == vec![Owned::Text(text)], "the echo differs");
 }

@@ -36,6 +36,7 @@ use ws_proto::{
 };
 use ws_transport::{Config, WebSocket};
 
+use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::{LiveGuard, Options};
@@ -47,6 +48,8 @@ const MIN_READ: usize = 2 << 10;
 /// Bytes one connection may read in one turn before the others get theirs (one message of
 /// 1 MiB, or four reads of 256 KiB).
 const TURN_BYTES: usize = 1 << 20;
+/// How often connections waiting for the memory budget look at it again.
+const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// Events taken from epoll per wait.
 const EVENTS_PER_WAIT: usize = 256;
 /// Read buffers an engine keeps for its connections to share: a connection that waits for
@@ -112,7 +115,7 @@ impl<H> Inbox<H> {
 
 impl<H: Handler> Pool<H> {
     /// Starts `options.threads` engine threads.
-    pub(crate) fn start(options: &Options) -> io::Result<Self> {
+    pub(crate) fn start(options: &Options, budget: &Arc<Budget>) -> io::Result<Self> {
         let threads = options.threads.max(1);
         let mut engines = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -127,7 +130,7 @@ impl<H: Handler> Pool<H> {
                 wake,
             });
             let inbox = Arc::new(Inbox { commands: Mutex::new(Some(Vec::new())), mailbox });
-            let engine = Engine::new(epoll, Arc::clone(&inbox), options);
+            let engine = Engine::new(epoll, Arc::clone(&inbox), options, Arc::clone(budget));
             let thread = std::thread::Builder::new()
                 .name(format!("ws-server-io-{i}"))
                 .spawn(move || engine.run())?;
@@ -201,6 +204,14 @@ struct Engine<H: Handler> {
     drain_deadline: Option<Instant>,
     /// Read buffers not in use; see [`POOLED_BUFFERS`].
     pool: Vec<Vec<u8>>,
+    /// The server's memory budget, and what the pool holds of it.
+    budget: Arc<Budget>,
+    pool_held: Held,
+    /// Connections that wait for the budget before they read again.
+    stalled: Vec<u64>,
+    /// When connections holding their share are next looked for, while the budget is
+    /// under pressure.
+    next_pressure_scan: Instant,
 }
 
 struct Slot<H> {
@@ -237,6 +248,10 @@ struct Conn<H> {
     end: Option<End>,
     bytes_read: u64,
     bytes_written: u64,
+    /// What it holds, as counted in the memory budget.
+    held: Held,
+    /// It waits for the budget to read, in the engine's `stalled` list.
+    stalled: bool,
 }
 
 /// Where a connection's turn left it.
@@ -245,12 +260,15 @@ enum Turn {
     Wait,
     /// Read budget spent with input possibly left: another turn after the others.
     Again,
+    /// It would read, but the server's memory budget is spent: another turn once it is not
+    /// (timers and edges meanwhile as for `Wait`).
+    Stalled,
     /// Finished: remove it.
     Done(Result<End, io::Error>),
 }
 
 impl<H: Handler> Engine<H> {
-    fn new(epoll: OwnedFd, inbox: Arc<Inbox<H>>, options: &Options) -> Self {
+    fn new(epoll: OwnedFd, inbox: Arc<Inbox<H>>, options: &Options, budget: Arc<Budget>) -> Self {
         let config = options.transport.clone();
         Self {
             epoll,
@@ -265,6 +283,10 @@ impl<H: Handler> Engine<H> {
             ready: Vec::new(),
             drain_deadline: None,
             pool: Vec::new(),
+            budget,
+            pool_held: Held::default(),
+            stalled: Vec::new(),
+            next_pressure_scan: Instant::now(),
         }
     }
 
@@ -279,7 +301,14 @@ impl<H: Handler> Engine<H> {
                 }
             }
             let timeout = if self.ready.is_empty() {
+                // While the budget is spent: look again shortly, for room or for pressure.
+                let spent = !self.stalled.is_empty() || self.budget.exhausted();
+                let retry = spent.then(|| now + BUDGET_RETRY);
                 let next = self.timers.peek().map(|Reverse((at, _))| *at);
+                let next = match (next, retry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let next = match (next, self.drain_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -323,7 +352,11 @@ impl<H: Handler> Engine<H> {
                 self.turn(key, now);
             }
             self.expire_timers(now);
+            self.retry_stalled(now);
+            let pooled = self.pool.iter().map(Vec::capacity).sum();
+            self.pool_held.update(&self.budget, pooled);
         }
+        self.pool_held.release(&self.budget);
         // Nothing more comes in: connections handed over since are dropped (they close), and
         // handles are refused.
         self.inbox.mailbox.ended.store(true, Ordering::Release);
@@ -427,6 +460,8 @@ impl<H: Handler> Engine<H> {
             end: None,
             bytes_read: 0,
             bytes_written: 0,
+            held: self.budget.connection(),
+            stalled: false,
         }));
         self.live += 1;
         let handle =
@@ -456,17 +491,76 @@ impl<H: Handler> Engine<H> {
     fn turn(&mut self, key: u64, now: Instant) {
         let config = &self.config;
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
-        match c.turn(now, config, &mut self.pool) {
-            Turn::Wait => {
-                if let Some((at, _)) = c.session.poll_timeout(&self.timer_settings, now) {
-                    if c.timer_at.is_none_or(|scheduled| at < scheduled) {
-                        c.timer_at = Some(at);
-                        self.timers.push(Reverse((at, key)));
-                    }
+        let turn = c.turn(now, config, &mut self.pool, &self.budget);
+        if !matches!(turn, Turn::Done(_)) {
+            c.held.update(&self.budget, c.session.connection().memory() + c.handler.memory());
+        }
+        match turn {
+            Turn::Stalled => {
+                if !std::mem::replace(&mut c.stalled, true) {
+                    self.stalled.push(key);
                 }
+                self.schedule(key, now);
             }
+            Turn::Wait => self.schedule(key, now),
             Turn::Again => self.ready.push(key),
             Turn::Done(result) => self.remove(key, result),
+        }
+    }
+
+    /// Puts the connection's next deadline in the heap, unless an earlier one is there.
+    fn schedule(&mut self, key: u64, now: Instant) {
+        let Some(c) = conn_mut(&mut self.slots, key) else { return };
+        if let Some((at, _)) = c.session.poll_timeout(&self.timer_settings, now) {
+            if c.timer_at.is_none_or(|scheduled| at < scheduled) {
+                c.timer_at = Some(at);
+                self.timers.push(Reverse((at, key)));
+            }
+        }
+    }
+
+    /// Connections waiting for the memory budget: another turn each once it is not spent.
+    /// Under pressure (see [`Budget`]), those of this engine's connections that hold at
+    /// least their share of it are closed with 1013, looked for every [`PRESSURE_CHECK`].
+    fn retry_stalled(&mut self, now: Instant) {
+        if !self.stalled.is_empty() && !self.budget.exhausted() {
+            // In the order they stalled, for as long as the budget lasts: those it does not
+            // reach keep their place, ahead of any that stall again.
+            let mut stalled = std::mem::take(&mut self.stalled).into_iter();
+            for key in stalled.by_ref() {
+                if let Some(c) = self.get(key) {
+                    c.stalled = false;
+                    self.turn(key, now);
+                }
+                if self.budget.exhausted() {
+                    break;
+                }
+            }
+            let again = std::mem::replace(&mut self.stalled, stalled.collect());
+            self.stalled.extend(again);
+        }
+        if !self.budget.under_pressure() || now < self.next_pressure_scan {
+            return;
+        }
+        self.next_pressure_scan = now + PRESSURE_CHECK;
+        let share = self.budget.share();
+        let over: Vec<u64> = (0..self.slots.len())
+            .filter_map(|i| {
+                let c = self.slots[i].conn.as_ref()?;
+                let key = u64::from(self.slots[i].generation) << 32 | i as u64;
+                (c.held.bytes() >= share).then_some(key)
+            })
+            .collect();
+        for key in over {
+            let Some(c) = self.get(key) else { continue };
+            let held = c.held.bytes();
+            // A close frame 1013 (Try Again Later) and one try to write it: the peer is most
+            // likely not reading, and what it holds must be freed now.
+            if c.session.close(CloseCode::TRY_AGAIN_LATER, "memory budget", now).is_ok() {
+                let _ = c.stream.write(c.session.pending_output());
+            }
+            let why = format!("closed with 1013: it held {held} bytes of a spent memory budget");
+            self.remove(key, Err(io::Error::other(why)));
         }
     }
 
@@ -526,6 +620,7 @@ impl<H: Handler> Engine<H> {
         self.free.push(index as u32);
         self.live -= 1;
         let mut c = c;
+        c.held.release(&self.budget);
         let end = result.unwrap_or_else(End::Error);
         log_end(c.peer, &end, c.bytes_read, c.bytes_written);
         c.handler.on_close(&end);
@@ -538,15 +633,16 @@ impl<H: Handler> Conn<H> {
     /// the stream when the session says so, echoes what is buffered, and reads while the
     /// session wants input and the socket has it (at most [`TURN_BYTES`]). Read buffers come
     /// from and go back to `pool`.
-    fn turn(&mut self, now: Instant, config: &Config, pool: &mut Vec<Vec<u8>>) -> Turn {
+    fn turn(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        pool: &mut Vec<Vec<u8>>,
+        budget: &Budget,
+    ) -> Turn {
         let mut read_this_turn = 0;
         loop {
-            while !self.session.pending_output().is_empty() {
-                if !self.writable {
-                    self.session.write_blocked(now);
-                    self.idle(pool, config);
-                    return Turn::Wait;
-                }
+            while !self.session.pending_output().is_empty() && self.writable {
                 match write_some(&self.stream, &[IoSlice::new(self.session.pending_output())]) {
                     Ok(Some(n)) => {
                         self.session.wrote(n, now);
@@ -554,6 +650,16 @@ impl<H: Handler> Conn<H> {
                     }
                     Ok(None) => self.writable = false,
                     Err(err) => return Turn::Done(Err(err)),
+                }
+            }
+            if !self.session.pending_output().is_empty() {
+                // The socket takes no more. Input waits for the next write edge, unless the
+                // peer is inside a message: then we read on and hold the reply, so that a
+                // peer that writes a whole message before it reads is not deadlocked.
+                self.session.write_blocked(now);
+                if !self.session.wants_read() {
+                    self.idle(pool, config);
+                    return Turn::Wait;
                 }
             }
             while let Some(command) = self.session.poll_transport() {
@@ -603,7 +709,7 @@ impl<H: Handler> Conn<H> {
                 self.end.get_or_insert(end);
                 continue;
             }
-            if pass.more || !self.session.pending_output().is_empty() {
+            if pass.more || (self.writable && !self.session.pending_output().is_empty()) {
                 continue;
             }
             // The handler's message may have ended in this pass: what waited for it goes now,
@@ -617,6 +723,10 @@ impl<H: Handler> Conn<H> {
             }
             if read_this_turn >= TURN_BYTES {
                 return Turn::Again;
+            }
+            if budget.exhausted() {
+                self.idle(pool, config);
+                return Turn::Stalled;
             }
             if read_this_turn == 0 {
                 if let Some(buf) = pool.pop() {

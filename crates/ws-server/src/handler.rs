@@ -53,6 +53,14 @@ pub trait Handler: Send + 'static {
     fn on_close(&mut self, end: &End) {
         let _ = end;
     }
+
+    /// Bytes the handler holds for its connection beyond its own struct (a message it
+    /// assembles, a fragment it forwards), counted against the server's memory budget
+    /// ([`Options::max_memory`](crate::Options::max_memory)) after each of its events.
+    /// Default 0.
+    fn memory(&self) -> usize {
+        0
+    }
 }
 
 /// How a connection ended, as [`Handler::on_close`] sees it.
@@ -158,13 +166,16 @@ impl<'a> Reply<'a> {
 pub(crate) struct Pass {
     /// How the session ended, if it did.
     pub(crate) end: Option<End>,
-    /// Stopped at the high-water mark with events possibly left: write, then pass again.
+    /// Stopped at the high-water mark with events possibly left: write, then pass again
+    /// (no more input is taken until some of the output is written).
     pub(crate) more: bool,
 }
 
 /// Polls the events buffered in `conn` and hands them to `handler`, until an end (close,
 /// failure, disconnection), the input runs out, or `high_water` bytes of output are queued
-/// (backpressure: what is queued is written before more events are taken). Every engine
+/// (backpressure: what is queued is written before more events are taken) and the peer is
+/// not inside a message (within one, input is taken up to
+/// [`Connection::max_owed_in_message`]; see [`Connection::takes_input`]). Every engine
 /// pumps events through this one function.
 pub(crate) fn pump<H: Handler + ?Sized>(
     conn: &mut Connection,
@@ -186,7 +197,7 @@ pub(crate) fn pump<H: Handler + ?Sized>(
             pass.end = end;
             break;
         }
-        if conn.pending_output().len() >= high_water {
+        if !conn.takes_input(high_water) {
             pass.more = true;
             break;
         }

@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
 #[cfg(target_os = "linux")]
 mod epoll;
 mod handle;
@@ -54,6 +55,7 @@ mod options;
 mod portable;
 mod server;
 
+pub use budget::Budget;
 pub use handle::{ConnHandle, HandleError};
 pub use handler::{End, Handler, Reply};
 pub use options::{Engine, Options};

@@ -56,6 +56,16 @@ pub struct Options {
     /// thread (each counted with 64 bytes for itself); over it `send` returns
     /// [`HandleError::Full`](crate::HandleError::Full). Default 64 MiB.
     pub mailbox_bytes: usize,
+    /// Bytes all connections may hold together: their buffers, zlib state, replies owed and
+    /// what their handlers report ([`Handler::memory`](crate::Handler::memory)), and the
+    /// engines' read buffers. At the limit, upgrades get HTTP 503 and connections stop
+    /// reading until what they hold falls below it (see [`Budget`](crate::Budget)). Default
+    /// 512 MiB.
+    pub max_memory: usize,
+    /// How long a connection may wait for the memory budget while it holds at least its
+    /// share of it (`max_memory` over the connections open); then it is closed with 1013.
+    /// Default 10 s.
+    pub budget_timeout: std::time::Duration,
 }
 
 impl Default for Options {
@@ -67,6 +77,8 @@ impl Default for Options {
             threads: 1,
             max_backlog: 1 << 20,
             mailbox_bytes: 64 << 20,
+            max_memory: 512 << 20,
+            budget_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -4,8 +4,11 @@
 
 use std::net::{SocketAddr, TcpStream};
 
-use async_io::Async;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
 use futures_lite::Stream;
+use futures_lite::future;
 use tracing::debug;
 use ws_proto::CloseCode;
 use ws_transport::{Error, WebSocket};
@@ -14,9 +17,11 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::budget::{Budget, Held};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::Options;
+use crate::server::Context as ServerContext;
 
 type Ws = WebSocket<smol::net::TcpStream>;
 
@@ -39,15 +44,18 @@ pub(crate) fn run<'a, H: Handler + 'a>(
     mut ws: Ws,
     mut handler: H,
     peer: SocketAddr,
-    options: &'a Options,
-    stop: async_channel::Receiver<()>,
+    context: ServerContext<'a>,
 ) -> impl Future<Output = ()> + 'a {
     async move {
         debug!(%peer, "open");
+        let ServerContext { options, budget, stop } = context;
         let mut stop = pin!(stop);
         let mailbox = Arc::new(TaskMailbox::new(options.max_backlog));
+        let mut held = budget.connection();
         handler.on_open(&ConnHandle::new(HandleInner::Task(Arc::clone(&mailbox))));
-        let end = drive(&mut ws, &mut handler, options, stop.as_mut(), &mailbox).await;
+        let shared = Shared { options, budget, mailbox: &mailbox };
+        let end = drive(&mut ws, &mut handler, &shared, stop.as_mut(), &mut held).await;
+        held.release(budget);
         mailbox.end();
         let end = match end {
             Ok(end) => end,
@@ -60,24 +68,62 @@ pub(crate) fn run<'a, H: Handler + 'a>(
     }
 }
 
+/// What the tasks of a server share.
+struct Shared<'a> {
+    options: &'a Options,
+    budget: &'a Budget,
+    mailbox: &'a TaskMailbox,
+}
+
 async fn drive<H: Handler>(
     ws: &mut Ws,
     handler: &mut H,
-    options: &Options,
+    shared: &Shared<'_>,
     mut stop: Pin<&mut async_channel::Receiver<()>>,
-    mailbox: &TaskMailbox,
+    held: &mut Held,
 ) -> Result<End, Error> {
+    let Shared { options, budget, mailbox } = *shared;
     let high_water = ws.config().write_buffer_size;
     let mut task = Task { backlog: Backlog::default(), closing: None, stop_seen: false };
     loop {
+        held.update(budget, ws.memory() + handler.memory());
+        if budget.under_pressure() && held.bytes() >= budget.share() {
+            return Ok(over_budget(ws).await);
+        }
+        if budget.exhausted() && ws.connection().buffered_input() > 0 {
+            // While the server's memory is spent, input read is not taken (taking it is what
+            // allocates: replies, zlib state); what is owed is written meanwhile, and the
+            // budget looked at again shortly.
+            let mut pressed = pressure(budget, ws, handler);
+            let mut retry = Timer::after(BUDGET_RETRY);
+            let flush_or_retry = |cx: &mut Context<'_>| {
+                if let Poll::Ready(Err(err)) = ws.poll_flush(cx) {
+                    return Poll::Ready(Err(err));
+                }
+                if pressed(cx) {
+                    return Poll::Ready(Ok(()));
+                }
+                Pin::new(&mut retry).poll(cx).map(|_| Ok(()))
+            };
+            match wake(&mut task, stop.as_mut(), mailbox, flush_or_retry).await? {
+                Woken::Io => {}
+                woken => task.take(ws, woken, options.max_backlog),
+            }
+            continue;
+        }
         task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, None);
-        // Backpressure: nothing more is read until what we owe the peer is written; the
-        // shutdown signal and commands from handles are still taken meanwhile.
-        loop {
-            match wake(&mut task, stop.as_mut(), mailbox, |cx| ws.poll_flush(cx)).await? {
-                Woken::Io => break,
-                woken => task.take(ws, woken, options.max_backlog),
+        held.update(budget, ws.memory() + handler.memory());
+        if pass.end.is_some() || pass.more {
+            // Backpressure: nothing more is taken until what we owe the peer is written; the
+            // shutdown signal and commands from handles are still taken meanwhile. (Below
+            // the high-water mark, the read waits for the write itself, or reads on inside
+            // a message: see `WebSocket::read_more`.)
+            loop {
+                match wake(&mut task, stop.as_mut(), mailbox, |cx| ws.poll_flush(cx)).await? {
+                    Woken::Io => break,
+                    woken => task.take(ws, woken, options.max_backlog),
+                }
             }
         }
         if let Some(end) = pass.end {
@@ -94,13 +140,34 @@ async fn drive<H: Handler>(
         if pass.more {
             continue;
         }
-        match wake(&mut task, stop.as_mut(), mailbox, |cx| ws.poll_read_more(cx).map_ok(drop))
-            .await?
-        {
+        // One read, even while memory is spent: it costs at most the read buffer, and what
+        // it brings waits above.
+        let mut pressed = pressure(budget, ws, handler);
+        let read = |cx: &mut Context<'_>| {
+            if pressed(cx) {
+                return Poll::Ready(Ok(()));
+            }
+            ws.poll_read_more(cx).map_ok(drop)
+        };
+        match wake(&mut task, stop.as_mut(), mailbox, read).await? {
             Woken::Io => {}
             woken => task.take(ws, woken, options.max_backlog),
         }
     }
+}
+
+/// A wake-up for when the memory budget comes under pressure, for a connection that holds
+/// memory while it waits (a reply owed, part of a message read, what its handler holds): it
+/// may be one to close. An idle connection holds none and does not listen.
+fn pressure<H: Handler>(
+    budget: &Budget,
+    ws: &Ws,
+    handler: &H,
+) -> impl FnMut(&mut Context<'_>) -> bool + use<H> {
+    let conn = ws.connection();
+    let holding = !conn.pending_output().is_empty() || conn.receiving_message();
+    let mut listener = (holding || handler.memory() > 0).then(|| budget.listen());
+    move |cx| listener.as_mut().is_some_and(|listener| Pin::new(listener).poll(cx).is_ready())
 }
 
 /// Waits for the shutdown signal, a handle command or `io`, polled in that order so that a
@@ -181,6 +248,23 @@ impl Task {
     }
 }
 
+/// How often a connection waiting for the memory budget looks at it again.
+const BUDGET_RETRY: Duration = Duration::from_millis(10);
+
+/// Closes a connection that holds at least its share of a memory budget under pressure (see
+/// [`Budget`]): a close frame 1013 (Try Again Later), one try to write it, and the stream
+/// ended now, without waiting for the peer (which is not reading, most likely), so that what
+/// it held is freed.
+async fn over_budget(ws: &mut Ws) -> End {
+    let held = ws.memory();
+    let _ = ws.connection_mut().close(CloseCode::TRY_AGAIN_LATER, "memory budget");
+    let _ = future::poll_once(ws.flush()).await;
+    ws.shutdown().await;
+    End::Error(std::io::Error::other(format!(
+        "closed with 1013: it held {held} bytes of a spent memory budget"
+    )))
+}
+
 /// After the close handshake, errors from closing again are not failures.
 fn ignore_after_close(err: Error) -> Result<(), Error> {
     match err {
@@ -204,9 +288,7 @@ mod tests {
     }
 
     fn task_size() -> usize {
-        let options = Options::default();
-        let task =
-            if false { Some(run(never(), Silent, never(), &options, never())) } else { None };
+        let task = if false { Some(run(never(), Silent, never(), never())) } else { None };
         std::mem::size_of_val(&task)
     }
 

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use ws_proto::{HandshakeError, Request, Response, Upgrade};
 use ws_transport::{Error, ServerHandshake, WebSocket};
 
+use crate::budget::Budget;
 use crate::handler::Handler;
 use crate::options::{Engine, LiveGuard, Options};
 
@@ -70,6 +71,7 @@ pub struct Server<A: App> {
     options: Arc<Options>,
     app: Arc<A>,
     engines: Engines<A::Handler>,
+    budget: Arc<Budget>,
 }
 
 impl<A: App> std::fmt::Debug for Server<A> {
@@ -84,8 +86,15 @@ impl<A: App> Server<A> {
     /// start, not later).
     pub fn bind(addr: SocketAddr, options: Options, app: A) -> io::Result<Self> {
         let listener = Async::<TcpListener>::bind(addr)?;
-        let engines = Engines::start(&options)?;
-        Ok(Self { listener, options: Arc::new(options), app: Arc::new(app), engines })
+        let budget = Arc::new(Budget::new(options.max_memory));
+        let engines = Engines::start(&options, &budget)?;
+        Ok(Self { listener, options: Arc::new(options), app: Arc::new(app), engines, budget })
+    }
+
+    /// The server-wide memory budget: what all connections hold, against
+    /// [`Options::max_memory`].
+    pub fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.budget)
     }
 
     /// The bound address (useful after binding port 0).
@@ -112,7 +121,8 @@ impl<A: App> Server<A> {
                 match self.listener.accept().await {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        if live.load(Ordering::Acquire) >= self.options.max_connections {
+                        let full = live.load(Ordering::Acquire) >= self.options.max_connections;
+                        if full || self.budget.exhausted() {
                             if refusing.fetch_add(1, Ordering::AcqRel)
                                 < self.options.max_connections
                             {
@@ -125,7 +135,7 @@ impl<A: App> Server<A> {
                             } else {
                                 refusing.fetch_sub(1, Ordering::AcqRel);
                             }
-                            debug!(%peer, "at capacity: refused with 503");
+                            debug!(%peer, full, "at capacity or memory budget: refused with 503");
                             continue;
                         }
                         live.fetch_add(1, Ordering::AcqRel);
@@ -134,8 +144,10 @@ impl<A: App> Server<A> {
                         let app = Arc::clone(&self.app);
                         let stop = stop_rx.clone();
                         let engines = Arc::clone(&engines);
+                        let budget = Arc::clone(&self.budget);
                         ex.spawn(async move {
-                            serve(stream, peer, &options, &*app, stop, &engines, guard).await;
+                            let context = Context { options: &options, budget: &budget, stop };
+                            serve(stream, peer, context, &*app, &engines, guard).await;
                         })
                         .detach();
                     }
@@ -147,7 +159,9 @@ impl<A: App> Server<A> {
                 }
             }
         };
-        accept_loop.or(shutdown).await;
+        // The memory budget is looked at for pressure while the server accepts.
+        let watch = self.budget.watch(self.options.budget_timeout);
+        accept_loop.or(shutdown).or(watch).await;
         drop(self.listener);
         let open = live.load(Ordering::Acquire);
         info!(open, "shutting down: closing open connections with 1001");
@@ -199,17 +213,18 @@ async fn refuse(mut stream: Async<TcpStream>) {
 async fn serve<A: App>(
     stream: Async<TcpStream>,
     peer: SocketAddr,
-    options: &Options,
+    context: Context<'_>,
     app: &A,
-    stop: async_channel::Receiver<()>,
     engines: &Engines<A::Handler>,
     guard: LiveGuard,
 ) {
-    let Some((ws, handler)) = Box::pin(open(stream, peer, options, app)).await else { return };
+    let Some((ws, handler)) = Box::pin(open(stream, peer, context.options, app)).await else {
+        return;
+    };
     match engines {
         Engines::Async => {
             let ws = crate::portable::adopt(ws);
-            Box::pin(crate::portable::run(ws, handler, peer, options, stop)).await;
+            Box::pin(crate::portable::run(ws, handler, peer, context)).await;
             drop(guard);
         }
         #[cfg(target_os = "linux")]
@@ -219,6 +234,14 @@ async fn serve<A: App>(
             }
         }
     }
+}
+
+/// What a connection's task shares with the server.
+pub(crate) struct Context<'a> {
+    pub(crate) options: &'a Options,
+    pub(crate) budget: &'a Budget,
+    /// Closed when the server shuts down.
+    pub(crate) stop: async_channel::Receiver<()>,
 }
 
 /// Reads the request; answers plain HTTP and refused upgrades; returns an accepted
@@ -282,11 +305,11 @@ enum Engines<H: Handler> {
 }
 
 impl<H: Handler> Engines<H> {
-    fn start(options: &Options) -> io::Result<Self> {
+    fn start(options: &Options, budget: &Arc<Budget>) -> io::Result<Self> {
         Ok(match options.engine {
             Engine::Async => Self::Async,
             #[cfg(target_os = "linux")]
-            Engine::Epoll => Self::Epoll(crate::epoll::Pool::start(options)?),
+            Engine::Epoll => Self::Epoll(crate::epoll::Pool::start(options, budget)?),
         })
     }
 

@@ -152,6 +152,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.peer_close.as_ref().map(|(code, reason)| (*code, reason.as_str()))
     }
 
+    /// Bytes of memory the WebSocket holds beyond its struct: the connection's
+    /// ([`Connection::memory`]), a message sent in place still being written, and a message
+    /// received and not yet returned. For a memory budget.
+    pub fn memory(&self) -> usize {
+        self.session.connection().memory()
+            + self.in_flight.as_ref().map_or(0, |flight| flight.payload.capacity())
+            + self.received.as_ref().map_or(0, |message| message.as_bytes().len())
+    }
+
     /// Bytes read from and written to the stream since the handshake.
     pub fn byte_counts(&self) -> (u64, u64) {
         (self.bytes_read, self.bytes_written)
@@ -230,8 +239,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Reads once from the stream into the connection, handling keepalive, idle and close
-    /// deadlines while waiting (writing the frames they queue). Returns `false` at the end of
-    /// the stream. Cancel-safe.
+    /// deadlines while waiting (writing the frames they queue). Output owed is written
+    /// first; the read waits for it, except while the peer is inside a message (up to
+    /// [`Connection::max_owed_in_message`](ws_proto::Connection::max_owed_in_message)
+    /// owed), so that a reply streamed to a peer that writes a whole message before it
+    /// reads does not deadlock. Returns `false` at the end of the stream. Cancel-safe.
     pub async fn read_more(&mut self) -> Result<bool, Error> {
         future::poll_fn(|cx| self.poll_read_more(cx)).await
     }
@@ -239,8 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The poll function under [`read_more`](Self::read_more).
     pub fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         loop {
-            // Nothing is read while output is owed (backpressure).
-            ready!(self.poll_flush(cx))?;
+            // Nothing is read while output is owed (backpressure), unless the peer is inside
+            // a message: then we read on and hold the reply (see `Session::wants_read`), so
+            // that a peer that writes a whole message before it reads is not deadlocked.
+            if self.poll_flush(cx)?.is_pending() && !self.session.wants_read() {
+                return Poll::Pending;
+            }
             if self.session.is_closed() {
                 return Poll::Ready(Err(Error::Closed));
             }
@@ -272,7 +288,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
                     // A ping or close frame was queued: write it, then wait for input again.
-                    ready!(self.poll_flush(cx))?;
+                    if self.poll_flush(cx)?.is_pending() && !self.session.wants_read() {
+                        return Poll::Pending;
+                    }
                 }
             }
         }

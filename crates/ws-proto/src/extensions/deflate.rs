@@ -18,6 +18,9 @@ use thiserror::Error;
 use super::ExtensionOffer;
 use crate::vocab::Role;
 
+/// What a zlib stream struct and its bookkeeping cost besides the formula's buffers.
+const ZLIB_STREAM: usize = 6 << 10;
+
 /// The extension's registered name.
 pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
 
@@ -379,6 +382,16 @@ impl Compressor {
         }
     }
 
+    /// Bytes of zlib state while allocated, by zlib's formula for deflate (zconf.h:
+    /// `(1 << (windowBits + 2)) + (1 << (memLevel + 9))`, memLevel 8), plus its stream
+    /// struct; 0 once [`release`](Self::release)d.
+    pub fn memory(&self) -> usize {
+        if self.inner.is_none() {
+            return 0;
+        }
+        (1 << (self.window_bits + 2)) + (1 << (8 + 9)) + ZLIB_STREAM
+    }
+
     /// Frees the compressor's state (it is allocated again on the next message). Only
     /// possible without context takeover, where no state carries from one message to the
     /// next; returns whether it freed anything.
@@ -399,7 +412,7 @@ pub enum InflateError {
     TooLarge,
 }
 
-/// Inflates messages frame by frame (§7.2.2).
+/// Inflates messages frame by frame (§7.2.2), whole or in bounded steps.
 pub struct Decompressor {
     inner: Option<Decompress>,
     window_bits: u8,
@@ -407,6 +420,11 @@ pub struct Decompressor {
     /// The current message has had compressed bytes; without any, it is empty and the
     /// inflater must not see a trailer (see [`finish`](Self::finish)).
     fed: bool,
+    /// Octets of the trailer the inflater has taken, while a message is being finished.
+    trailer: usize,
+    /// The data ended a DEFLATE stream (BFINAL): the rest of the message is ignored and the
+    /// next one starts a new stream.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -419,16 +437,35 @@ impl std::fmt::Debug for Decompressor {
     }
 }
 
-/// Inflated bytes added per step, so that output grows with the data and the limit is checked
-/// long before memory runs out.
-const INFLATE_STEP: usize = 16 << 10;
+/// The most one step of inflating adds ([`Decompressor::inflate_step`]), and the steps in
+/// which [`Decompressor::decompress`] grows its output: however much the data would inflate
+/// to, a step holds at most this much of it, and the message limit is checked after each.
+pub const INFLATE_STEP: usize = 16 << 10;
+
+/// What one step of inflating did; see [`Decompressor::inflate_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inflated {
+    /// Input bytes taken; the caller gives the rest again in the next step.
+    pub consumed: usize,
+    /// The step stopped at its output limit: more may come from input already taken, so
+    /// step again (with empty input, if need be) before the message ends.
+    pub more: bool,
+}
 
 impl Decompressor {
     /// A decompressor for a peer compressing with a 2^`window_bits` window (8 to 15),
     /// resetting after each message if the peer does not take over context.
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
         // A window at least as large as the peer's reads its output; zlib's minimum is 2^9.
-        Self { inner: None, window_bits: window_bits.clamp(9, 15), no_context_takeover, fed: false }
+        Self {
+            inner: None,
+            window_bits: window_bits.clamp(9, 15),
+            no_context_takeover,
+            fed: false,
+            trailer: 0,
+            ended: false,
+        }
     }
 
     /// Inflates the payload of one frame of a compressed message, appending to `out`, which
@@ -452,39 +489,16 @@ impl Decompressor {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        self.fed |= !data.is_empty();
-        let bits = self.window_bits;
-        let inflate =
-            self.inner.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
         let mut input = data;
         loop {
+            let max = reserve_step(out, limit)?;
+            let step = self.inflate_step(input, out, max)?;
+            input = &input[step.consumed..];
             if out.len() > limit {
                 return Err(InflateError::TooLarge);
             }
-            // Grow geometrically, but never past one byte over the limit: capacity stays within
-            // the limit whatever the data would inflate to.
-            if out.capacity() - out.len() < INFLATE_STEP.min(limit + 1 - out.len()) {
-                let target = (out.capacity() * 2).max(out.len() + INFLATE_STEP).min(limit + 1);
-                out.reserve_exact(target - out.len());
-            }
-            let spare_before = out.capacity() - out.len();
-            let before = inflate.total_in();
-            let status = inflate
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|_| InflateError::Invalid)?;
-            input = &input[(inflate.total_in() - before) as usize..];
-            if out.len() > limit {
-                return Err(InflateError::TooLarge);
-            }
-            let filled = out.capacity() - out.len() == 0 && spare_before > 0;
-            match status {
-                Status::StreamEnd => {
-                    // BFINAL: the message's data ends here (§7.2.3.4); what follows is ignored.
-                    return Ok(());
-                }
-                _ if input.is_empty() && !filled => return Ok(()),
-                Status::BufError if !filled => return Ok(()),
-                _ => {}
+            if !step.more && input.is_empty() {
+                return Ok(());
             }
         }
     }
@@ -496,19 +510,137 @@ impl Decompressor {
     /// DEFLATE block, and feeding it would leave the inflater inside a stored block, so the
     /// next message would not inflate.
     pub fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        let result = if std::mem::take(&mut self.fed) {
-            let result = self.decompress(&TRAILER, out, limit);
-            self.fed = false;
-            result
-        } else {
-            Ok(())
-        };
-        if self.no_context_takeover || result.is_err() {
+        loop {
+            let max = match reserve_step(out, limit) {
+                Ok(max) => max,
+                Err(err) => {
+                    self.end_message(true);
+                    return Err(err);
+                }
+            };
+            let more = self.finish_step(out, max)?;
+            if out.len() > limit {
+                self.end_message(true);
+                return Err(InflateError::TooLarge);
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One bounded step of [`decompress`](Self::decompress): inflates from `data` (payload
+    /// of the current message), appending at most `max` bytes to `out`, and says how much
+    /// input it took and whether more output may follow from it. However large the data
+    /// would inflate, the caller holds at most `max` bytes of it at a time.
+    ///
+    /// ```
+    /// use ws_proto::Decompressor;
+    ///
+    /// // RFC 7692 §7.2.3.1 ("Hello"), at most two bytes at a time.
+    /// let mut decompressor = Decompressor::new(15, false);
+    /// let (mut data, mut message) = (&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..], Vec::new());
+    /// let mut out = Vec::new();
+    /// loop {
+    ///     out.clear();
+    ///     let step = decompressor.inflate_step(data, &mut out, 2)?;
+    ///     assert!(out.len() <= 2);
+    ///     message.extend_from_slice(&out);
+    ///     data = &data[step.consumed..];
+    ///     if data.is_empty() && !step.more {
+    ///         break;
+    ///     }
+    /// }
+    /// while decompressor.finish_step(&mut message, 2)? {}
+    /// assert_eq!(message, b"Hello");
+    /// # Ok::<(), ws_proto::InflateError>(())
+    /// ```
+    pub fn inflate_step(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<Inflated, InflateError> {
+        self.fed |= !data.is_empty();
+        self.step(data, out, max).inspect_err(|_| self.end_message(true))
+    }
+
+    /// One bounded step of [`finish`](Self::finish): inflates at most `max` bytes of what
+    /// the trailer completes. Returns `true` while more may follow (step again).
+    pub fn finish_step(&mut self, out: &mut Vec<u8>, max: usize) -> Result<bool, InflateError> {
+        if self.fed && !self.ended {
+            let step = match self.step(&TRAILER[self.trailer..], out, max) {
+                Ok(step) => step,
+                Err(err) => {
+                    self.end_message(true);
+                    return Err(err);
+                }
+            };
+            self.trailer += step.consumed;
+            if step.more || (self.trailer < TRAILER.len() && step.consumed > 0 && !self.ended) {
+                return Ok(true);
+            }
+        }
+        self.end_message(false);
+        Ok(false)
+    }
+
+    /// Inflates from `data` into at most `max` more bytes of `out`.
+    fn step(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<Inflated, InflateError> {
+        if self.ended {
+            return Ok(Inflated { consumed: data.len(), more: false });
+        }
+        let bits = self.window_bits;
+        let inflate =
+            self.inner.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        let start = out.len();
+        out.resize(start + max, 0);
+        let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
+        let status = inflate.decompress(data, &mut out[start..], FlushDecompress::Sync);
+        let consumed = (inflate.total_in() - in_before) as usize;
+        let produced = (inflate.total_out() - out_before) as usize;
+        out.truncate(start + produced);
+        match status.map_err(|_| InflateError::Invalid)? {
+            Status::StreamEnd => {
+                // BFINAL: the message's data ends here (§7.2.3.4); what follows is ignored.
+                self.ended = true;
+                Ok(Inflated { consumed: data.len(), more: false })
+            }
+            _ if max > 0 && produced == max => Ok(Inflated { consumed, more: true }),
+            // With room to write, the inflater takes all its input or fails; no progress at
+            // all would loop forever.
+            _ if consumed == 0 && produced == 0 && !data.is_empty() => Err(InflateError::Invalid),
+            _ => Ok(Inflated { consumed, more: false }),
+        }
+    }
+
+    /// Ready for the next message: reset when context is not taken over, after a failure,
+    /// or after a stream that ended (BFINAL).
+    fn end_message(&mut self, failed: bool) {
+        let reset = self.no_context_takeover || failed || self.ended;
+        self.fed = false;
+        self.trailer = 0;
+        self.ended = false;
+        if reset {
             if let Some(inflate) = self.inner.as_mut() {
                 inflate.reset(false);
             }
         }
-        result
+    }
+
+    /// Bytes of zlib state while allocated, by zlib's formula for inflate (zconf.h: the
+    /// window, `1 << windowBits`, and about 7 KB), plus its stream struct; 0 once
+    /// [`release`](Self::release)d.
+    pub fn memory(&self) -> usize {
+        if self.inner.is_none() {
+            return 0;
+        }
+        (1 << self.window_bits) + 7 * 1024 + ZLIB_STREAM
     }
 
     /// Frees the decompressor's state. Only possible when the peer does not take over
@@ -516,6 +648,22 @@ impl Decompressor {
     pub fn release(&mut self) -> bool {
         self.no_context_takeover && self.inner.take().is_some()
     }
+}
+
+/// Makes room in `out` for the next step towards `limit` and returns the step's size: the
+/// capacity grows geometrically but never past one byte over the limit, so it stays within
+/// the limit whatever the data would inflate to, and one byte over says the limit is passed.
+fn reserve_step(out: &mut Vec<u8>, limit: usize) -> Result<usize, InflateError> {
+    let room = (limit + 1).saturating_sub(out.len());
+    if room == 0 {
+        return Err(InflateError::TooLarge);
+    }
+    let max = INFLATE_STEP.min(room);
+    if out.capacity() - out.len() < max {
+        let target = (out.capacity() * 2).max(out.len() + max).min(limit + 1);
+        out.reserve_exact(target - out.len());
+    }
+    Ok(max)
 }
 
 #[cfg(test)]

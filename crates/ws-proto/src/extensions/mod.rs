@@ -18,8 +18,8 @@ use thiserror::Error;
 mod deflate;
 #[cfg(feature = "deflate")]
 pub use deflate::{
-    Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams, InflateError,
-    PERMESSAGE_DEFLATE,
+    Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams, INFLATE_STEP,
+    InflateError, Inflated, PERMESSAGE_DEFLATE,
 };
 
 /// One extension in a `Sec-WebSocket-Extensions` list, with its parameters in order.
