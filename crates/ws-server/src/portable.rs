@@ -6,6 +6,8 @@ use std::net::{SocketAddr, TcpStream};
 
 use std::time::Duration;
 
+use event_listener::EventListener;
+
 use async_io::{Async, Timer};
 use futures_lite::Stream;
 use futures_lite::future;
@@ -85,6 +87,8 @@ async fn drive<H: Handler>(
     let Shared { options, budget, mailbox } = *shared;
     let high_water = ws.config().write_buffer_size;
     let mut task = Task { backlog: Backlog::default(), closing: None, stop_seen: false };
+    // Hears when the memory budget comes under pressure; see [`pressure`].
+    let mut listener: Option<EventListener> = None;
     loop {
         held.update(budget, ws.memory() + handler.memory());
         if budget.under_pressure() && held.bytes() >= budget.share() {
@@ -94,7 +98,7 @@ async fn drive<H: Handler>(
             // While the server's memory is spent, input read is not taken (taking it is what
             // allocates: replies, zlib state); what is owed is written meanwhile, and the
             // budget looked at again shortly.
-            let mut pressed = pressure(budget, ws, handler);
+            let mut pressed = pressure(&mut listener, budget, ws, handler);
             let mut retry = Timer::after(BUDGET_RETRY);
             let flush_or_retry = |cx: &mut Context<'_>| {
                 if let Poll::Ready(Err(err)) = ws.poll_flush(cx) {
@@ -142,7 +146,7 @@ async fn drive<H: Handler>(
         }
         // One read, even while memory is spent: it costs at most the read buffer, and what
         // it brings waits above.
-        let mut pressed = pressure(budget, ws, handler);
+        let mut pressed = pressure(&mut listener, budget, ws, handler);
         let read = |cx: &mut Context<'_>| {
             if pressed(cx) {
                 return Poll::Ready(Ok(()));
@@ -158,16 +162,26 @@ async fn drive<H: Handler>(
 
 /// A wake-up for when the memory budget comes under pressure, for a connection that holds
 /// memory while it waits (a reply owed, part of a message read, what its handler holds): it
-/// may be one to close. An idle connection holds none and does not listen.
-fn pressure<H: Handler>(
+/// may be one to close. A connection that has never held any does not listen; one that has
+/// keeps its listener from one wait to the next (a new one only after it fired).
+fn pressure<'a, H: Handler>(
+    listener: &'a mut Option<EventListener>,
     budget: &Budget,
     ws: &Ws,
     handler: &H,
-) -> impl FnMut(&mut Context<'_>) -> bool + use<H> {
+) -> impl FnMut(&mut Context<'_>) -> bool + use<'a, H> {
     let conn = ws.connection();
     let holding = !conn.pending_output().is_empty() || conn.receiving_message();
-    let mut listener = (holding || handler.memory() > 0).then(|| budget.listen());
-    move |cx| listener.as_mut().is_some_and(|listener| Pin::new(listener).poll(cx).is_ready())
+    if listener.is_none() && (holding || handler.memory() > 0) {
+        *listener = Some(budget.listen());
+    }
+    move |cx| {
+        let fired = listener.as_mut().is_some_and(|l| Pin::new(l).poll(cx).is_ready());
+        if fired {
+            *listener = None;
+        }
+        fired
+    }
 }
 
 /// Waits for the shutdown signal, a handle command or `io`, polled in that order so that a

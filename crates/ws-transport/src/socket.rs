@@ -550,7 +550,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.timer_at = None;
                 return Poll::Ready(which);
             }
-            if self.timer_at != Some(at) {
+            // Re-armed only for an earlier deadline: activity moves keepalive and idle
+            // deadlines later with every read, and re-arming a reactor timer per message costs
+            // more than an early wake-up that finds the deadline moved and arms it again.
+            if self.timer_at.is_none_or(|armed| at < armed) {
                 self.timer.set_at(at);
                 self.timer_at = Some(at);
             }
