@@ -99,8 +99,8 @@ fn collect(
                     out.extend_from_slice(&data[..n - from_pending]);
                     n
                 };
-                let direct = use_direct
-                    .then_some(&mut direct as &mut dyn FnMut(&[u8], &[u8]) -> usize);
+                let direct =
+                    use_direct.then_some(&mut direct as &mut dyn FnMut(&[u8], &[u8]) -> usize);
                 let _ = forwarder.forward(&mut sender, &c, direct);
                 Seen::Chunk(c.data().to_vec(), c.last())
             }
@@ -122,7 +122,9 @@ fn collect(
 fn merge(seen: Vec<Seen>) -> Vec<Seen> {
     let mut merged: Vec<Seen> = Vec::new();
     for s in seen {
-        if let (Seen::Chunk(data, last), Some(Seen::Chunk(prev, prev_last))) = (&s, merged.last_mut()) {
+        if let (Seen::Chunk(data, last), Some(Seen::Chunk(prev, prev_last))) =
+            (&s, merged.last_mut())
+        {
             if !*prev_last {
                 prev.extend_from_slice(data);
                 *prev_last = *last;

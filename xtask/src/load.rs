@@ -96,6 +96,37 @@ pub(crate) async fn connect(
     Ok((stream, codec))
 }
 
+/// How a message goes out (see [`Echoer::round_trip_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shape {
+    /// Uncompressed messages in this many fragments.
+    pub(crate) fragments: usize,
+    /// A ping before the message (its pong is skipped when reading).
+    pub(crate) ping: bool,
+    /// Write the whole message before reading any of the echo...
+    pub(crate) write_first: bool,
+    /// ...and then wait this long before reading it (a reader that stalls).
+    pub(crate) read_after: Duration,
+}
+
+/// Appends a masked client frame.
+fn push_frame(out: &mut Vec<u8>, b0: u8, payload: &[u8], key: [u8; 4]) {
+    out.push(b0);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+}
+
 /// One connection's state: reusable buffers for the frame out and the echo in.
 pub(crate) struct Echoer {
     stream: Async<TcpStream>,
@@ -127,6 +158,11 @@ impl Echoer {
 
     /// Sends one binary message of `size` bytes and verifies its echo.
     pub(crate) async fn round_trip(&mut self, size: usize) -> Result<()> {
+        self.round_trip_with(size, Shape::default()).await
+    }
+
+    /// Sends one message of `size` bytes shaped as `shape` says and verifies its echo.
+    pub(crate) async fn round_trip_with(&mut self, size: usize, shape: Shape) -> Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         self.expected.clear();
@@ -143,23 +179,36 @@ impl Echoer {
         };
         let body = compressed.as_deref().unwrap_or(&self.expected);
         let size = body.len();
-        let key = (self.rng.next() as u32).to_be_bytes();
         self.frame.clear();
-        self.frame.push(if compressed.is_some() { 0xc1 } else { 0x82 });
-        match size {
-            0..=125 => self.frame.push(0x80 | size as u8),
-            126..=0xffff => {
-                self.frame.push(0x80 | 126);
-                self.frame.extend_from_slice(&(size as u16).to_be_bytes());
-            }
-            _ => {
-                self.frame.push(0x80 | 127);
-                self.frame.extend_from_slice(&(size as u64).to_be_bytes());
+        if shape.ping {
+            let key = (self.rng.next() as u32).to_be_bytes();
+            push_frame(&mut self.frame, 0x89, b"soak", key);
+        }
+        // Fragments of the body (a compressed message is one frame: RSV1 on its first).
+        let fragments = if compressed.is_some() { 1 } else { shape.fragments.clamp(1, 64) };
+        let step = size.div_ceil(fragments).max(1);
+        let pieces: Vec<&[u8]> =
+            if body.is_empty() { vec![&[][..]] } else { body.chunks(step).collect() };
+        for (i, piece) in pieces.iter().enumerate() {
+            let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
+            let opcode = match (i, compressed.is_some()) {
+                (0, true) => 0x41,
+                (0, false) => 0x02,
+                _ => 0x00,
+            };
+            let key = (self.rng.next() as u32).to_be_bytes();
+            push_frame(&mut self.frame, fin | opcode, piece, key);
+        }
+        let size = self.expected.len();
+        if shape.write_first {
+            // The whole message first, then the echo: a client that only reads once written.
+            let mut w = &self.stream;
+            w.write_all(&self.frame).await.context("writing a message")?;
+            self.frame.clear();
+            if !shape.read_after.is_zero() {
+                Timer::after(shape.read_after).await;
             }
         }
-        self.frame.extend_from_slice(&key);
-        self.frame.extend(body.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-        let size = self.expected.len();
         // Write and read concurrently: a large message is echoed while it is still being sent.
         self.write_and_read(size).await
     }

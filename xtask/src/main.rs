@@ -2,7 +2,9 @@
 //!
 //! - `ci`: everything CI checks, in the order a person would want to see failures: formatting,
 //!   lints, docs, the dependency rule for `ws-proto`, tests, conformance (every server path
-//!   and the client, whole and split), and a build of the fuzz targets.
+//!   and the client, whole and split), a 60-second soak, and every fuzz target for 45 seconds.
+//! - `soak`: ws-echo under a realistic mix of clients for a set time, every byte checked.
+//! - `fuzz`: every fuzz target for a bounded time, from the corpus kept in `fuzz/corpus`.
 //! - `conformance`: the Autobahn-style case catalogue against one of our servers
 //!   (`--server`, or any with `--url`), or with `--client [--split]` against our client.
 //! - `bench`: ws-echo against echo servers on peer crates (`bench/peers`), side by side.
@@ -17,7 +19,9 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod conformance;
+mod fuzz;
 mod load;
+mod soak;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -25,6 +29,10 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("conformance") => conformance::main(&args[1..]),
         Some("bench") => bench::main(&root(), &args[1..]),
+        Some("soak") => soak::main(&root(), &args[1..]),
+        Some("fuzz") => {
+            flag(&args[1..], "--seconds", Some(60)).and_then(|s| fuzz::run_all(&root(), s))
+        }
         Some("bench-run") => bench::run(&root(), &args[1..]),
         Some("load") => load_command(&args[1..]),
         Some("idle") => idle_command(&args[1..]),
@@ -50,9 +58,11 @@ fn print_help() {
     eprintln!(
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
-         ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzz build\n  \
+         ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
          conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
+         soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
+         fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );
@@ -81,6 +91,9 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+/// Seconds `ci` fuzzes each target for.
+const CI_FUZZ_SECONDS: u64 = 45;
 
 fn ci() -> Result<()> {
     run("format", cargo().args(["fmt", "--all", "--check"]))?;
@@ -113,6 +126,8 @@ fn ci() -> Result<()> {
         "fuzz targets build",
         cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),
     )?;
+    run("soak, 60 s", cargo().args(["xtask", "soak", "--seconds", "60"]))?;
+    fuzz::run_all(&root(), CI_FUZZ_SECONDS)?;
     eprintln!("\nci: all steps passed");
     Ok(())
 }
