@@ -38,7 +38,13 @@ fn refused_with_503(err: &anyhow::Error) -> bool {
     format!("{err:#}").contains(" 503 ")
 }
 
+/// One test, so that the memory each part reads is its own server's only.
 #[test]
+fn the_memory_budget_bounds_what_connections_hold_and_counts_no_idle_one() -> Result<()> {
+    a_thousand_connections_holding_memory_stay_within_the_memory_budget()?;
+    idle_connections_count_nothing_against_the_budget()
+}
+
 fn a_thousand_connections_holding_memory_stay_within_the_memory_budget() -> Result<()> {
     // 256 KiB of text that compresses to some KiB: the start of a message never finished.
     let text: Vec<u8> = (0..256u32 << 10).map(|i| b'a' + (i * 7 % 23) as u8).collect();
@@ -98,7 +104,12 @@ fn a_thousand_connections_holding_memory_stay_within_the_memory_budget() -> Resu
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut refusals = 0;
         loop {
-            ensure!(Instant::now() < deadline, "no newcomer served ({refusals} refused)");
+            ensure!(
+                Instant::now() < deadline,
+                "no newcomer served ({refusals} refused; {} of {} bytes held)",
+                server.budget.used(),
+                BUDGET
+            );
             match RawClient::connect(server.addr) {
                 Ok(mut fresh) => {
                     fresh.stream.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -118,6 +129,40 @@ fn a_thousand_connections_holding_memory_stay_within_the_memory_budget() -> Resu
         eprintln!("a newcomer was served after {refusals} refusals; {closed} connections closed");
         ensure!(closed > 0, "no connection was closed for the budget");
         ensure!(closed < CONNECTIONS, "every connection was closed, not only those over share");
+        drop(clients);
+        server.stop();
+    }
+    Ok(())
+}
+
+fn idle_connections_count_nothing_against_the_budget() -> Result<()> {
+    const IDLE: usize = 200;
+    for engine in ws_tests::engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = ws_echo::Options::default();
+        options.0.engine = engine;
+        let server = TestServer::start(options)?;
+        let mut clients = Vec::new();
+        let mut message = Vec::new();
+        ws_proto::Compressor::new(15, true, 6).compress(&[b'z'; 100 << 10], &mut message);
+        for _ in 0..IDLE {
+            let (mut client, _) = RawClient::connect_deflate(server.addr)?;
+            // A compressed message each: zlib state both ways while it is echoed.
+            client.send(0xc2, &message)?;
+            let (opcode, _) = client.read_message()?;
+            ensure!(opcode == 2);
+            clients.push(client);
+        }
+        // Idle now: their buffers and zlib state are freed, and no longer counted. (An
+        // engine's pool of read buffers may remain: at most 16 of 512 KiB.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pool = 16 * (512 << 10);
+        while server.budget.used() > pool + IDLE * 1024 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let used = server.budget.used();
+        eprintln!("{IDLE} idle connections after a compressed echo each: {used} bytes counted");
+        ensure!(used <= pool + IDLE * 1024, "{used} bytes counted for idle connections");
         drop(clients);
         server.stop();
     }

@@ -2,8 +2,8 @@
 //! process on `127.0.0.1:0`: an application on the [`ws_server`] engine.
 //!
 //! Plain HTTP gets the demo page, `/healthz` or a 404; bad upgrades get their 4xx; an
-//! accepted WebSocket echoes every message frame by frame as it streams in, so a message of
-//! any size costs a bounded amount of memory. The engine runs it on epoll threads on Linux
+//! accepted WebSocket echoes every message as it streams in, so a message of any size costs
+//! a bounded amount of memory. The engine runs it on epoll threads on Linux
 //! (or, with [`Engine::Async`], as tasks on ws-transport and smol).
 
 use std::io;
@@ -113,10 +113,10 @@ impl App for EchoApp {
     }
 }
 
-/// Echoes each message frame for frame, through ws-proto's [`Forwarder`]: binary frames
-/// stream through as they arrive, a text frame is echoed once whole (so that late invalid
-/// UTF-8 still gets 1007), a compressed message is echoed whole, compressed again. Messages
-/// delivered whole (not in chunks) are echoed as they are.
+/// Echoes each message as it streams in, through ws-proto's [`Forwarder`]: binary frames
+/// frame for frame as they arrive; a text frame once whole, or past 64 KiB in validated
+/// fragments (late invalid UTF-8 still gets 1007); a compressed message in re-compressed
+/// fragments as it inflates. Messages delivered whole (not in chunks) are echoed as they are.
 #[derive(Debug, Default)]
 pub struct Echo {
     forwarder: Forwarder,

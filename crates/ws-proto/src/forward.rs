@@ -73,11 +73,14 @@ impl Forwarder {
         chunk: &Chunk<'_>,
         direct: Option<DirectWrite<'_>>,
     ) -> Result<(), SendError> {
-        if self.held.is_empty() && self.held.capacity() > 4 * FRAGMENT_MIN {
-            self.held = Vec::new();
-        }
         if sender.compression() || chunk.kind == MessageKind::Text {
-            return self.refragment(sender, chunk);
+            let sent = self.refragment(sender, chunk);
+            if chunk.last {
+                // Nothing is held between messages: an idle connection keeps no fragment
+                // buffer.
+                self.held = Vec::new();
+            }
+            return sent;
         }
         if chunk.frame_start {
             sender.begin_frame(MessageKind::Binary, chunk.fin, chunk.frame_len)?;

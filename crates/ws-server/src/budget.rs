@@ -8,9 +8,9 @@
 //! shrink, as peers read what they are owed. Once the count has stayed at the limit for
 //! [`Options::budget_timeout`](crate::Options::budget_timeout), the budget is *under
 //! pressure*: connections that hold at least their share (the limit over the connections
-//! open) are closed with 1013 (Try Again Later); with the count at the limit, at least one
-//! always holds that much. Pressure ends once the count has stayed below the limit for a
-//! second. The count runs ahead of the limit by at most what one turn of each engine reads
+//! open) are closed with 1013 (Try Again Later), until the count is back under seven
+//! eighths of the limit; with the count at the limit, at least one always holds that much.
+//! Pressure ends once the count has stayed below the limit for a second. The count runs ahead of the limit by at most what one turn of each engine reads
 //! and what the connections waiting in a read take in one read each (a read buffer).
 
 use std::sync::Mutex;
@@ -80,6 +80,14 @@ impl Budget {
     /// least their [`share`](Self::share) are to be closed.
     pub(crate) fn under_pressure(&self) -> bool {
         self.pressure.load(Ordering::Relaxed)
+    }
+
+    /// Under pressure and not yet back under seven eighths of the limit: a connection that
+    /// holds its share is to be closed now. (Closing stops short of the limit itself, or the
+    /// connections waiting for room would take it back at once, and each round of pressure
+    /// would close one connection.)
+    pub(crate) fn closing(&self) -> bool {
+        self.under_pressure() && self.used() >= self.limit - self.limit / 8
     }
 
     /// A wake-up for when pressure starts or goes on (see [`look`](Self::look)).

@@ -353,6 +353,10 @@ impl<H: Handler> Engine<H> {
             }
             self.expire_timers(now);
             self.retry_stalled(now);
+            if self.budget.exhausted() {
+                // The pool is a cache: it must not be what keeps the budget spent.
+                self.pool.clear();
+            }
             let pooled = self.pool.iter().map(Vec::capacity).sum();
             self.pool_held.update(&self.budget, pooled);
         }
@@ -539,7 +543,7 @@ impl<H: Handler> Engine<H> {
             let again = std::mem::replace(&mut self.stalled, stalled.collect());
             self.stalled.extend(again);
         }
-        if !self.budget.under_pressure() || now < self.next_pressure_scan {
+        if !self.budget.closing() || now < self.next_pressure_scan {
             return;
         }
         self.next_pressure_scan = now + PRESSURE_CHECK;
@@ -552,6 +556,9 @@ impl<H: Handler> Engine<H> {
             })
             .collect();
         for key in over {
+            if !self.budget.closing() {
+                break;
+            }
             let Some(c) = self.get(key) else { continue };
             let held = c.held.bytes();
             // A close frame 1013 (Try Again Later) and one try to write it: the peer is most
@@ -670,6 +677,12 @@ impl<H: Handler> Conn<H> {
                     _ => return Turn::Done(Ok(self.end.take().unwrap_or(End::Disconnected))),
                 }
             }
+            // While the memory budget is spent, input read is not taken (taking it is what
+            // allocates: replies, zlib state); only what is owed is written.
+            if budget.exhausted() && self.session.connection().buffered_input() > 0 {
+                self.idle(pool, config);
+                return Turn::Stalled;
+            }
             // Large binary payload goes from the input buffer straight to the socket.
             let mut write_error = None;
             // Handle commands that waited for the handler's message to end.
@@ -696,9 +709,14 @@ impl<H: Handler> Conn<H> {
                 }
             };
             let conn = session.connection_mut();
-            let pass = pump(conn, handler, config.write_buffer_size, Some(&mut direct));
+            let pass = pump(conn, handler, config.write_buffer_size, budget, Some(&mut direct));
             if let Some(err) = write_error {
                 return Turn::Done(Err(err));
+            }
+            if pass.over_budget {
+                // What the pass queued, counted now: the check above then sees it.
+                let held = self.session.connection().memory() + self.handler.memory();
+                self.held.update(budget, held);
             }
             if let Some(end) = pass.end {
                 // Closing after a close or failure, and what end of stream means, are the
@@ -709,7 +727,10 @@ impl<H: Handler> Conn<H> {
                 self.end.get_or_insert(end);
                 continue;
             }
-            if pass.more || (self.writable && !self.session.pending_output().is_empty()) {
+            if pass.more
+                || pass.over_budget
+                || (self.writable && !self.session.pending_output().is_empty())
+            {
                 continue;
             }
             // The handler's message may have ended in this pass: what waited for it goes now,

@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 
+use crate::budget::Budget;
 use crate::handle::ConnHandle;
 use tracing::{debug, warn};
 use ws_proto::{
@@ -169,6 +170,9 @@ pub(crate) struct Pass {
     /// Stopped at the high-water mark with events possibly left: write, then pass again
     /// (no more input is taken until some of the output is written).
     pub(crate) more: bool,
+    /// Stopped with input left because what it queued would spend the memory budget: report
+    /// what the connection holds, then wait for the budget before passing again.
+    pub(crate) over_budget: bool,
 }
 
 /// Polls the events buffered in `conn` and hands them to `handler`, until an end (close,
@@ -181,9 +185,14 @@ pub(crate) fn pump<H: Handler + ?Sized>(
     conn: &mut Connection,
     handler: &mut H,
     high_water: usize,
+    budget: &Budget,
     mut direct: Option<DirectWrite<'_>>,
 ) -> Pass {
-    let mut pass = Pass { end: None, more: false };
+    let mut pass = Pass { end: None, more: false, over_budget: false };
+    // What this pass adds is not in the budget until the driver reports it: every 64 KiB of
+    // output it queues, the pass looks whether the budget has room for it.
+    let owed_at_start = conn.pending_output().len();
+    let mut next_look = owed_at_start + BUDGET_LOOK;
     while let Some((event, sender)) = conn.poll_event_with_sender() {
         let end = match event {
             Event::Close(frame) => Some(End::Closed(frame.code)),
@@ -201,6 +210,18 @@ pub(crate) fn pump<H: Handler + ?Sized>(
             pass.more = true;
             break;
         }
+        let owed = conn.pending_output().len();
+        if owed >= next_look {
+            let added = owed.saturating_sub(owed_at_start);
+            if budget.used() + added >= budget.limit() && conn.buffered_input() > 0 {
+                pass.over_budget = true;
+                break;
+            }
+            next_look = owed + BUDGET_LOOK;
+        }
     }
     pass
 }
+
+/// How much output a pass queues between looks at the memory budget.
+const BUDGET_LOOK: usize = 64 << 10;

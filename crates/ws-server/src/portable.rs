@@ -91,7 +91,7 @@ async fn drive<H: Handler>(
     let mut listener: Option<EventListener> = None;
     loop {
         held.update(budget, ws.memory() + handler.memory());
-        if budget.under_pressure() && held.bytes() >= budget.share() {
+        if budget.closing() && held.bytes() >= budget.share() {
             return Ok(over_budget(ws).await);
         }
         if budget.exhausted() && ws.connection().buffered_input() > 0 {
@@ -116,7 +116,7 @@ async fn drive<H: Handler>(
             continue;
         }
         task.backlog.apply(ws.connection_mut());
-        let pass = pump(ws.connection_mut(), handler, high_water, None);
+        let pass = pump(ws.connection_mut(), handler, high_water, budget, None);
         held.update(budget, ws.memory() + handler.memory());
         if pass.end.is_some() || pass.more {
             // Backpressure: nothing more is taken until what we owe the peer is written; the
@@ -141,17 +141,24 @@ async fn drive<H: Handler>(
                 (_, end) => end,
             });
         }
-        if pass.more {
+        if pass.more || pass.over_budget {
             continue;
         }
         // One read, even while memory is spent: it costs at most the read buffer, and what
         // it brings waits above.
         let mut pressed = pressure(&mut listener, budget, ws, handler);
+        // The handler is not called while the task waits: what it holds stays as it is.
+        let handler_holds = handler.memory();
         let read = |cx: &mut Context<'_>| {
             if pressed(cx) {
                 return Poll::Ready(Ok(()));
             }
-            ws.poll_read_more(cx).map_ok(drop)
+            let read = ws.poll_read_more(cx).map_ok(drop);
+            if read.is_pending() {
+                // Waiting, the WebSocket has freed its idle buffers: count what it holds now.
+                held.update(budget, ws.memory() + handler_holds);
+            }
+            read
         };
         match wake(&mut task, stop.as_mut(), mailbox, read).await? {
             Woken::Io => {}

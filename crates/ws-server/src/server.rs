@@ -171,6 +171,8 @@ impl<A: App> Server<A> {
             Instant::now() + self.options.transport.close_timeout + Duration::from_secs(1);
         while live.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(10)).await;
+            // Pressure follows the budget through the drain too.
+            self.budget.look(Instant::now(), self.options.budget_timeout);
         }
         let abandoned = live.load(Ordering::Acquire);
         // Handshakes still in flight hold clones; the last one ends with them.
