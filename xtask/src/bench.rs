@@ -8,7 +8,6 @@
 //! from /proc (user + system over the window), the steadiest figure on a shared machine.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,13 +87,7 @@ impl Running {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", server.name))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ws://")
-            .with_context(|| format!("{}: unexpected first line {line:?}", server.name))?
-            .parse()?;
+        let addr = crate::process::listening_addr(&mut child, server.name)?;
         Ok(Self { child, addr })
     }
 

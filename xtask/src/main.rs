@@ -21,6 +21,7 @@ mod bench;
 mod conformance;
 mod fuzz;
 mod load;
+mod process;
 mod soak;
 
 fn main() -> ExitCode {

@@ -11,7 +11,6 @@
 //! warm-up (the last third of the run against the middle third).
 
 use std::cell::{Cell, RefCell};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -116,20 +115,7 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .context("starting ws-echo")?;
-        let mut line = String::new();
-        let mut stdout = child.stdout.take().context("stdout")?;
-        let mut byte = [0u8; 1];
-        while !line.ends_with('\n') {
-            if stdout.read(&mut byte)? == 0 {
-                bail!("ws-echo exited before listening");
-            }
-            line.push(byte[0] as char);
-        }
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ws://")
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .parse()?;
+        let addr = crate::process::listening_addr(&mut child, "ws-echo")?;
         Ok(Self { child, addr })
     }
 

@@ -693,25 +693,9 @@ impl Connection {
         }
         let new = base..buf.len();
         message.inflated += new.len();
-        // Text is checked before an inflate error is reported: the bytes inflated before the
-        // error come first in the message, so the verdict does not depend on how the frame
-        // was split across reads (found by the connection fuzz target).
-        if message.kind == MessageKind::Text {
-            let checked = self.utf8.feed(&buf[new.clone()]);
-            let checked = if last && result.is_ok() {
-                checked.and_then(|()| self.utf8.finish())
-            } else {
-                checked
-            };
-            if let Err(err) = checked {
-                return self.fail(err);
-            }
-        }
-        if let Err(err) = result {
-            return self.fail(match err {
-                InflateError::TooLarge => ProtocolError::MessageTooLarge,
-                _ => ProtocolError::InvalidCompressedData(message.kind),
-            });
+        let verdict = inflated_verdict(&mut self.utf8, message.kind, &buf[new], last, result);
+        if let Err(err) = verdict {
+            return self.fail(err);
         }
         message.started = true;
         self.message = if last { None } else { Some(message) };
@@ -782,21 +766,9 @@ impl Connection {
         if result.is_ok() && message.inflated > self.config.max_message_size {
             result = Err(InflateError::TooLarge);
         }
-        // Text is checked before an inflate error is reported: the bytes inflated before the
-        // error come first in the message, so the verdict does not depend on how the frame
-        // was split across reads (found by the connection fuzz target).
-        if message.kind == MessageKind::Text {
-            let checked = self.utf8.feed(&self.inflated);
-            let checked = if last { checked.and_then(|()| self.utf8.finish()) } else { checked };
-            if let Err(err) = checked {
-                return self.fail(err);
-            }
-        }
-        if let Err(err) = result {
-            return self.fail(match err {
-                InflateError::TooLarge => ProtocolError::MessageTooLarge,
-                _ => ProtocolError::InvalidCompressedData(message.kind),
-            });
+        let verdict = inflated_verdict(&mut self.utf8, message.kind, &self.inflated, last, result);
+        if let Err(err) = verdict {
+            return self.fail(err);
         }
         let first = !message.started;
         message.started = true;
@@ -989,6 +961,30 @@ impl Connection {
 }
 
 /// Builds the public event from indices into the connection's buffers.
+/// What inflated data says about the message: text is checked before an inflate error is
+/// reported, as the bytes inflated before the error come first in the message, so the verdict
+/// does not depend on how a frame was split across reads (found by the connection fuzz
+/// target); `last` ends the text check, once the inflating succeeded.
+#[cfg(feature = "deflate")]
+fn inflated_verdict(
+    utf8: &mut Utf8Validator,
+    kind: MessageKind,
+    inflated: &[u8],
+    last: bool,
+    result: Result<(), InflateError>,
+) -> Result<(), ProtocolError> {
+    if kind == MessageKind::Text {
+        utf8.feed(inflated)?;
+        if last && result.is_ok() {
+            utf8.finish()?;
+        }
+    }
+    result.map_err(|err| match err {
+        InflateError::TooLarge => ProtocolError::MessageTooLarge,
+        _ => ProtocolError::InvalidCompressedData(kind),
+    })
+}
+
 fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8], inflated: &'a [u8]) -> Event<'a> {
     match ev {
         Ev::Message { kind, range, assembled } => {

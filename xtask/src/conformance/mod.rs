@@ -20,7 +20,6 @@ mod report;
 pub(crate) mod wire;
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

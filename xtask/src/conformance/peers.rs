@@ -41,13 +41,7 @@ impl EchoServer {
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {binary}"))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("ws-echo stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ws://")
-            .with_context(|| format!("unexpected line {line:?}"))?
-            .parse()?;
+        let addr = crate::process::listening_addr(&mut child, binary)?;
         Ok(Self { child, addr })
     }
 }
