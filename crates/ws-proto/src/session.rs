@@ -40,6 +40,9 @@ pub enum TransportCommand {
 ///
 /// Reading stops while output is owed: a peer that does not read what we send gets no more
 /// of our attention until it does (backpressure), and the write timeout bounds the wait.
+/// Inside a message from the peer, reading goes on up to
+/// [`Connection::max_owed_in_message`]: a peer that writes a whole message before it reads
+/// its echo would otherwise deadlock with a reply that streams.
 ///
 /// ```
 /// use std::time::Instant;
