@@ -6,10 +6,8 @@
 //! fails the run, with the input left in `fuzz/artifacts/<target>`. cargo-fuzz needs nightly
 //! features: `RUSTC_BOOTSTRAP=1` enables them on the stable toolchain.
 
-use std::path::Path;
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
+use std::path::Path;
 
 /// The targets, as `fuzz/Cargo.toml` names them.
 const TARGETS: [&str; 4] = ["connection", "handshake", "session", "deflate_echo"];
@@ -23,8 +21,7 @@ pub(crate) fn run_all(root: &Path, seconds: u64) -> Result<()> {
         let kept = root.join("fuzz/corpus").join(target);
         std::fs::create_dir_all(&kept)?;
         eprintln!("\n==> fuzz {target} for {seconds} s");
-        let output = Command::new("cargo")
-            .current_dir(root)
+        let output = crate::cargo()
             .env("RUSTC_BOOTSTRAP", "1")
             .args(["fuzz", "run", target])
             .arg(&found)

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use async_io::Timer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use crate::load::{self, Echoer, Shape};
+use crate::load::{self, Echoer, Rng, Shape};
 
 /// What the run counts.
 #[derive(Default)]
@@ -61,40 +61,17 @@ struct Plan {
     duration: Duration,
 }
 
-/// A deterministic pseudo-random sequence, for sizes and pauses.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// `cargo xtask soak [--minutes M | --seconds S] [--connections N]`.
 pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
-    let seconds: u64 = match (
-        crate::flag(args, "--minutes", Some(0u64))?,
-        args.iter().any(|a| a == "--seconds"),
-    ) {
-        (0, true) => crate::flag(args, "--seconds", None)?,
-        (0, false) => 600,
-        (minutes, _) => minutes * 60,
+    let seconds = match args.iter().any(|a| a == "--minutes") {
+        true => crate::flag::<u64>(args, "--minutes", None)? * 60,
+        false => crate::flag(args, "--seconds", Some(600))?,
     };
     let plan = Plan {
         connections: crate::flag(args, "--connections", Some(10_000))?,
         duration: Duration::from_secs(seconds.max(10)),
     };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", "ws-echo"])
-        .status()?;
-    if !status.success() {
-        bail!("building ws-echo failed");
-    }
+    crate::run("build ws-echo", crate::cargo().args(["build", "--release", "-p", "ws-echo"]))?;
     let mut server = Server::start(root, plan.connections)?;
     let result = run(&plan, server.addr, server.pid());
     server.stop()?;

@@ -132,18 +132,30 @@ fn a_text_frame_is_held_until_whole_and_late_bad_utf8_gets_1007_with_nothing_for
     assert_eq!(forwarded.wire, [0x88, 0x02, 0x03, 0xef]);
 }
 
+/// permessage-deflate both ways, no context takeover, 2^15 windows.
+const PARAMS: DeflateParams = DeflateParams {
+    server_no_context_takeover: true,
+    client_no_context_takeover: true,
+    server_max_window_bits: 15,
+    client_max_window_bits: 15,
+};
+
+fn compressing_client() -> Connection {
+    let mut conn = client(ProtocolConfig::default());
+    conn.set_deflate(&PARAMS, 6);
+    conn
+}
+
+/// A client that compresses, and a server in chunk delivery that inflates.
+fn compressing_pair() -> (Connection, Connection) {
+    let mut server = Connection::server(chunked());
+    server.set_deflate(&PARAMS, 6);
+    (compressing_client(), server)
+}
+
 #[test]
 fn a_compressed_message_is_forwarded_whole_and_compressed_again() {
-    let params = DeflateParams {
-        server_no_context_takeover: true,
-        client_no_context_takeover: true,
-        server_max_window_bits: 15,
-        client_max_window_bits: 15,
-    };
-    let mut sender = client(ProtocolConfig::default());
-    sender.set_deflate(&params, 6);
-    let mut server = Connection::server(chunked());
-    server.set_deflate(&params, 6);
+    let (mut sender, mut server) = compressing_pair();
     let text = "compress me ".repeat(500);
     sender.send_fragment(ws_proto::MessageKind::Text, &text.as_bytes()[..3000], false).unwrap();
     sender.send_fragment(ws_proto::MessageKind::Text, &text.as_bytes()[3000..], true).unwrap();
@@ -161,8 +173,7 @@ fn a_compressed_message_is_forwarded_whole_and_compressed_again() {
     // What the server sent is one compressed message (RSV1, FIN) that inflates to the text.
     let wire = take_output(&mut server);
     assert_eq!(wire[0], 0xc1, "one final compressed text frame");
-    let mut receiver = client(ProtocolConfig::default());
-    receiver.set_deflate(&params, 6);
+    let mut receiver = compressing_client();
     assert_eq!(feed(&mut receiver, &wire), vec![Owned::Text(text)]);
 }
 
@@ -222,16 +233,7 @@ fn late_bad_utf8_in_a_large_text_frame_gets_1007_and_the_fragments_sent_are_neve
 
 #[test]
 fn a_large_compressed_message_streams_in_fragments_holding_at_most_one() {
-    let params = DeflateParams {
-        server_no_context_takeover: true,
-        client_no_context_takeover: true,
-        server_max_window_bits: 15,
-        client_max_window_bits: 15,
-    };
-    let mut sender = client(ProtocolConfig::default());
-    sender.set_deflate(&params, 6);
-    let mut server = Connection::server(chunked());
-    server.set_deflate(&params, 6);
+    let (mut sender, mut server) = compressing_pair();
     // 4 MiB that compresses well, in one frame of a few KiB.
     let text = "all work and no play makes a dull echo. ".repeat(100_000);
     sender.send_text(&text).unwrap();
@@ -256,7 +258,6 @@ fn a_large_compressed_message_streams_in_fragments_holding_at_most_one() {
     assert!(frames.len() >= text.len() / (FRAGMENT_MIN + INFLATE_STEP), "{} frames", frames.len());
     assert_eq!(frames[0].0, 0x41, "RSV1 on the first fragment only");
     assert!(frames[1..].iter().all(|(b0, _)| b0 & 0x70 == 0));
-    let mut receiver = client(ProtocolConfig::default());
-    receiver.set_deflate(&params, 6);
+    let mut receiver = compressing_client();
     assert!(feed(&mut receiver, &wire) == vec![Owned::Text(text)], "the echo differs");
 }

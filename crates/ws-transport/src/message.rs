@@ -18,20 +18,22 @@ pub enum Message {
 }
 
 impl Message {
+    /// The message, borrowed: ws-proto's view of it.
+    pub fn borrowed(&self) -> ProtoMessage<'_> {
+        match self {
+            Self::Text(text) => ProtoMessage::Text(text),
+            Self::Binary(data) => ProtoMessage::Binary(data),
+        }
+    }
+
     /// The payload bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Text(text) => text.as_bytes(),
-            Self::Binary(data) => data,
-        }
+        self.borrowed().as_bytes()
     }
 
     /// Text or binary.
     pub fn kind(&self) -> MessageKind {
-        match self {
-            Self::Text(_) => MessageKind::Text,
-            Self::Binary(_) => MessageKind::Binary,
-        }
+        self.borrowed().kind()
     }
 }
 
