@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ws_echo::{Engine, Options, Server, Summary};
 
+pub mod tls;
+
 /// Every echo engine this platform has, for tests that run against each.
 pub fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::Async];

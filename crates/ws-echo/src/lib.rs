@@ -15,7 +15,10 @@ use smol::Executor;
 use ws_proto::{Delivery, Event, Forwarder, Request, Response, Upgrade};
 use ws_server::{Accept, App, Handler, Reply};
 
+pub use tls::Certificates;
 pub use ws_server::{Engine, Summary};
+
+mod tls;
 
 /// The demo page served at `/`.
 pub const PAGE: &str = include_str!("page.html");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use clap::Parser;
 use futures_lite::StreamExt;
 use smol::Executor;
 use tracing::{info, warn};
-use ws_echo::{Engine, Options, Server};
+use ws_echo::{Certificates, Engine, Options, Server};
 
-/// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/ and /healthz.
+/// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/ and /healthz
+/// (https:// and wss:// with --tls-cert and --tls-key).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -76,6 +78,14 @@ struct Args {
     /// task on the executor, through ws-transport's WebSocket).
     #[arg(long, value_enum, default_value_t = Engine::default())]
     engine: Engine,
+    /// Serve TLS (wss:// and https://) with this certificate: a PEM file, the server's
+    /// certificate first, then any intermediates. SIGHUP reads it and --tls-key again
+    /// without dropping connections.
+    #[arg(long, requires = "tls_key", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert: a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", value_name = "PATH")]
+    tls_key: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
     /// `ws_echo=debug`.
     #[arg(long, default_value = "info")]
@@ -123,14 +133,23 @@ fn main() -> anyhow::Result<()> {
         .map_or(1, NonZeroUsize::get);
     options.engine = args.engine;
     options.threads = threads;
+    let certificates = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let certificates = Certificates::load(cert, key).context("reading the certificate")?;
+            options.tls = Some(certificates.server_config()?);
+            Some(certificates)
+        }
+        _ => None,
+    };
     let server = Server::bind(args.bind, echo).with_context(|| format!("binding {}", args.bind))?;
     let addr = server.local_addr().context("reading the bound address")?;
-    println!("listening on ws://{addr}");
-    info!(threads, "demo page at http://{addr}/");
+    let (ws, http) = if certificates.is_some() { ("wss", "https") } else { ("ws", "http") };
+    println!("listening on {ws}://{addr}");
+    info!(threads, "demo page at {http}://{addr}/");
 
-    let signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-            .context("installing signal handlers")?;
+    use async_signal::Signal;
+    let signals = async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup])
+        .context("installing signal handlers")?;
     let ex = Arc::new(Executor::new());
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let summary = std::thread::scope(|scope| {
@@ -144,8 +163,18 @@ fn main() -> anyhow::Result<()> {
         }
         let shutdown = async move {
             let mut signals = signals;
-            if let Some(Ok(signal)) = signals.next().await {
-                info!(?signal, "signal received");
+            while let Some(Ok(signal)) = signals.next().await {
+                if signal != Signal::Hup {
+                    info!(?signal, "signal received");
+                    break;
+                }
+                match &certificates {
+                    Some(certificates) => match certificates.reload() {
+                        Ok(()) => info!("SIGHUP: certificate read again"),
+                        Err(err) => warn!("SIGHUP: keeping the certificate in use: {err:#}"),
+                    },
+                    None => info!("SIGHUP: no certificate to read (no --tls-cert)"),
+                }
             }
         };
         let summary = smol::block_on(ex.run(server.run(Arc::clone(&ex), shutdown)));

@@ -19,8 +19,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, IoSlice};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,12 +34,14 @@ use tracing::{debug, warn};
 use ws_proto::{
     CloseCode, Connection, Deadline, Session, State, TimerAction, TimerSettings, TransportCommand,
 };
-use ws_transport::{Config, WebSocket};
+use ws_transport::rustls::ServerConnection;
+use ws_transport::{Config, MaybeTls, WebSocket};
 
 use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::{LiveGuard, Options};
+use crate::wire::Wire;
 
 /// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
 const WAKE: u64 = u64::MAX;
@@ -77,6 +79,8 @@ enum Command<H> {
 /// An accepted connection on its way to an engine.
 struct Adopted<H> {
     stream: TcpStream,
+    /// The TLS state, for a TLS connection.
+    tls: Option<Box<ServerConnection>>,
     conn: Connection,
     handler: H,
     peer: SocketAddr,
@@ -143,16 +147,23 @@ impl<H: Handler> Pool<H> {
     /// counts it live.
     pub(crate) fn adopt(
         &self,
-        ws: WebSocket<Async<TcpStream>>,
+        ws: WebSocket<MaybeTls<Async<TcpStream>, ServerConnection>>,
         handler: H,
         peer: SocketAddr,
         guard: LiveGuard,
     ) -> io::Result<()> {
         let (stream, conn) = ws.into_parts();
+        let (stream, tls) = match stream {
+            MaybeTls::Plain(stream) => (stream, None),
+            MaybeTls::Tls(tls) => {
+                let (stream, tls) = tls.into_parts();
+                (stream, Some(Box::new(tls)))
+            }
+        };
         // Leaves smol's reactor; the socket stays non-blocking.
         let stream = stream.into_inner()?;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.engines.len();
-        let adopted = Box::new(Adopted { stream, conn, handler, peer, guard });
+        let adopted = Box::new(Adopted { stream, tls, conn, handler, peer, guard });
         self.engines[i].0.send(Command::Adopt(adopted));
         Ok(())
     }
@@ -227,7 +238,8 @@ impl<H> Default for Slot<H> {
 
 /// A connection on an engine.
 struct Conn<H> {
-    stream: TcpStream,
+    /// The socket, with its TLS state for a TLS connection.
+    wire: Wire,
     /// The connection and its policy: timers, reading, closing.
     session: Session,
     handler: H,
@@ -429,7 +441,7 @@ impl<H: Handler> Engine<H> {
     }
 
     fn adopt(&mut self, adopted: Adopted<H>, now: Instant) {
-        let Adopted { stream, conn, handler, peer, guard } = adopted;
+        let Adopted { stream, tls, conn, handler, peer, guard } = adopted;
         let index = match self.free.pop() {
             Some(index) => index as usize,
             None => {
@@ -447,9 +459,12 @@ impl<H: Handler> Engine<H> {
             self.free.push(index as u32);
             return;
         }
-        debug!(%peer, "open");
+        debug!(%peer, tls = tls.is_some(), "open");
+        // Plaintext rustls decrypted with the handshake raises no edge: the first turn
+        // reads it.
+        let readable = tls.is_some();
         slot.conn = Some(Box::new(Conn {
-            stream,
+            wire: Wire::new(stream, tls),
             session: Session::new(conn, now),
             handler,
             backlog: Backlog::default(),
@@ -457,7 +472,7 @@ impl<H: Handler> Engine<H> {
             _guard: guard,
             // Registering reports the socket's state as a first edge; input buffered with the
             // handshake is echoed by the first turn.
-            readable: false,
+            readable,
             writable: true,
             peer_ended: false,
             timer_at: None,
@@ -497,7 +512,7 @@ impl<H: Handler> Engine<H> {
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
         let turn = c.turn(now, config, &mut self.pool, &self.budget);
         if !matches!(turn, Turn::Done(_)) {
-            c.held.update(&self.budget, c.session.connection().memory() + c.handler.memory());
+            c.held.update(&self.budget, c.memory());
         }
         match turn {
             Turn::Stalled => {
@@ -564,7 +579,8 @@ impl<H: Handler> Engine<H> {
             // A close frame 1013 (Try Again Later) and one try to write it: the peer is most
             // likely not reading, and what it holds must be freed now.
             if c.session.close(CloseCode::TRY_AGAIN_LATER, "memory budget", now).is_ok() {
-                let _ = c.stream.write(c.session.pending_output());
+                let _ = c.wire.write(&[IoSlice::new(c.session.pending_output())]);
+                let _ = c.wire.flush();
             }
             let why = format!("closed with 1013: it held {held} bytes of a spent memory budget");
             self.remove(key, Err(io::Error::other(why)));
@@ -598,7 +614,8 @@ impl<H: Handler> Engine<H> {
                 let why = match which {
                     Deadline::Pong => {
                         // A 1011 close frame is queued: one try to say so.
-                        let _ = c.stream.write(c.session.pending_output());
+                        let _ = c.wire.write(&[IoSlice::new(c.session.pending_output())]);
+                        let _ = c.wire.flush();
                         "keepalive ping unanswered"
                     }
                     Deadline::Write => "peer stopped reading",
@@ -649,8 +666,20 @@ impl<H: Handler> Conn<H> {
     ) -> Turn {
         let mut read_this_turn = 0;
         loop {
-            while !self.session.pending_output().is_empty() && self.writable {
-                match write_some(&self.stream, &[IoSlice::new(self.session.pending_output())]) {
+            while self.writable {
+                // TLS bytes already encrypted go first.
+                match self.wire.flush() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.writable = false;
+                        break;
+                    }
+                    Err(err) => return Turn::Done(Err(err)),
+                }
+                if self.session.pending_output().is_empty() {
+                    break;
+                }
+                match self.wire.write(&[IoSlice::new(self.session.pending_output())]) {
                     Ok(Some(n)) => {
                         self.session.wrote(n, now);
                         self.bytes_written += n as u64;
@@ -671,10 +700,12 @@ impl<H: Handler> Conn<H> {
             }
             while let Some(command) = self.session.poll_transport() {
                 match command {
-                    TransportCommand::ShutdownWrite => {
-                        let _ = self.stream.shutdown(Shutdown::Write);
+                    TransportCommand::ShutdownWrite => self.wire.shutdown_write(),
+                    _ => {
+                        // TLS bytes still held get one more try before the socket closes.
+                        let _ = self.wire.flush();
+                        return Turn::Done(Ok(self.end.take().unwrap_or(End::Disconnected)));
                     }
-                    _ => return Turn::Done(Ok(self.end.take().unwrap_or(End::Disconnected))),
                 }
             }
             // While the memory budget is spent, input read is not taken (taking it is what
@@ -687,12 +718,12 @@ impl<H: Handler> Conn<H> {
             let mut write_error = None;
             // Handle commands that waited for the handler's message to end.
             self.backlog.apply(self.session.connection_mut());
-            let Self { stream, session, handler, writable, bytes_written, .. } = self;
+            let Self { wire, session, handler, writable, bytes_written, .. } = self;
             let mut direct = |pending: &[u8], data: &[u8]| -> usize {
                 if !*writable {
                     return 0;
                 }
-                match write_some(stream, &[IoSlice::new(pending), IoSlice::new(data)]) {
+                match wire.write(&[IoSlice::new(pending), IoSlice::new(data)]) {
                     Ok(Some(n)) => {
                         *bytes_written += n as u64;
                         n
@@ -715,7 +746,7 @@ impl<H: Handler> Conn<H> {
             }
             if pass.over_budget {
                 // What the pass queued, counted now: the check above then sees it.
-                let held = self.session.connection().memory() + self.handler.memory();
+                let held = self.memory();
                 self.held.update(budget, held);
             }
             if let Some(end) = pass.end {
@@ -765,22 +796,21 @@ impl<H: Handler> Conn<H> {
             // of 47-48k.)
             let size = config.read_buffer_size.max(MIN_READ);
             let buf = &mut self.session.read_buffer(size)[..size];
-            match self.stream.read(buf) {
-                Ok(n) => {
+            match self.wire.read(buf, &mut self.readable, self.peer_ended) {
+                Ok(Some(n)) => {
                     self.session.received(n, now);
                     self.bytes_read += n as u64;
                     read_this_turn += n;
-                    // A short read drained the socket and more input raises a new edge, unless
-                    // the peer's end of stream is still to be read: that edge has been had.
-                    if n == 0 || (n < size && !self.peer_ended) {
-                        self.readable = false;
-                    }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(None) => {}
                 Err(err) => return Turn::Done(Err(err)),
             }
         }
+    }
+
+    /// What the connection holds, for the memory budget.
+    fn memory(&self) -> usize {
+        self.session.connection().memory() + self.handler.memory() + self.wire.memory()
     }
 
     /// Before waiting for an edge: the read buffer goes back to the pool (unless it holds
@@ -793,19 +823,6 @@ impl<H: Handler> Conn<H> {
             }
         }
         conn.release_idle_buffers();
-    }
-}
-
-/// One write of `parts`: the bytes taken, or `None` when the socket's buffer is full.
-fn write_some(mut stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
-    loop {
-        match stream.write_vectored(parts) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(Some(n)),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
     }
 }
 

@@ -8,6 +8,10 @@
 //! `read` and one `write` per small message, no buffer held by an idle connection. Elsewhere,
 //! or with [`Engine::Async`], each is a task on ws-transport and smol, with the same API.
 //!
+//! With [`Options::tls`] set, the server speaks TLS (rustls) on its port: `wss://` and
+//! `https://`. The TLS handshake runs with the opening handshake, under its timeout; the
+//! epoll engine then drives rustls's sans-IO connection in its own loop.
+//!
 //! Start with [`App`], [`Handler`] and [`Server`]; [`ConnHandle`] sends to a connection
 //! from anywhere (broadcast, chat). `examples/broadcast.rs` is a small chat server.
 //!
@@ -54,6 +58,8 @@ mod handler;
 mod options;
 mod portable;
 mod server;
+#[cfg(target_os = "linux")]
+mod wire;
 
 pub use budget::Budget;
 pub use handle::{ConnHandle, HandleError};

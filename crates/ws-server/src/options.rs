@@ -66,6 +66,12 @@ pub struct Options {
     /// share of it (`max_memory` over the connections open); then it is closed with 1013.
     /// Default 10 s.
     pub budget_timeout: std::time::Duration,
+    /// TLS: when set, every connection speaks TLS with these settings (certificate, ALPN;
+    /// see [`ws_transport::server_config_builder`]), within
+    /// [`handshake_timeout`](ws_transport::Config::handshake_timeout) like the rest of the
+    /// opening handshake. Plain HTTP sent to the port gets a 400 in plain text; any other
+    /// bad TLS input is answered with a TLS alert and the connection closed. Default none.
+    pub tls: Option<Arc<ws_transport::rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -79,6 +85,7 @@ impl Default for Options {
             mailbox_bytes: 64 << 20,
             max_memory: 512 << 20,
             budget_timeout: std::time::Duration::from_secs(10),
+            tls: None,
         }
     }
 }

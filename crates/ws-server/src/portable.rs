@@ -13,7 +13,8 @@ use futures_lite::Stream;
 use futures_lite::future;
 use tracing::debug;
 use ws_proto::CloseCode;
-use ws_transport::{Error, WebSocket};
+use ws_transport::rustls::ServerConnection;
+use ws_transport::{Error, MaybeTls, TLS_BUFFERS, TlsStream, WebSocket};
 
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -25,16 +26,35 @@ use crate::handler::{End, Handler, log_end, pump};
 use crate::options::Options;
 use crate::server::Context as ServerContext;
 
-type Ws = WebSocket<smol::net::TcpStream>;
+/// A connection's stream on the portable engine: TCP, with TLS or without.
+type TcpOrTls = MaybeTls<smol::net::TcpStream, ServerConnection>;
+type Ws = WebSocket<TcpOrTls>;
 
 /// The WebSocket the portable engine runs on. async-net's stream ends its write side on
 /// `poll_close` (async-io's only flushes), so the session can end TCP as §7.1.1 asks: FIN
-/// first, then drain until the peer's.
-pub(crate) fn adopt(ws: WebSocket<Async<TcpStream>>) -> Ws {
+/// first (after TLS's `close_notify`), then drain until the peer's.
+pub(crate) fn adopt(ws: WebSocket<MaybeTls<Async<TcpStream>, ServerConnection>>) -> Ws {
     let config = ws.config().clone();
     let (stream, conn) = ws.into_parts();
-    WebSocket::from_parts(smol::net::TcpStream::from(stream), conn, config, &[])
+    let stream = match stream {
+        MaybeTls::Plain(stream) => MaybeTls::Plain(smol::net::TcpStream::from(stream)),
+        MaybeTls::Tls(tls) => {
+            let (stream, tls) = tls.into_parts();
+            let stream = smol::net::TcpStream::from(stream);
+            MaybeTls::Tls(Box::new(TlsStream::new(stream, tls)))
+        }
+    };
+    WebSocket::from_parts(stream, conn, config, &[])
 }
+
+/// What a connection's WebSocket holds, TLS state included, for the memory budget.
+fn holds(ws: &Ws) -> usize {
+    ws.memory() + ws.get_ref().tls().map_or(0, |_| TLS_STATE)
+}
+
+/// What a TLS stream holds: its rustls state and buffers (see [`ws_transport::TLS_BUFFERS`]).
+const TLS_STATE: usize =
+    std::mem::size_of::<TlsStream<smol::net::TcpStream, ServerConnection>>() + TLS_BUFFERS;
 
 /// Runs one connection until it ends, then tells the handler how.
 ///
@@ -90,7 +110,7 @@ async fn drive<H: Handler>(
     // Hears when the memory budget comes under pressure; see [`pressure`].
     let mut listener: Option<EventListener> = None;
     loop {
-        held.update(budget, ws.memory() + handler.memory());
+        held.update(budget, holds(ws) + handler.memory());
         if budget.closing() && held.bytes() >= budget.share() {
             return Ok(over_budget(ws).await);
         }
@@ -117,7 +137,7 @@ async fn drive<H: Handler>(
         }
         task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, budget, None);
-        held.update(budget, ws.memory() + handler.memory());
+        held.update(budget, holds(ws) + handler.memory());
         if pass.end.is_some() || pass.more {
             // Backpressure: nothing more is taken until what we owe the peer is written; the
             // shutdown signal and commands from handles are still taken meanwhile. (Below
@@ -156,7 +176,7 @@ async fn drive<H: Handler>(
             let read = ws.poll_read_more(cx).map_ok(drop);
             if read.is_pending() {
                 // Waiting, the WebSocket has freed its idle buffers: count what it holds now.
-                held.update(budget, ws.memory() + handler_holds);
+                held.update(budget, holds(ws) + handler_holds);
             }
             read
         };
@@ -277,7 +297,7 @@ const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// ended now, without waiting for the peer (which is not reading, most likely), so that what
 /// it held is freed.
 async fn over_budget(ws: &mut Ws) -> End {
-    let held = ws.memory();
+    let held = holds(ws);
     let _ = ws.connection_mut().close(CloseCode::TRY_AGAIN_LATER, "memory budget");
     let _ = future::poll_once(ws.flush()).await;
     ws.shutdown().await;

@@ -12,7 +12,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
 use smol::Executor;
 use tracing::{debug, info, warn};
 use ws_proto::{HandshakeError, Request, Response, Upgrade};
-use ws_transport::{Error, ServerHandshake, WebSocket};
+use ws_transport::rustls::{ServerConfig, ServerConnection};
+use ws_transport::{Error, MaybeTls, ServerHandshake, TlsStream, WebSocket};
 
 use crate::budget::Budget;
 use crate::handler::Handler;
@@ -127,8 +128,9 @@ impl<A: App> Server<A> {
                                 < self.options.max_connections
                             {
                                 let guard = LiveGuard(Arc::clone(&refusing));
+                                let tls = self.options.tls.clone();
                                 ex.spawn(async move {
-                                    refuse(stream).await;
+                                    refuse(stream, tls).await;
                                     drop(guard);
                                 })
                                 .detach();
@@ -183,17 +185,34 @@ impl<A: App> Server<A> {
     }
 }
 
-/// Answers 503 to a connection over the limit, then ends it within three seconds.
-async fn refuse(mut stream: Async<TcpStream>) {
+/// Answers 503 to a connection over the limit (over TLS on a TLS port), then ends it within
+/// three seconds.
+async fn refuse(stream: Async<TcpStream>, tls: Option<Arc<ServerConfig>>) {
     let response = Response::new(503)
         .header("Retry-After", "1")
         .header("Connection", "close")
-        .body("server at capacity\n")
-        .to_bytes();
+        .body("server at capacity\n");
+    let stream = match tls {
+        None => MaybeTls::Plain(stream),
+        Some(config) => match ServerConnection::new(config) {
+            Ok(tls) => MaybeTls::Tls(Box::new(TlsStream::new(stream, tls))),
+            Err(_) => return,
+        },
+    };
+    answer_and_close(stream, response).await;
+}
+
+/// Writes `response`, ends the stream (after a TLS handshake and with `close_notify`, for
+/// TLS), and reads what the client sends until it closes, all within three seconds.
+async fn answer_and_close(mut stream: Stream, response: Response) {
+    let response = response.to_bytes();
     let send = async {
+        if let MaybeTls::Tls(tls) = &mut stream {
+            tls.handshake().await?;
+        }
         stream.write_all(&response).await?;
-        stream.flush().await?;
-        stream.get_ref().shutdown(std::net::Shutdown::Write)?;
+        stream.close().await?;
+        stream.get_ref().get_ref().shutdown(std::net::Shutdown::Write)?;
         // Read what the client sent, so that closing does not reset the connection before
         // it reads the response.
         let mut scratch = [0u8; 1024];
@@ -207,7 +226,12 @@ async fn refuse(mut stream: Async<TcpStream>) {
     .await;
 }
 
-/// Serves a connection: the opening handshake (or plain HTTP), then the session.
+/// A connection's stream during the opening handshake: TCP on smol's reactor, with TLS on a
+/// TLS port.
+type Stream = MaybeTls<Async<TcpStream>, ServerConnection>;
+
+/// Serves a connection: TLS on a TLS port, the opening handshake (or plain HTTP), then the
+/// session.
 ///
 /// The two phases are separate allocations, one after the other: a future keeps the size of
 /// its largest state for its whole life, and an idle connection should cost only what its
@@ -220,7 +244,18 @@ async fn serve<A: App>(
     engines: &Engines<A::Handler>,
     guard: LiveGuard,
 ) {
-    let Some((ws, handler)) = Box::pin(open(stream, peer, context.options, app)).await else {
+    let _ = stream.get_ref().set_nodelay(true);
+    // TLS and HTTP together get the handshake timeout.
+    let deadline = Instant::now() + context.options.transport.handshake_timeout;
+    let stream = match &context.options.tls {
+        None => MaybeTls::Plain(stream),
+        Some(config) => match Box::pin(start_tls(stream, config, peer, deadline)).await {
+            Some(stream) => stream,
+            None => return,
+        },
+    };
+    let opened = Box::pin(open(stream, peer, context.options, app, deadline)).await;
+    let Some((ws, handler)) = opened else {
         return;
     };
     match engines {
@@ -246,26 +281,69 @@ pub(crate) struct Context<'a> {
     pub(crate) stop: async_channel::Receiver<()>,
 }
 
+/// The start of a connection to a TLS port: TLS if the client's first byte could begin it;
+/// plain HTTP gets a 400 that says to use TLS. `None` when the connection is done with.
+async fn start_tls(
+    stream: Async<TcpStream>,
+    config: &Arc<ServerConfig>,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Option<Stream> {
+    let mut first = [0u8; 1];
+    let peek = async { Some(stream.peek(&mut first).await) };
+    let timeout = async {
+        Timer::at(deadline).await;
+        None
+    };
+    match peek.or(timeout).await {
+        Some(Ok(1)) => {}
+        Some(_) => return None,
+        None => {
+            debug!(%peer, "no TLS handshake before the handshake timeout");
+            return None;
+        }
+    }
+    // A TLS record starts with its type (22 for a handshake); an HTTP request with its
+    // method, in capitals.
+    if first[0].is_ascii_uppercase() {
+        debug!(%peer, "plain HTTP on the TLS port: 400");
+        let response = Response::new(400)
+            .header("Content-Type", "text/plain")
+            .header("Connection", "close")
+            .body("this port speaks TLS: use https:// or wss://\n");
+        answer_and_close(MaybeTls::Plain(stream), response).await;
+        return None;
+    }
+    match ServerConnection::new(Arc::clone(config)) {
+        Ok(tls) => Some(MaybeTls::Tls(Box::new(TlsStream::new(stream, tls)))),
+        Err(err) => {
+            warn!(%peer, "cannot start TLS: {err}");
+            None
+        }
+    }
+}
+
 /// Reads the request; answers plain HTTP and refused upgrades; returns an accepted
 /// WebSocket with its handler.
 async fn open<A: App>(
-    stream: Async<TcpStream>,
+    stream: Stream,
     peer: SocketAddr,
     options: &Options,
     app: &A,
-) -> Option<(WebSocket<Async<TcpStream>>, A::Handler)> {
-    let _ = stream.get_ref().set_nodelay(true);
-    let handshake = match ServerHandshake::read(stream, options.transport.clone()).await {
-        Ok(handshake) => handshake,
-        Err(Error::Handshake(err)) => {
-            debug!(%peer, status = err.status(), "bad request head: {err}");
-            return None;
-        }
-        Err(err) => {
-            debug!(%peer, "no request: {err}");
-            return None;
-        }
-    };
+    deadline: Instant,
+) -> Option<(WebSocket<Stream>, A::Handler)> {
+    let handshake =
+        match ServerHandshake::read_by(stream, options.transport.clone(), deadline).await {
+            Ok(handshake) => handshake,
+            Err(Error::Handshake(err)) => {
+                debug!(%peer, status = err.status(), "bad request head: {err}");
+                return None;
+            }
+            Err(err) => {
+                debug!(%peer, "no request: {err}");
+                return None;
+            }
+        };
     let upgrade = match handshake.upgrade() {
         Ok(upgrade) => upgrade,
         Err(HandshakeError::NotWebSocket) => {

@@ -29,8 +29,15 @@ pub struct ServerHandshake<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
     /// Reads a request head within [`Config::handshake_timeout`]. A request over the limits or
     /// not HTTP gets its 4xx response (431 or 400) before the error is returned.
-    pub async fn read(mut stream: S, config: Config) -> Result<Self, Error> {
+    pub async fn read(stream: S, config: Config) -> Result<Self, Error> {
         let deadline = Instant::now() + config.handshake_timeout;
+        Self::read_by(stream, config, deadline).await
+    }
+
+    /// [`read`](Self::read), with the handshake to be done by `deadline` (for a caller that
+    /// spent some of the handshake's time already, on TLS for instance); the accept or
+    /// response that follows has the same deadline.
+    pub async fn read_by(mut stream: S, config: Config, deadline: Instant) -> Result<Self, Error> {
         let mut parser = RequestParser::new(config.handshake);
         // On the heap, not in the future: a task keeps its largest state for its whole life.
         let mut buf = vec![0u8; 2048];

@@ -43,9 +43,28 @@ pub enum Error {
     /// The call does not fit the configuration.
     #[error("{0}")]
     Unsupported(&'static str),
-    /// The URL is not a `ws://` URL this client can connect to.
+    /// The URL is not a `ws://` or `wss://` URL this client can connect to.
     #[error("invalid url: {0}")]
     InvalidUrl(String),
+    /// TLS failed: the server's certificate is not trusted, has expired or names another
+    /// host; a record was bad; or no trusted certificates could be found (the error is then
+    /// `General`).
+    #[error("tls: {0}")]
+    Tls(rustls::Error),
+    /// The HTTP proxy did not open a tunnel: its answer, or why it could not be asked.
+    #[error("proxy: {0}")]
+    Proxy(String),
+}
+
+impl Error {
+    /// An I/O error as the error it carries: a TLS failure inside an I/O error from a
+    /// [`TlsStream`](crate::TlsStream) becomes [`Error::Tls`].
+    pub(crate) fn from_io(err: io::Error) -> Self {
+        if let Some(tls) = crate::tls::tls_error(&err) {
+            return Self::Tls(tls.clone());
+        }
+        Self::Io(err)
+    }
 }
 
 /// Which deadline passed.

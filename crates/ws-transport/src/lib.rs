@@ -36,17 +36,29 @@ mod config;
 mod connect;
 mod error;
 mod message;
+mod proxy;
 mod socket;
 mod split;
+mod tls;
 mod util;
 
 pub use accept::{ServerHandshake, accept, accept_with};
 pub use config::Config;
-pub use connect::{WsUrl, connect, connect_tcp, connect_with};
+pub use connect::{
+    ClientStream, Connector, WsUrl, connect, connect_tcp, connect_tcp_with, connect_with,
+};
 pub use error::{Error, Timeout};
 pub use message::{IN_PLACE_MIN, Message, Outgoing};
+pub use proxy::Proxy;
+/// rustls, re-exported for its configuration types ([`rustls::ClientConfig`],
+/// [`rustls::ServerConfig`]) and certificate types ([`rustls::pki_types`]).
+pub use rustls;
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
+pub use tls::{
+    MaybeTls, TLS_BUFFERS, TlsStream, client_config_builder, default_client_config,
+    server_config_builder,
+};
 /// The protocol crate this one drives, re-exported so that users need not pin a matching
 /// version of it.
 pub use ws_proto;

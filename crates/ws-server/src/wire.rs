@@ -1,0 +1,154 @@
+//! A connection's socket on an epoll engine, with TLS or without: [`Wire`] reads and writes
+//! plaintext on a non-blocking socket, and says when the socket is drained (edge-triggered
+//! epoll raises no new edge until it is).
+//!
+//! TLS is rustls's sans-IO [`ServerConnection`], driven here directly (`read_tls`,
+//! `process_new_packets`, `reader`; `writer`, `write_tls`): its handshake was done on the
+//! async path, and the connection arrives with whatever rustls held then.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+
+use ws_transport::rustls::ServerConnection;
+
+/// A socket, and its TLS state when it speaks TLS.
+pub(crate) struct Wire {
+    stream: TcpStream,
+    tls: Option<Box<ServerConnection>>,
+    /// The write side is to end once rustls has written what it holds.
+    shutdown_owed: bool,
+}
+
+impl Wire {
+    pub(crate) fn new(stream: TcpStream, tls: Option<Box<ServerConnection>>) -> Self {
+        Self { stream, tls, shutdown_owed: false }
+    }
+
+    /// What the TLS state holds, for the memory budget (see [`ws_transport::TLS_BUFFERS`]).
+    pub(crate) fn memory(&self) -> usize {
+        match self.tls {
+            Some(_) => std::mem::size_of::<ServerConnection>() + ws_transport::TLS_BUFFERS,
+            None => 0,
+        }
+    }
+
+    /// One write of the plaintext `parts`: the bytes taken, or `None` when the socket takes
+    /// no more. With TLS, the bytes taken are encrypted at once, and may wait in rustls (up to
+    /// its 64 KiB buffer) until the socket takes them: see [`flush`](Self::flush).
+    pub(crate) fn write(&mut self, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return write_some(&self.stream, parts);
+        };
+        send(tls, &self.stream)?;
+        let n = tls.writer().write_vectored(parts)?;
+        send(tls, &self.stream)?;
+        Ok((n > 0 || parts.iter().all(|p| p.is_empty())).then_some(n))
+    }
+
+    /// Writes the TLS bytes that wait (and then ends the write side, if that waited for
+    /// them); `false` when the socket takes no more of them.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        let Some(tls) = self.tls.as_deref_mut() else { return Ok(true) };
+        if !send(tls, &self.stream)? {
+            return Ok(false);
+        }
+        if std::mem::take(&mut self.shutdown_owed) {
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        }
+        Ok(true)
+    }
+
+    /// Ends the write side: with TLS, after `close_notify` and whatever rustls still holds
+    /// (then on a later [`flush`](Self::flush) if the socket takes no more now).
+    pub(crate) fn shutdown_write(&mut self) {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            return;
+        };
+        tls.send_close_notify();
+        self.shutdown_owed = true;
+        let _ = self.flush();
+    }
+
+    /// One read of plaintext into `buf`: `Some(n)`, 0 at the end of the stream; `None` when
+    /// nothing is to be had now. Clears `readable` once the socket is drained: for plain
+    /// TCP, after a read shorter than `buf` (unless the peer's end, `peer_ended`, is still to
+    /// be read); with TLS, when the socket says `WouldBlock` and rustls holds no plaintext.
+    pub(crate) fn read(
+        &mut self,
+        buf: &mut [u8],
+        readable: &mut bool,
+        peer_ended: bool,
+    ) -> io::Result<Option<usize>> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return match (&self.stream).read(buf) {
+                Ok(n) => {
+                    // More input raises a new edge, unless the peer's end of stream is still
+                    // to be read: that edge has been had.
+                    if n == 0 || (n < buf.len() && !peer_ended) {
+                        *readable = false;
+                    }
+                    Ok(Some(n))
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    *readable = false;
+                    Ok(None)
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(None),
+                Err(err) => Err(err),
+            };
+        };
+        loop {
+            match tls.reader().read(buf) {
+                // Plaintext, or the peer's close_notify (0).
+                Ok(n) => return Ok(Some(n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                // The stream ended without close_notify: an end all the same (the WebSocket
+                // close handshake is what says whether anything was cut off).
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
+                Err(err) => return Err(err),
+            }
+            match tls.read_tls(&mut &self.stream) {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    *readable = false;
+                    return Ok(None);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+            if let Err(err) = tls.process_new_packets() {
+                // The alert that says why, one try.
+                let _ = send(tls, &self.stream);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            }
+        }
+    }
+}
+
+/// Writes what rustls holds until it holds none (`true`) or the socket takes no more.
+fn send(tls: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut stream) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
+}
+
+/// One write of `parts`: the bytes taken, or `None` when the socket's buffer is full.
+fn write_some(mut stream: &TcpStream, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+    loop {
+        match stream.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
