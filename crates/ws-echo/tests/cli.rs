@@ -5,8 +5,14 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+
 use anyhow::{Context, Result, bail};
 use ws_tests::RawClient;
+use ws_tests::tls::TestPki;
+use ws_transport::rustls;
+use ws_transport::ws_proto::CloseCode;
+use ws_transport::{Connector, Proxy, connect_tcp_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ws-echo");
 
@@ -14,6 +20,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_ws-echo");
 struct Running {
     child: Child,
     addr: SocketAddr,
+    /// What it printed first: `listening on ws://…` or `wss://…`.
+    first_line: String,
 }
 
 impl Running {
@@ -28,12 +36,12 @@ impl Running {
         let stdout = child.stdout.take().context("stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ws://")
+        let rest = line.trim().strip_prefix("listening on ");
+        let addr = rest
+            .and_then(|rest| rest.strip_prefix("ws://").or_else(|| rest.strip_prefix("wss://")))
             .with_context(|| format!("unexpected first line {line:?}"))?
             .parse()?;
-        Ok(Self { child, addr })
+        Ok(Self { child, addr, first_line: line.trim().to_string() })
     }
 
     fn signal(&self, name: &str) -> Result<()> {
@@ -93,6 +101,8 @@ fn help_explains_every_flag() -> Result<()> {
         "--server-max-window-bits",
         "--client-max-window-bits",
         "--engine",
+        "--tls-cert",
+        "--tls-key",
         "--log",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
@@ -111,6 +121,9 @@ fn bad_flags_get_a_message_and_a_non_zero_exit() -> Result<()> {
         &["--max-memory", "1000"],
         &["--no-such-flag"],
         &["--log", "[[["],
+        &["--tls-cert", "cert.pem"],
+        &["--tls-key", "key.pem"],
+        &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
     ] {
         let output = Command::new(BIN).args(args).output()?;
         assert!(!output.status.success(), "{args:?} was accepted");
@@ -155,5 +168,62 @@ fn binding_a_used_port_fails_clearly() -> Result<()> {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("binding"), "{stderr}");
+    Ok(())
+}
+
+/// The certificate a fresh client (no TLS session to resume) gets from `url`.
+fn served_certificate(url: &str, pki: &TestPki) -> Result<Vec<u8>> {
+    let connector = Connector::new().tls(pki.client_config()?).proxy(Proxy::None);
+    smol::block_on(async {
+        let (mut ws, _) = connect_tcp_with(url, Default::default(), &connector).await?;
+        let chain = ws.get_ref().tls().and_then(|tls| tls.peer_certificates());
+        let cert = chain.and_then(|chain| chain.first()).context("no certificate")?.to_vec();
+        ws.close(CloseCode::NORMAL, "").await?;
+        Ok(cert)
+    })
+}
+
+#[test]
+fn tls_flags_serve_wss_and_https_and_sighup_reads_the_certificate_again() -> Result<()> {
+    let pki = TestPki::new()?;
+    let issued = pki.localhost()?;
+    let (cert, key) = (issued.cert.to_str().context("path")?, issued.key.to_str().context("path")?);
+    let mut server = Running::start(&["--tls-cert", cert, "--tls-key", key])?;
+    assert_eq!(server.first_line, format!("listening on wss://{}", server.addr));
+    let url = format!("wss://localhost:{}/", server.addr.port());
+    // https:// for the page and /healthz on the same port.
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let mut tls = rustls::ClientConnection::new(pki.client_config()?, name)?;
+    let mut tcp = std::net::TcpStream::connect(server.addr)?;
+    let mut https = rustls::Stream::new(&mut tls, &mut tcp);
+    https.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    let mut answer = Vec::new();
+    let _ = https.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("ok\n"), "{answer}");
+    // A connection opened before the reload.
+    let connector = Connector::new().tls(pki.client_config()?).proxy(Proxy::None);
+    let (mut open, _) = smol::block_on(connect_tcp_with(&url, Default::default(), &connector))?;
+    let before = served_certificate(&url, &pki)?;
+    // A new certificate in the same files; SIGHUP.
+    pki.localhost()?;
+    server.signal("HUP")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_certificate(&url, &pki)? == before {
+        if Instant::now() > deadline {
+            bail!("SIGHUP did not bring in the new certificate");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The connection from before still echoes.
+    smol::block_on(async {
+        open.send("after the reload").await?;
+        let echo = open.recv().await?.context("closed")?;
+        assert_eq!(echo.as_bytes(), b"after the reload");
+        open.close(CloseCode::NORMAL, "").await?;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    server.signal("TERM")?;
+    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
     Ok(())
 }
