@@ -1,11 +1,14 @@
 // Interop: Node's `ws` library as a client of ws-echo.
-// Usage: node node_client.mjs ws://HOST:PORT/
+// Usage: node node_client.mjs ws://HOST:PORT/ | wss://HOST:PORT/ CA.pem
 // Sends text, binary, fragmented and large messages, checks every echo, closes cleanly, and
 // prints "ok" with a summary.
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
 
-const url = process.argv[2];
-const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
+const [url, caPath] = process.argv.slice(2);
+// wss:// trusts the test CA only.
+const ca = caPath ? readFileSync(caPath) : undefined;
+const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024, ca });
 const queue = [];
 let waiting = null;
 ws.on("message", (data, isBinary) => {
@@ -48,7 +51,8 @@ ws.on("open", async () => {
   ws.close(1000, "done");
   ws.on("close", (code) => {
     if (code !== 1000) fail(`close code ${code}`);
-    console.log(`ok: ${checks} checks, closed with ${code}`);
+    const over = ca ? "TLS" : "TCP";
+    console.log(`ok: ${checks} checks over ${over}, closed with ${code}`);
     process.exit(0);
   });
 });

@@ -1,19 +1,23 @@
 """Interop: the Python `websockets` library as a client of ws-echo, with permessage-deflate.
 
-Usage: python_client.py ws://HOST:PORT/
+Usage: python_client.py ws://HOST:PORT/ | wss://HOST:PORT/ CA.pem
 Sends text, binary, fragmented and large messages, checks every echo, closes cleanly, and
 prints "ok" with a summary.
 """
 
 import asyncio
+import ssl
 import sys
 
 import websockets
 
 
-async def main(url: str) -> None:
-    # compression is offered by default; the server may decline it.
-    async with websockets.connect(url, max_size=None, open_timeout=10, close_timeout=10) as ws:
+async def main(url: str, ca: str | None) -> None:
+    # wss:// trusts the test CA only.
+    tls = ssl.create_default_context(cafile=ca) if url.startswith("wss://") else None
+    async with websockets.connect(
+        url, ssl=tls, max_size=None, open_timeout=10, close_timeout=10
+    ) as ws:
         # The library offers permessage-deflate by default; the server accepts it.
         extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
         assert "permessage-deflate" in extensions, f"not negotiated: {extensions!r}"
@@ -42,8 +46,9 @@ async def main(url: str) -> None:
         await asyncio.wait_for(pong, 10)
         checks += 1
     assert ws.close_code == 1000, f"close code {ws.close_code}"
-    print(f"ok: {checks} checks with {extensions}, closed with {ws.close_code}")
+    over = "TLS " + ws.transport.get_extra_info("ssl_object").version() if tls else "TCP"
+    print(f"ok: {checks} checks over {over} with {extensions}, closed with {ws.close_code}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

@@ -1,10 +1,13 @@
-//! Interop with clients no one here wrote: Python `websockets`, Node `ws`, and the demo page in
-//! headless Chromium. `.ci/run` installs them; in CI a missing one fails the test.
+//! Interop with peers no one here wrote: Python `websockets` and Node `ws` as clients, the demo
+//! page in headless Chromium, each over TCP and over TLS; and Python `websockets` as a TLS
+//! server for our client. `.ci/run` installs them; in CI a missing one fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use ws_echo::Options;
+use ws_tests::tls::TestPki;
 use ws_tests::{TestServer, in_ci};
 
 fn workspace() -> PathBuf {
@@ -60,34 +63,75 @@ fn run_client(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn python_websockets_client() -> Result<()> {
+/// A TLS echo server with a certificate for localhost from a new test CA.
+fn tls_server() -> Result<(TestServer, TestPki, ws_tests::tls::Issued)> {
+    let pki = TestPki::new()?;
+    let issued = pki.localhost()?;
+    let mut options = Options::default();
+    options.0.tls = Some(TestPki::server_config(&issued)?);
+    Ok((TestServer::start(options)?, pki, issued))
+}
+
+fn python_client(tls: bool) -> Result<()> {
     let Some(python) = python() else {
         return missing("the Python websockets library");
     };
-    let server = TestServer::start_default()?;
     let mut cmd = Command::new(python);
-    cmd.arg(workspace().join("tests/interop/python_client.py"))
-        .arg(format!("ws://{}/", server.addr));
-    run_client(cmd)
+    cmd.arg(workspace().join("tests/interop/python_client.py"));
+    if tls {
+        let (server, pki, _) = tls_server()?;
+        cmd.arg(format!("wss://localhost:{}/", server.addr.port())).arg(&pki.ca_pem);
+        run_client(cmd)
+    } else {
+        let server = TestServer::start_default()?;
+        cmd.arg(format!("ws://{}/", server.addr));
+        run_client(cmd)
+    }
+}
+
+#[test]
+fn python_websockets_client() -> Result<()> {
+    python_client(false)
+}
+
+#[test]
+fn python_websockets_client_over_wss() -> Result<()> {
+    python_client(true)
+}
+
+fn node_client(tls: bool) -> Result<()> {
+    let Some(modules) = node_modules() else {
+        return missing("node with the ws package");
+    };
+    let mut cmd = Command::new("node");
+    // ESM resolves packages from the script's directory upwards, so run a copy beside them
+    // (one per test: the tests run at once).
+    let name = if tls { "node_client_tls.mjs" } else { "node_client.mjs" };
+    let script = modules.parent().expect("in .ci").join(name);
+    std::fs::copy(workspace().join("tests/interop/node_client.mjs"), &script)?;
+    cmd.arg(&script);
+    if tls {
+        let (server, pki, _) = tls_server()?;
+        cmd.arg(format!("wss://localhost:{}/", server.addr.port())).arg(&pki.ca_pem);
+        run_client(cmd)
+    } else {
+        let server = TestServer::start_default()?;
+        cmd.arg(format!("ws://{}/", server.addr));
+        run_client(cmd)
+    }
 }
 
 #[test]
 fn node_ws_client() -> Result<()> {
-    let Some(modules) = node_modules() else {
-        return missing("node with the ws package");
-    };
-    let server = TestServer::start_default()?;
-    let mut cmd = Command::new("node");
-    // ESM resolves packages from the script's directory upwards, so run a copy beside them.
-    let script = modules.parent().expect("in .ci").join("node_client.mjs");
-    std::fs::copy(workspace().join("tests/interop/node_client.mjs"), &script)?;
-    cmd.arg(&script).arg(format!("ws://{}/", server.addr));
-    run_client(cmd)
+    node_client(false)
 }
 
 #[test]
-fn demo_page_in_headless_chromium() -> Result<()> {
+fn node_ws_client_over_wss() -> Result<()> {
+    node_client(true)
+}
+
+fn chromium_page(tls: bool) -> Result<()> {
     let chromium = Path::new("/usr/bin/chromium");
     if !chromium.exists() {
         return missing("Chromium (/usr/bin/chromium)");
@@ -95,10 +139,94 @@ fn demo_page_in_headless_chromium() -> Result<()> {
     let Some(modules) = node_modules() else {
         return missing("node with playwright-core");
     };
-    let server = TestServer::start_default()?;
-    let script = modules.parent().expect("in .ci").join("browser.mjs");
+    let name = if tls { "browser_tls.mjs" } else { "browser.mjs" };
+    let script = modules.parent().expect("in .ci").join(name);
     std::fs::copy(workspace().join("tests/interop/browser.mjs"), &script)?;
     let mut cmd = Command::new("node");
-    cmd.arg(&script).arg(format!("http://{}/", server.addr)).arg(chromium);
-    run_client(cmd)
+    cmd.arg(&script);
+    if tls {
+        // Chromium trusts this one certificate, by the hash of its public key.
+        let (server, _pki, issued) = tls_server()?;
+        cmd.arg(format!("https://localhost:{}/", server.addr.port()))
+            .arg(chromium)
+            .arg(&issued.spki_sha256);
+        run_client(cmd)
+    } else {
+        let server = TestServer::start_default()?;
+        cmd.arg(format!("http://{}/", server.addr)).arg(chromium);
+        run_client(cmd)
+    }
+}
+
+#[test]
+fn demo_page_in_headless_chromium() -> Result<()> {
+    chromium_page(false)
+}
+
+#[test]
+fn demo_page_over_https_in_headless_chromium() -> Result<()> {
+    chromium_page(true)
+}
+
+#[test]
+fn our_client_against_a_python_websockets_tls_server() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use ws_transport::ws_proto::CloseCode;
+    use ws_transport::{Config, Connector, Proxy};
+
+    let Some(python) = python() else {
+        return missing("the Python websockets library");
+    };
+    let pki = TestPki::new()?;
+    let issued = pki.localhost()?;
+    let mut child = Command::new(python)
+        .arg(workspace().join("tests/interop/python_server.py"))
+        .arg(&issued.cert)
+        .arg(&issued.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the Python server")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening ")
+        .with_context(|| format!("unexpected first line {line:?}"))?
+        .parse()?;
+    let connector = Connector::new().tls(pki.client_config()?).proxy(Proxy::None);
+    let result = smol::block_on(async {
+        for compression in [false, true] {
+            let mut config = Config::default();
+            config.protocol.max_message_size = 32 << 20;
+            if compression {
+                config.compression = Some(Default::default());
+            }
+            let url = format!("wss://localhost:{port}/");
+            let (mut ws, accepted) =
+                ws_transport::connect_tcp_with(&url, config, &connector).await?;
+            let negotiated = accepted.extensions.iter().any(|e| e.name == "permessage-deflate");
+            assert_eq!(negotiated, compression, "{:?}", accepted.extensions);
+            let large: Vec<u8> = (0..16usize << 20).map(|i| (i % 251) as u8).collect();
+            let messages = [
+                ws_transport::Message::Text("hello from ws-transport".into()),
+                ws_transport::Message::Binary(vec![0, 1, 2, 255]),
+                ws_transport::Message::Binary(large),
+            ];
+            for message in messages {
+                ws.send(message.clone()).await?;
+                let echo = ws.recv().await?.context("closed before the echo")?;
+                assert_eq!(echo.as_bytes(), message.as_bytes());
+            }
+            ws.close(CloseCode::NORMAL, "").await?;
+            assert_eq!(ws.recv().await?, None);
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    drop(child.stdin.take());
+    let status = child.wait()?;
+    result?;
+    assert!(status.success(), "the Python server exited with {status}");
+    eprintln!("ok: our client echoed 3 messages, with and without compression, over TLS");
+    Ok(())
 }
