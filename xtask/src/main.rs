@@ -2,11 +2,13 @@
 //!
 //! - `ci`: everything CI checks, in the order a person would want to see failures: formatting,
 //!   lints, docs, the dependency rule for `ws-proto`, tests, conformance (every server path
-//!   and the client, whole and split), a 60-second soak, and every fuzz target for 45 seconds.
+//!   and the client, whole and split; both engines and the client again over TLS), a
+//!   60-second soak, and every fuzz target for 45 seconds.
 //! - `soak`: ws-echo under a realistic mix of clients for a set time, every byte checked.
 //! - `fuzz`: every fuzz target for a bounded time, from the corpus kept in `fuzz/corpus`.
 //! - `conformance`: the Autobahn-style case catalogue against one of our servers
-//!   (`--server`, or any with `--url`), or with `--client [--split]` against our client.
+//!   (`--server`, or any with `--url`), or with `--client [--split]` against our client;
+//!   `--tls` runs it over TLS.
 //! - `bench`: ws-echo against echo servers on peer crates (`bench/peers`), side by side.
 //! - `load`: a one-thread load generator against a running echo server.
 //! - `idle`: opens many idle connections and reports the server's memory per connection.
@@ -60,7 +62,7 @@ fn print_help() {
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
-         conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
+         conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
@@ -122,6 +124,18 @@ fn ci() -> Result<()> {
     run(
         "conformance, client mode (split halves)",
         cargo().args(["xtask", "conformance", "--client", "--split"]),
+    )?;
+    run(
+        "conformance over TLS, ws-echo (epoll engine)",
+        cargo().args(["xtask", "conformance", "--tls"]),
+    )?;
+    run(
+        "conformance over TLS, ws-echo (portable engine)",
+        cargo().args(["xtask", "conformance", "--server", "ws-echo-async", "--tls"]),
+    )?;
+    run(
+        "conformance over TLS, client mode",
+        cargo().args(["xtask", "conformance", "--client", "--tls"]),
     )?;
     run(
         "fuzz targets build",

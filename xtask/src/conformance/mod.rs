@@ -16,6 +16,7 @@ pub(crate) mod deflate;
 mod execute;
 mod judge;
 mod peers;
+mod relay;
 mod report;
 pub(crate) mod wire;
 
@@ -150,6 +151,8 @@ struct Options {
     server: Target,
     /// Client mode: drive the client through its split halves.
     split: bool,
+    /// Run over TLS, through [`relay`].
+    tls: bool,
 }
 
 /// The server paths the suite can start.
@@ -196,6 +199,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         bless: false,
         server: Target::Echo,
         split: false,
+        tls: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -207,6 +211,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             }
             "--bless" => options.bless = true,
             "--split" => options.split = true,
+            "--tls" => options.tls = true,
             "--server" => {
                 let name = args.next().context("--server needs a value")?;
                 options.server = Target::parse(name).with_context(|| {
@@ -230,7 +235,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let results = match options.mode {
         Mode::Server => run_against_server(&options, &catalogue)?,
-        Mode::Client => run_against_client(&catalogue, options.split)?,
+        Mode::Client => run_against_client(&catalogue, options.split, options.tls)?,
     };
     let elapsed = started.elapsed();
     let report = match options.mode {
@@ -238,6 +243,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         Mode::Client if options.split => "client-split",
         Mode::Client => "client",
     };
+    let report = if options.tls { format!("{report}-tls") } else { report.to_string() };
     let out_dir = workspace().join("target/conformance").join(report);
     report::write(&out_dir, options.mode, &results, elapsed)?;
     println!("{}", report::summary_markdown(options.mode, &results, elapsed));
@@ -306,7 +312,9 @@ fn case_deadline(case: &Case) -> Duration {
 }
 
 fn run_against_server(options: &Options, catalogue: &[Case]) -> Result<Vec<CaseResult>> {
+    let pki = ws_tests::tls::TestPki::new()?;
     let (addr, host, _server) = match &options.url {
+        Some(_) if options.tls => bail!("--tls starts its own server: leave out --url"),
         Some(url) => {
             let rest = url.strip_prefix("ws://").context("--url must be ws://HOST:PORT/")?;
             let authority = rest.split('/').next().unwrap_or(rest);
@@ -314,12 +322,19 @@ fn run_against_server(options: &Options, catalogue: &[Case]) -> Result<Vec<CaseR
                 authority.to_socket_addrs()?.next().context("--url resolves to no address")?;
             (addr, authority.to_string(), None)
         }
+        None if options.tls => {
+            let issued = pki.localhost()?;
+            let server = EchoServer::start(options.server, Some(&issued))?;
+            let relay = relay::start(relay::Facing::Server(server.addr, pki.client_config()?))?;
+            (relay, format!("localhost:{}", server.addr.port()), Some(server))
+        }
         None => {
-            let server = EchoServer::start(options.server)?;
+            let server = EchoServer::start(options.server, None)?;
             (server.addr, server.addr.to_string(), Some(server))
         }
     };
-    println!("conformance (server mode): {} cases against ws://{host}/", catalogue.len());
+    let scheme = if options.tls { "wss" } else { "ws" };
+    println!("conformance (server mode): {} cases against {scheme}://{host}/", catalogue.len());
     let mut results = Vec::new();
     for case in catalogue {
         let result = smol::block_on(async {
@@ -347,16 +362,25 @@ fn print_progress(result: &CaseResult) {
     }
 }
 
-fn run_against_client(catalogue: &[Case], split: bool) -> Result<Vec<CaseResult>> {
+fn run_against_client(catalogue: &[Case], split: bool, tls: bool) -> Result<Vec<CaseResult>> {
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?;
     let addr = listener.get_ref().local_addr()?;
     let halves = if split { " (split halves)" } else { "" };
+    let over = if tls { " over TLS" } else { "" };
     println!(
-        "conformance (client mode): {} cases against the ws-transport client{halves}",
+        "conformance (client mode): {} cases against the ws-transport client{halves}{over}",
         catalogue.len()
     );
     let count = catalogue.len();
-    let testee = std::thread::spawn(move || testee_client(addr, count, split));
+    // Over TLS the client connects to the relay, which passes the plaintext on to the suite.
+    let pki = ws_tests::tls::TestPki::new()?;
+    let (connect_to, client_tls) = if tls {
+        let config = ws_tests::tls::TestPki::server_config(&pki.localhost()?)?;
+        (relay::start(relay::Facing::Client(addr, config))?, Some(pki.client_config()?))
+    } else {
+        (addr, None)
+    };
+    let testee = std::thread::spawn(move || testee_client(connect_to, count, split, client_tls));
     let mut results = Vec::new();
     for (i, case) in catalogue.iter().enumerate() {
         let result = smol::block_on(async {

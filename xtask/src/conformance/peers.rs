@@ -9,7 +9,8 @@ pub(super) struct EchoServer {
 }
 
 impl EchoServer {
-    pub(super) fn start(target: Target) -> Result<Self> {
+    /// Starts `target`; with `tls`, serving TLS with that certificate (ws-echo only).
+    pub(super) fn start(target: Target, tls: Option<&ws_tests::tls::Issued>) -> Result<Self> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let (build, binary, args): (&[&str], &str, &[&str]) = match target {
             Target::Echo => (
@@ -36,11 +37,16 @@ impl EchoServer {
         if !status.success() {
             bail!("building {binary} failed");
         }
-        let mut child = Command::new(workspace().join(binary))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {binary}"))?;
+        let mut command = Command::new(workspace().join(binary));
+        command.args(args);
+        if let Some(issued) = tls {
+            if target == Target::Transport {
+                bail!("--tls: the ws-transport example serves plain TCP only");
+            }
+            command.arg("--tls-cert").arg(&issued.cert).arg("--tls-key").arg(&issued.key);
+        }
+        let mut child =
+            command.stdout(Stdio::piped()).spawn().with_context(|| format!("starting {binary}"))?;
         let addr = crate::process::listening_addr(&mut child, binary)?;
         Ok(Self { child, addr })
     }
@@ -174,12 +180,27 @@ fn testee_config() -> ws_transport::Config {
 }
 
 /// The client under test: connects once per case and echoes every message until closed,
-/// through the whole `WebSocket` or, with `split`, its reader and writer halves.
-pub(super) fn testee_client(addr: SocketAddr, count: usize, split: bool) -> Result<()> {
+/// through the whole `WebSocket` or, with `split`, its reader and writer halves. With `tls`,
+/// it connects to `wss://localhost:PORT/` trusting those settings' roots.
+pub(super) fn testee_client(
+    addr: SocketAddr,
+    count: usize,
+    split: bool,
+    tls: Option<std::sync::Arc<ws_transport::rustls::ClientConfig>>,
+) -> Result<()> {
+    let mut connector = ws_transport::Connector::new().proxy(ws_transport::Proxy::None);
+    let base = match tls {
+        Some(config) => {
+            connector = connector.tls(config);
+            format!("wss://localhost:{}", addr.port())
+        }
+        None => format!("ws://{addr}"),
+    };
     smol::block_on(async {
         for case in 1..=count {
-            let url = format!("ws://{addr}/runCase?case={case}&agent=ws-transport");
-            let (mut ws, _) = match ws_transport::connect_tcp(&url, testee_config()).await {
+            let url = format!("{base}/runCase?case={case}&agent=ws-transport");
+            let connect = ws_transport::connect_tcp_with(&url, testee_config(), &connector);
+            let (mut ws, _) = match connect.await {
                 Ok(connected) => connected,
                 Err(err) => {
                     println!("  testee: case {case}: connect failed: {err}");
