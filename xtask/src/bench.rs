@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ws_transport::rustls::ClientConfig;
 
 use crate::load::{self, LoadOptions};
 
@@ -111,6 +113,9 @@ impl Drop for Running {
     }
 }
 
+/// Samples by (connections, size, server).
+type Samples = BTreeMap<(usize, usize, &'static str), Vec<Sample>>;
+
 /// One measurement.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
@@ -176,6 +181,9 @@ pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
 /// The measurement itself, run pinned to CPU 1.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--tls") {
+        return run_tls(root, quick);
+    }
     let baseline = match args.iter().position(|a| a == "--baseline") {
         Some(i) => Some(PathBuf::from(args.get(i + 1).context("--baseline needs a path")?)),
         None => None,
@@ -205,7 +213,60 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             bail!("{} is not built ({})", server.name, server.binary.display());
         }
     }
-    let mut samples: BTreeMap<(usize, usize, &'static str), Vec<Sample>> = BTreeMap::new();
+    let samples = measure_cells(&plan, &servers, None)?;
+
+    // One connection echoing 16 MiB messages.
+    let mut large: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for repeat in 0..plan.repeats {
+        for k in 0..servers.len() {
+            let server = &servers[(k + repeat) % servers.len()];
+            let running = Running::start(server)?;
+            let options = LoadOptions {
+                addr: running.addr,
+                connections: 1,
+                size: 16 << 20,
+                warmup: plan.warmup,
+                duration: plan.window.max(Duration::from_secs(2)),
+                server_pid: Some(running.pid()),
+                deflate: false,
+                tls: None,
+            };
+            let report = load::run(&options)
+                .with_context(|| format!("{} with 16 MiB messages", server.name))?;
+            let mbs = report.messages_per_sec() * (16 << 20) as f64 / 1e6;
+            eprintln!(
+                "repeat {} {:>17} 16 MiB single connection: {mbs:.0} MB/s",
+                repeat + 1,
+                server.name
+            );
+            large.entry(server.name).or_default().push(mbs);
+        }
+    }
+
+    let idle = measure_idle(&plan, &servers, None)?;
+
+    let markdown = render(&plan, quick, &servers, "fastwebsockets", &samples, &large, &idle);
+    let json = render_json(&plan, &samples, &large, &idle);
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.json"), &json)?;
+    std::fs::write(out.join("results.md"), &markdown)?;
+    if !quick && baseline.is_none() {
+        std::fs::write(root.join("docs/benchmarks.json"), &json)?;
+    }
+    println!("{markdown}");
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+/// Samples by (connections, size, server): each cell of `plan` on each server, the servers
+/// interleaved inside each repeat with the order rotated; over TLS with `tls`.
+fn measure_cells(
+    plan: &Plan,
+    servers: &[Server],
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Samples> {
+    let mut samples = Samples::new();
     let cells: Vec<(usize, usize)> =
         plan.connections.iter().flat_map(|&c| plan.sizes.iter().map(move |&s| (c, s))).collect();
     for repeat in 0..plan.repeats {
@@ -222,6 +283,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     duration: plan.window,
                     server_pid: Some(running.pid()),
                     deflate: false,
+                    tls: tls.cloned(),
                 };
                 let report = load::run(&options)
                     .with_context(|| format!("{} at {connections} x {size} B", server.name))?;
@@ -248,41 +310,23 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     }
 
-    // One connection echoing 16 MiB messages.
-    let mut large: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-    for repeat in 0..plan.repeats {
-        for k in 0..servers.len() {
-            let server = &servers[(k + repeat) % servers.len()];
-            let running = Running::start(server)?;
-            let options = LoadOptions {
-                addr: running.addr,
-                connections: 1,
-                size: 16 << 20,
-                warmup: plan.warmup,
-                duration: plan.window.max(Duration::from_secs(2)),
-                server_pid: Some(running.pid()),
-                deflate: false,
-            };
-            let report = load::run(&options)
-                .with_context(|| format!("{} with 16 MiB messages", server.name))?;
-            let mbs = report.messages_per_sec() * (16 << 20) as f64 / 1e6;
-            eprintln!(
-                "repeat {} {:>17} 16 MiB single connection: {mbs:.0} MB/s",
-                repeat + 1,
-                server.name
-            );
-            large.entry(server.name).or_default().push(mbs);
-        }
-    }
+    Ok(samples)
+}
 
-    // Idle connections.
+/// Memory per idle connection on each server (every connection checked to echo after).
+fn measure_idle(
+    plan: &Plan,
+    servers: &[Server],
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<BTreeMap<&'static str, f64>> {
     let mut idle: BTreeMap<&'static str, f64> = BTreeMap::new();
-    for server in &servers {
+    for server in servers {
         let running = Running::start(server)?;
         let (_, _, per_conn) =
-            load::idle(running.addr, plan.idle_connections, running.pid(), false).with_context(
-                || format!("{} with {} idle connections", server.name, plan.idle_connections),
-            )?;
+            load::idle(running.addr, plan.idle_connections, running.pid(), false, tls)
+                .with_context(|| {
+                    format!("{} with {} idle connections", server.name, plan.idle_connections)
+                })?;
         eprintln!(
             "{:>17} {} idle connections: {per_conn:.0} bytes each, all still echo",
             server.name, plan.idle_connections
@@ -290,17 +334,99 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         idle.insert(server.name, per_conn);
     }
 
-    let markdown = render(&plan, quick, &servers, &samples, &large, &idle);
-    let json = render_json(&plan, &samples, &large, &idle);
+    Ok(idle)
+}
+
+/// ws-echo's two engines and fastwebsockets on tokio-rustls, all with the certificate
+/// `issued` and ring as the crypto provider.
+fn tls_servers(root: &Path, issued: &ws_tests::tls::Issued) -> Vec<Server> {
+    let (cert, key) = (issued.cert.display().to_string(), issued.key.display().to_string());
+    let mut servers: Vec<Server> =
+        ws_echo(&root.join("target/release/ws-echo"), ["ws-echo", "ws-echo (async)"]).into();
+    for server in &mut servers {
+        server.args.extend(["--tls-cert".into(), cert.clone(), "--tls-key".into(), key.clone()]);
+    }
+    servers.push(Server {
+        name: "fastwebsockets + tokio-rustls",
+        binary: root.join("bench/peers/target/release/fastwebsockets-tls-echo"),
+        args: vec!["127.0.0.1:0".into(), cert, key],
+    });
+    servers
+}
+
+/// `cargo xtask bench --tls [--quick]`: CPU per message at 16 and 256 connections (20 B and
+/// 16 KiB), full TLS handshakes per second (no resumption) and memory per idle TLS
+/// connection, for ws-echo against fastwebsockets on tokio-rustls, in one run.
+fn run_tls(root: &Path, quick: bool) -> Result<()> {
+    let pki = ws_tests::tls::TestPki::new()?;
+    let issued = pki.localhost()?;
+    let mut client = (*pki.client_config()?).clone();
+    // Every handshake in full: the cost a server pays for a new client.
+    client.resumption = ws_transport::rustls::client::Resumption::disabled();
+    let client = Arc::new(client);
+    let plan = Plan {
+        connections: vec![16, 256],
+        sizes: vec![20, 16 << 10],
+        repeats: if quick { 1 } else { 3 },
+        warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
+        window: Duration::from_millis(if quick { 1500 } else { 3000 }),
+        idle_connections: if quick { 1000 } else { 10_000 },
+    };
+    let servers = tls_servers(root, &issued);
+    for server in &servers {
+        if !server.binary.exists() {
+            bail!("{} is not built ({})", server.name, server.binary.display());
+        }
+    }
+    let samples = measure_cells(&plan, &servers, Some(&client))?;
+    // Handshakes: 8 clients connecting again and again.
+    let mut handshakes: BTreeMap<&'static str, Vec<(f64, f64)>> = BTreeMap::new();
+    for repeat in 0..plan.repeats {
+        for k in 0..servers.len() {
+            let server = &servers[(k + repeat) % servers.len()];
+            let running = Running::start(server)?;
+            let (rate, cpu) = load::handshakes(
+                running.addr,
+                Some(&client),
+                8,
+                plan.warmup,
+                plan.window,
+                Some(running.pid()),
+            )
+            .with_context(|| format!("{}: handshakes", server.name))?;
+            let cpu = cpu.unwrap_or(f64::NAN);
+            eprintln!(
+                "repeat {} {:>28} TLS handshakes: {rate:.0}/s, server cpu {cpu:.0} us each",
+                repeat + 1,
+                server.name
+            );
+            handshakes.entry(server.name).or_default().push((rate, cpu));
+        }
+    }
+    let idle = measure_idle(&plan, &servers, Some(&client))?;
+    let base = "fastwebsockets + tokio-rustls";
+    let mut markdown =
+        render(&plan, quick, &servers, base, &samples, &BTreeMap::new(), &BTreeMap::new());
+    markdown.push_str(&format!(
+        "\n| server | full TLS handshakes/s (8 clients) | server CPU µs per handshake | idle memory per TLS connection | idle vs {base} |\n|---|---|---|---|---|\n"
+    ));
+    let base_idle = idle.get(base).copied();
+    for server in &servers {
+        let h = handshakes.get(server.name).cloned().unwrap_or_default();
+        let rate = median(h.iter().map(|x| x.0).collect());
+        let cpu = median(h.iter().map(|x| x.1).collect());
+        let per_conn = idle.get(server.name).copied().unwrap_or(f64::NAN);
+        let ratio = base_idle.map_or("–".into(), |b| format!("{:.2}×", per_conn / b));
+        markdown.push_str(&format!(
+            "| {} | {rate:.0} | {cpu:.0} | {per_conn:.0} bytes ({} connections) | {ratio} |\n",
+            server.name, plan.idle_connections
+        ));
+    }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("results.json"), &json)?;
-    std::fs::write(out.join("results.md"), &markdown)?;
-    if !quick && baseline.is_none() {
-        std::fs::write(root.join("docs/benchmarks.json"), &json)?;
-    }
+    std::fs::write(out.join("results-tls.md"), &markdown)?;
     println!("{markdown}");
-    println!("written to {}", out.display());
+    println!("written to {}", out.join("results-tls.md").display());
     Ok(())
 }
 
@@ -316,7 +442,8 @@ fn render(
     plan: &Plan,
     quick: bool,
     servers: &[Server],
-    samples: &BTreeMap<(usize, usize, &'static str), Vec<Sample>>,
+    base: &str,
+    samples: &Samples,
     large: &BTreeMap<&'static str, Vec<f64>>,
     idle: &BTreeMap<&'static str, f64>,
 ) -> String {
@@ -327,11 +454,11 @@ fn render(
         plan.warmup.as_secs_f64(),
         plan.window.as_secs_f64()
     );
-    out.push_str("| conns | size | server | msg/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | peak RSS MiB | CPU vs fastwebsockets | msg/s vs fastwebsockets |\n");
+    out.push_str(&format!("| conns | size | server | msg/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | peak RSS MiB | CPU vs {base} | msg/s vs {base} |\n"));
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for &connections in &plan.connections {
         for &size in &plan.sizes {
-            let base = samples.get(&(connections, size, "fastwebsockets"));
+            let base = samples.get(&(connections, size, base));
             let base_cpu = base.map(|s| median(s.iter().map(|x| x.cpu_us_per_msg).collect()));
             let base_rate = base.map(|s| median(s.iter().map(|x| x.msgs_per_sec).collect()));
             for server in servers {
@@ -356,6 +483,9 @@ fn render(
             }
         }
     }
+    if large.is_empty() && idle.is_empty() {
+        return out;
+    }
     out.push_str(
         "\n| server | 16 MiB, one connection, MB/s | idle memory per connection |\n|---|---|---|\n",
     );
@@ -379,7 +509,7 @@ fn render(
 
 fn render_json(
     plan: &Plan,
-    samples: &BTreeMap<(usize, usize, &'static str), Vec<Sample>>,
+    samples: &Samples,
     large: &BTreeMap<&'static str, Vec<f64>>,
     idle: &BTreeMap<&'static str, f64>,
 ) -> String {

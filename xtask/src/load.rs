@@ -6,11 +6,14 @@
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use async_io::{Async, Timer};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use ws_transport::TlsStream;
+use ws_transport::rustls::{ClientConfig, ClientConnection};
 
 use crate::conformance::deflate::{self, Codec};
 use crate::conformance::read_head;
@@ -27,6 +30,8 @@ pub(crate) struct LoadOptions {
     pub(crate) server_pid: Option<u32>,
     /// Offer permessage-deflate and send compressed text messages.
     pub(crate) deflate: bool,
+    /// Speak TLS with these settings (the server's name is taken to be `localhost`).
+    pub(crate) tls: Option<Arc<ClientConfig>>,
 }
 
 /// What was measured over the window after the warm-up.
@@ -63,14 +68,73 @@ impl Rng {
     }
 }
 
+/// A connection of the generator's: TCP, or TLS over TCP.
+pub(crate) enum Stream {
+    Plain(Async<TcpStream>),
+    Tls(Box<TlsStream<Async<TcpStream>, ClientConnection>>),
+}
+
+impl From<Async<TcpStream>> for Stream {
+    fn from(stream: Async<TcpStream>) -> Self {
+        Self::Plain(stream)
+    }
+}
+
+impl Stream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(stream) => {
+                let mut w = &*stream;
+                w.write_all(bytes).await
+            }
+            Self::Tls(tls) => {
+                tls.write_all(bytes).await?;
+                tls.flush().await
+            }
+        }
+    }
+}
+
 /// Opens a TCP connection and completes the opening handshake.
 pub(crate) async fn connect(
     addr: SocketAddr,
     deflate: bool,
 ) -> Result<(Async<TcpStream>, Option<Codec>)> {
-    let mut stream =
+    let mut stream = tcp(addr).await?;
+    let codec = handshake(&mut stream, addr, deflate).await?;
+    Ok((stream, codec))
+}
+
+/// [`connect`], over TLS when `tls` is given (to a server whose certificate names
+/// `localhost`).
+pub(crate) async fn connect_with(
+    addr: SocketAddr,
+    deflate: bool,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<(Stream, Option<Codec>)> {
+    let Some(config) = tls else {
+        let (stream, codec) = connect(addr, deflate).await?;
+        return Ok((Stream::Plain(stream), codec));
+    };
+    let name = ws_transport::rustls::pki_types::ServerName::try_from("localhost")?;
+    let tls = ClientConnection::new(Arc::clone(config), name)?;
+    let mut stream = TlsStream::new(tcp(addr).await?, tls);
+    let codec = handshake(&mut stream, addr, deflate).await?;
+    Ok((Stream::Tls(Box::new(stream)), codec))
+}
+
+async fn tcp(addr: SocketAddr) -> Result<Async<TcpStream>> {
+    let stream =
         Async::<TcpStream>::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.get_ref().set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The opening handshake, offering permessage-deflate if `deflate`.
+async fn handshake<S>(stream: &mut S, addr: SocketAddr, deflate: bool) -> Result<Option<Codec>>
+where
+    S: AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
@@ -81,7 +145,8 @@ pub(crate) async fn connect(
         }
     );
     stream.write_all(request.as_bytes()).await?;
-    let head = read_head(&mut stream).await?;
+    stream.flush().await?;
+    let head = read_head(stream).await?;
     if !head.starts_with(b"HTTP/1.1 101") {
         bail!("handshake refused: {}", String::from_utf8_lossy(&head));
     }
@@ -98,7 +163,7 @@ pub(crate) async fn connect(
         (true, None) => bail!("the server did not accept permessage-deflate"),
         (false, _) => None,
     };
-    Ok((stream, codec))
+    Ok(codec)
 }
 
 /// How a message goes out (see [`Echoer::round_trip_with`]).
@@ -134,7 +199,7 @@ fn push_frame(out: &mut Vec<u8>, b0: u8, payload: &[u8], key: [u8; 4]) {
 
 /// One connection's state: reusable buffers for the frame out and the echo in.
 pub(crate) struct Echoer {
-    stream: Async<TcpStream>,
+    stream: Stream,
     codec: Option<Codec>,
     rng: Rng,
     frame: Vec<u8>,
@@ -148,9 +213,9 @@ pub(crate) struct Echoer {
 }
 
 impl Echoer {
-    pub(crate) fn new((stream, codec): (Async<TcpStream>, Option<Codec>), seed: u64) -> Self {
+    pub(crate) fn new((stream, codec): (impl Into<Stream>, Option<Codec>), seed: u64) -> Self {
         Self {
-            stream,
+            stream: stream.into(),
             codec,
             rng: Rng(seed | 1),
             frame: Vec::new(),
@@ -207,8 +272,7 @@ impl Echoer {
         let size = self.expected.len();
         if shape.write_first {
             // The whole message first, then the echo: a client that only reads once written.
-            let mut w = &self.stream;
-            w.write_all(&self.frame).await.context("writing a message")?;
+            self.stream.write_all(&self.frame).await.context("writing a message")?;
             self.frame.clear();
             if !shape.read_after.is_zero() {
                 Timer::after(shape.read_after).await;
@@ -220,89 +284,114 @@ impl Echoer {
 
     async fn write_and_read(&mut self, size: usize) -> Result<()> {
         let Self { stream, frame, expected, inbuf, filled, codec, .. } = self;
-        let stream = &*stream;
-        let write = async {
-            let mut w = stream;
-            w.write_all(frame).await.context("writing a frame")
-        };
-        let read = async {
-            let mut r = stream;
-            let mut got = 0usize;
-            // A compressed echo (RSV1 on its first frame) is collected, then inflated.
-            let mut compressed: Option<Vec<u8>> = None;
-            // Accept the echo in any number of frames (fragmented or not).
-            loop {
-                // Parse complete frames in inbuf[..filled].
-                let mut pos = 0;
-                let mut done = false;
-                while let Some(header) = wire::parse_header(&inbuf[pos..*filled], 64 << 20)
-                    .map_err(anyhow::Error::msg)?
-                {
-                    if header.mask.is_some() {
-                        bail!("server sent a masked frame");
-                    }
-                    let opcode = header.opcode;
-                    let len = header.payload.len();
-                    if opcode == 0x8 {
-                        bail!("server closed the connection");
-                    }
-                    let fin = header.fin;
-                    if opcode <= 2 {
-                        let payload = &inbuf[pos..][header.payload.clone()];
-                        if opcode != 0 && header.rsv & 0b100 != 0 {
-                            compressed = Some(Vec::new());
-                        }
-                        if let Some(data) = compressed.as_mut() {
-                            data.extend_from_slice(payload);
-                        } else {
-                            if expected.get(got..got + len) != Some(payload) {
-                                bail!("echo differs at byte {got}");
-                            }
-                            got += len;
-                        }
-                    }
-                    pos += header.payload.end;
-                    if fin && opcode <= 2 {
-                        if let Some(data) = compressed.take() {
-                            let codec =
-                                codec.as_mut().context("compressed echo without negotiation")?;
-                            let inflated =
-                                codec.inflate(&data, 64 << 20).map_err(anyhow::Error::msg)?;
-                            if inflated != *expected {
-                                bail!("inflated echo differs");
-                            }
-                            got = size;
-                        }
-                    }
-                    if fin && opcode <= 2 && got == size {
-                        done = true;
-                        break;
-                    }
+        let echo = Echo { expected, inbuf, filled, codec, size };
+        match stream {
+            Stream::Plain(stream) => {
+                let stream = &*stream;
+                let write = async {
+                    let mut w = stream;
+                    w.write_all(frame).await.context("writing a frame")
+                };
+                let (w, r) = futures_lite::future::zip(write, echo.read(stream)).await;
+                w?;
+                r
+            }
+            // One TLS stream cannot be read and written at once here: the message goes out
+            // first (for the sizes measured over TLS, a server reads all of it before it
+            // blocks on the echo).
+            Stream::Tls(tls) => {
+                tls.write_all(frame).await.context("writing a frame")?;
+                tls.flush().await?;
+                echo.read(&mut **tls).await
+            }
+        }
+    }
+}
+
+/// Reading one echo: what it must be, and the generator's read space.
+struct Echo<'a> {
+    expected: &'a [u8],
+    inbuf: &'a mut Vec<u8>,
+    filled: &'a mut usize,
+    codec: &'a mut Option<Codec>,
+    size: usize,
+}
+
+impl Echo<'_> {
+    async fn read(self, mut r: impl AsyncRead + Unpin) -> Result<()> {
+        let Self { expected, inbuf, filled, codec, size } = self;
+        let mut got = 0usize;
+        // A compressed echo (RSV1 on its first frame) is collected, then inflated.
+        let mut compressed: Option<Vec<u8>> = None;
+        // Accept the echo in any number of frames (fragmented or not).
+        loop {
+            // Parse complete frames in inbuf[..filled].
+            let mut pos = 0;
+            let mut done = false;
+            while let Some(header) =
+                wire::parse_header(&inbuf[pos..*filled], 64 << 20).map_err(anyhow::Error::msg)?
+            {
+                if header.mask.is_some() {
+                    bail!("server sent a masked frame");
                 }
-                // Keep what is not parsed yet at the front (nothing to move while a frame is
-                // still incomplete: a large echo arrives in many reads).
-                if pos > 0 {
-                    inbuf.copy_within(pos..*filled, 0);
-                    *filled -= pos;
-                }
-                if done {
-                    return Ok(());
-                }
-                if *filled == inbuf.len() {
-                    // Room for the whole echo plus headers, up to 64 KiB more per read.
-                    let want = (*filled + (size + 16).clamp(4 << 10, 64 << 10)).next_power_of_two();
-                    inbuf.resize(want, 0);
-                }
-                let n = r.read(&mut inbuf[*filled..]).await?;
-                if n == 0 {
+                let opcode = header.opcode;
+                let len = header.payload.len();
+                if opcode == 0x8 {
                     bail!("server closed the connection");
                 }
-                *filled += n;
+                let fin = header.fin;
+                if opcode <= 2 {
+                    let payload = &inbuf[pos..][header.payload.clone()];
+                    if opcode != 0 && header.rsv & 0b100 != 0 {
+                        compressed = Some(Vec::new());
+                    }
+                    if let Some(data) = compressed.as_mut() {
+                        data.extend_from_slice(payload);
+                    } else {
+                        if expected.get(got..got + len) != Some(payload) {
+                            bail!("echo differs at byte {got}");
+                        }
+                        got += len;
+                    }
+                }
+                pos += header.payload.end;
+                if fin && opcode <= 2 {
+                    if let Some(data) = compressed.take() {
+                        let codec =
+                            codec.as_mut().context("compressed echo without negotiation")?;
+                        let inflated =
+                            codec.inflate(&data, 64 << 20).map_err(anyhow::Error::msg)?;
+                        if inflated != *expected {
+                            bail!("inflated echo differs");
+                        }
+                        got = size;
+                    }
+                }
+                if fin && opcode <= 2 && got == size {
+                    done = true;
+                    break;
+                }
             }
-        };
-        let (w, r) = futures_lite::future::zip(write, read).await;
-        w?;
-        r
+            // Keep what is not parsed yet at the front (nothing to move while a frame is
+            // still incomplete: a large echo arrives in many reads).
+            if pos > 0 {
+                inbuf.copy_within(pos..*filled, 0);
+                *filled -= pos;
+            }
+            if done {
+                return Ok(());
+            }
+            if *filled == inbuf.len() {
+                // Room for the whole echo plus headers, up to 64 KiB more per read.
+                let want = (*filled + (size + 16).clamp(4 << 10, 64 << 10)).next_power_of_two();
+                inbuf.resize(want, 0);
+            }
+            let n = r.read(&mut inbuf[*filled..]).await?;
+            if n == 0 {
+                bail!("server closed the connection");
+            }
+            *filled += n;
+        }
     }
 }
 
@@ -333,7 +422,7 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
         let mut echoers = Vec::with_capacity(options.connections);
         for i in 0..options.connections {
             echoers.push(Echoer::new(
-                connect(options.addr, options.deflate).await?,
+                connect_with(options.addr, options.deflate, options.tls.as_ref()).await?,
                 0x9e37_79b9_7f4a_7c15 ^ i as u64,
             ));
         }
@@ -399,6 +488,7 @@ pub(crate) fn idle(
     count: usize,
     pid: u32,
     deflate: bool,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(u64, u64, f64)> {
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
@@ -406,7 +496,9 @@ pub(crate) fn idle(
         let mut echoers = Vec::with_capacity(count);
         for i in 0..count {
             echoers.push(Echoer::new(
-                connect(addr, deflate).await.with_context(|| format!("connection {i}"))?,
+                connect_with(addr, deflate, tls)
+                    .await
+                    .with_context(|| format!("connection {i}"))?,
                 i as u64 + 1,
             ));
         }
@@ -427,5 +519,55 @@ pub(crate) fn idle(
         }
         let per_conn = after.saturating_sub(before) as f64 / count as f64;
         Ok((before, after, per_conn))
+    }))
+}
+
+/// Opening handshakes (TCP, TLS with `tls`, WebSocket) per second: `concurrency` clients
+/// connect, complete the handshake and drop the connection, again and again. Returns the
+/// handshakes completed per second in the window after the warm-up and, with `pid`, the
+/// server's CPU time per handshake in microseconds.
+pub(crate) fn handshakes(
+    addr: SocketAddr,
+    tls: Option<&Arc<ClientConfig>>,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+    pid: Option<u32>,
+) -> Result<(f64, Option<f64>)> {
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let measure_from = Instant::now() + warmup;
+        let end = measure_from + window;
+        let counted = Rc::new(RefCell::new(0u64));
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let counted = Rc::clone(&counted);
+                let tls = tls.cloned();
+                ex.spawn(async move {
+                    while Instant::now() < end {
+                        let started = Instant::now();
+                        let connection = connect_with(addr, false, tls.as_ref()).await?;
+                        drop(connection);
+                        if started >= measure_from && Instant::now() <= end {
+                            *counted.borrow_mut() += 1;
+                        }
+                    }
+                    Ok::<(), anyhow::Error>(())
+                })
+            })
+            .collect();
+        Timer::at(measure_from).await;
+        let cpu_before = pid.map(cpu_time_us).transpose()?;
+        Timer::at(end).await;
+        let cpu_after = pid.map(cpu_time_us).transpose()?;
+        for task in tasks {
+            task.await?;
+        }
+        let count = *counted.borrow();
+        if count == 0 {
+            bail!("no handshake completed in the measured window");
+        }
+        let cpu = cpu_before.zip(cpu_after).map(|(a, b)| (b - a) / count as f64);
+        Ok((count as f64 / window.as_secs_f64(), cpu))
     }))
 }

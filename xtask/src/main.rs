@@ -198,6 +198,7 @@ fn load_command(args: &[String]) -> Result<()> {
             .then(|| flag(args, "--server-pid", None))
             .transpose()?,
         deflate: args.iter().any(|a| a == "--deflate"),
+        tls: None,
     };
     let report = load::run(&options)?;
     let mb = report.messages_per_sec() * options.size as f64 / 1e6;
@@ -222,7 +223,7 @@ fn idle_command(args: &[String]) -> Result<()> {
     let pid = flag(args, "--server-pid", None)?;
     let count = flag(args, "--connections", Some(10_000))?;
     let (before, after, per_conn) =
-        load::idle(addr, count, pid, args.iter().any(|a| a == "--deflate"))?;
+        load::idle(addr, count, pid, args.iter().any(|a| a == "--deflate"), None)?;
     println!(
         "{count} idle connections: server RSS {:.1} MiB -> {:.1} MiB, {:.0} bytes per connection; all {count} still echo",
         before as f64 / 1048576.0,

@@ -111,7 +111,9 @@ pub(super) async fn client_connect(
 }
 
 /// Reads an HTTP head byte by byte (so nothing after it is consumed).
-pub(crate) async fn read_head(stream: &mut Async<TcpStream>) -> Result<Vec<u8>> {
+pub(crate) async fn read_head<S: futures_lite::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
