@@ -68,6 +68,24 @@ fn wss_echoes_on_each_engine() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn wss_with_reads_smaller_than_a_record() -> Result<()> {
+    // 2 KiB reads (the engine's floor) against 16 KiB TLS records: rustls holds plaintext
+    // after each read, which raises no edge; the engine must read on for it.
+    let pki = TestPki::new()?;
+    let mut options = tls_options(&pki.localhost()?)?;
+    options.transport.read_buffer_size = 1024;
+    let connector = Connector::new().tls(pki.client_config()?).proxy(Proxy::None);
+    for started in each_engine(&options) {
+        let (_, server) = started?;
+        let url = format!("wss://localhost:{}/", server.addr.port());
+        let mut messages = messages();
+        messages.push(Message::Binary(vec![7; 16 << 10]));
+        echo_over(&url, &connector, Config::default(), &messages)?;
+    }
+    Ok(())
+}
+
 /// Opens a TCP connection and returns what the server sends until it closes (or 5 s pass).
 fn send_and_read_all(
     addr: std::net::SocketAddr,

@@ -66,7 +66,7 @@ fn print_help() {
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
-         load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID]\n  \
+         load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID] [--deflate] [--tls CA.pem]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );
 }
@@ -185,6 +185,21 @@ where
     }
 }
 
+/// `--tls CA.pem`: TLS to a server whose certificate for `localhost` that CA signed.
+fn tls_flag(args: &[String]) -> Result<Option<std::sync::Arc<ws_transport::rustls::ClientConfig>>> {
+    use ws_transport::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let Some(i) = args.iter().position(|a| a == "--tls") else { return Ok(None) };
+    let path = args.get(i + 1).context("--tls needs a CA file")?;
+    let mut roots = ws_transport::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).with_context(|| format!("reading {path}"))? {
+        roots.add(cert?)?;
+    }
+    let mut config =
+        ws_transport::client_config_builder()?.with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(std::sync::Arc::new(config)))
+}
+
 fn load_command(args: &[String]) -> Result<()> {
     let options = load::LoadOptions {
         addr: flag(args, "--addr", None)?,
@@ -198,7 +213,7 @@ fn load_command(args: &[String]) -> Result<()> {
             .then(|| flag(args, "--server-pid", None))
             .transpose()?,
         deflate: args.iter().any(|a| a == "--deflate"),
-        tls: None,
+        tls: tls_flag(args)?,
     };
     let report = load::run(&options)?;
     let mb = report.messages_per_sec() * options.size as f64 / 1e6;

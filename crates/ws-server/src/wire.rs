@@ -73,7 +73,8 @@ impl Wire {
     /// One read of plaintext into `buf`: `Some(n)`, 0 at the end of the stream; `None` when
     /// nothing is to be had now. Clears `readable` once the socket is drained: for plain
     /// TCP, after a read shorter than `buf` (unless the peer's end, `peer_ended`, is still to
-    /// be read); with TLS, when the socket says `WouldBlock` and rustls holds no plaintext.
+    /// be read); with TLS, the same of rustls's reads from the socket, once rustls holds no
+    /// plaintext.
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
@@ -101,14 +102,31 @@ impl Wire {
         loop {
             match tls.reader().read(buf) {
                 // Plaintext, or the peer's close_notify (0).
-                Ok(n) => return Ok(Some(n)),
+                Ok(n) => {
+                    // Plaintext rustls still holds raises no edge: read on for it.
+                    if !*readable && n > 0 {
+                        *readable = tls
+                            .process_new_packets()
+                            .map_or(true, |state| state.plaintext_bytes_to_read() > 0);
+                    }
+                    return Ok(Some(n));
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 // The stream ended without close_notify: an end all the same (the WebSocket
                 // close handshake is what says whether anything was cut off).
                 Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
                 Err(err) => return Err(err),
             }
-            match tls.read_tls(&mut &self.stream) {
+            if !*readable {
+                return Ok(None);
+            }
+            // rustls reads into its own buffer (at most 4 KiB more per read); a read shorter
+            // than it asked for drained the socket, as on plain TCP, and saves the read that
+            // would say WouldBlock.
+            let mut socket = Socket { stream: &self.stream, short: false };
+            match tls.read_tls(&mut socket) {
+                Ok(0) => {}
+                Ok(_) if socket.short && !peer_ended => *readable = false,
                 Ok(_) => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     *readable = false;
@@ -123,6 +141,20 @@ impl Wire {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, err));
             }
         }
+    }
+}
+
+/// The socket as rustls reads it, noting a read shorter than asked for.
+struct Socket<'a> {
+    stream: &'a TcpStream,
+    short: bool,
+}
+
+impl Read for Socket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (&*self.stream).read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
