@@ -86,7 +86,8 @@ fn wss_with_reads_smaller_than_a_record() -> Result<()> {
     Ok(())
 }
 
-/// Opens a TCP connection and returns what the server sends until it closes (or 5 s pass).
+/// Opens a TCP connection, sends `bytes` and returns what the server sends until it ends the
+/// stream (or 5 s pass). A reset is an error: the server is to close cleanly.
 fn send_and_read_all(
     addr: std::net::SocketAddr,
     bytes: &[u8],
@@ -101,10 +102,22 @@ fn send_and_read_all(
     let mut answer = Vec::new();
     match stream.read_to_end(&mut answer) {
         Ok(_) => Ok(answer),
-        // A reset after the alert is a close too.
-        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => Ok(answer),
-        Err(err) => bail!("the server did not close the connection: {err}"),
+        Err(err) => bail!("no clean end of stream after {answer:?}: {err}"),
     }
+}
+
+/// The content types of the TLS records in `bytes`, which must be whole records.
+fn record_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 5 {
+        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+        assert!(rest.len() >= 5 + len, "a record cut short in {bytes:?}");
+        types.push(rest[0]);
+        rest = &rest[5 + len..];
+    }
+    assert!(rest.is_empty(), "bytes after the last record: {rest:?}");
+    types
 }
 
 /// The first flight of a TLS client: its ClientHello record.
@@ -132,23 +145,30 @@ fn bad_tls_input_gets_a_clean_close_and_the_server_serves_on() -> Result<()> {
         let answer = String::from_utf8(send_and_read_all(addr, request.as_bytes(), false)?)?;
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
         assert!(answer.contains("this port speaks TLS"), "{answer}");
-        // Not TLS, not HTTP: an alert (record type 21) or nothing, and the connection closed.
-        for garbage in [
-            &b"\x00\x01\x02\x03 garbage\r\n\r\n"[..],
-            b"\x16\x03\x01\xff\xff",
-            b"\x17\x03\x03\x00\x05hello",
-        ] {
+        // Not TLS, not HTTP: a fatal alert saying why (level 2; 50 decode_error, 10
+        // unexpected_message), then the end of the stream.
+        let cases: [(&[u8], u8); 3] = [
+            (b"\x00\x01\x02\x03 garbage\r\n\r\n", 50),
+            // A handshake record longer than TLS allows.
+            (b"\x16\x03\x01\xff\xff", 50),
+            // Application data before any handshake.
+            (b"\x17\x03\x03\x00\x05hello", 10),
+        ];
+        for (garbage, alert) in cases {
             let answer = send_and_read_all(addr, garbage, false)?;
-            assert!(answer.is_empty() || answer[0] == 21, "{garbage:?} got {answer:?}");
+            assert_eq!(answer, [21, 3, 3, 0, 2, 2, alert], "the answer to {garbage:?}");
         }
-        // A ClientHello cut short, then the end of the stream.
+        // A ClientHello cut short, then the end of the stream: the end of ours, unanswered.
         let answer = send_and_read_all(addr, &hello[..hello.len() / 2], true)?;
-        assert!(answer.is_empty() || answer[0] == 21, "{answer:?}");
-        // A real ClientHello with a bad record after it.
+        assert_eq!(answer, b"");
+        // A real ClientHello with a bad record after it: the server's flight (ServerHello, 22,
+        // then records under the handshake keys, 23), ending in the alert, encrypted (23).
         let mut bad = hello.clone();
         bad.extend_from_slice(b"\x16\x03\x03\x00\x02\xff\xff");
         let answer = send_and_read_all(addr, &bad, false)?;
-        assert!(!answer.is_empty(), "no answer at all to a ClientHello");
+        let types = record_types(&answer);
+        assert_eq!(types.first(), Some(&22), "{types:?}");
+        assert!(types.len() >= 3 && types[1..].iter().all(|&t| t == 20 || t == 23), "{types:?}");
         // Everyone else is still served.
         echo_over(
             &format!("wss://localhost:{}/", addr.port()),
@@ -254,7 +274,6 @@ fn bad_certificates_are_refused_with_a_clear_error() -> Result<()> {
         }
         assert!(message.contains("certificate"), "{message}");
         eprintln!("{}: {message}", issued.cert.display());
-        // And the server goes on serving clients that accept it.
         drop(server);
     }
     Ok(())
@@ -417,4 +436,99 @@ fn the_certificate_is_read_again_without_dropping_connections() -> Result<()> {
 fn peer_certificate(ws: &ws_transport::WebSocket<ws_transport::ClientStream>) -> Vec<u8> {
     let tls = ws.get_ref().tls().expect("tls");
     tls.peer_certificates().and_then(|chain| chain.first()).map(|c| c.to_vec()).unwrap_or_default()
+}
+
+#[test]
+fn tls_handshakes_in_progress_count_in_the_memory_budget() -> Result<()> {
+    let pki = TestPki::new()?;
+    let mut options = tls_options(&pki.localhost()?)?;
+    // Room for 14 handshakes of 72 KiB (what rustls may buffer of a handshake message).
+    options.max_memory = 1 << 20;
+    for started in each_engine(&options) {
+        let (_, server) = started?;
+        // Handshakes that never send a ClientHello.
+        let mut stalled = Vec::new();
+        for _ in 0..16 {
+            stalled.push(TcpStream::connect(server.addr)?);
+            // One at a time, so that the server counts each before the next arrives.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while server.budget.used() < stalled.len().min(15) * (72 << 10) {
+                if Instant::now() > deadline {
+                    bail!("{} stalled handshakes count {}", stalled.len(), server.budget.used());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(server.budget.used() >= server.budget.limit(), "{}", server.budget.used());
+        // With the budget spent, a newcomer to the TLS port is closed without an answer (a 503
+        // would cost a TLS handshake).
+        // (Closing a socket with unread input resets it.)
+        let mut newcomer = TcpStream::connect(server.addr)?;
+        newcomer.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let _ = newcomer.write_all(&client_hello(&pki)?);
+        let mut answer = Vec::new();
+        match newcomer.read_to_end(&mut answer) {
+            Ok(_) => assert_eq!(answer, b"", "a newcomer was answered while the budget was spent"),
+            Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+        }
+        // The stalled ones go; the budget comes back; a client is served again.
+        drop(stalled);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.budget.used() >= 72 << 10 {
+            if Instant::now() > deadline {
+                bail!(
+                    "the budget still counts {} after the handshakes ended",
+                    server.budget.used()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let connector = Connector::new().tls(pki.client_config()?).proxy(Proxy::None);
+        let url = format!("wss://localhost:{}/", server.addr.port());
+        echo_over(&url, &connector, Config::default(), &messages()[..1])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_client_may_write_more_than_rustls_buffers_before_the_handshake() -> Result<()> {
+    // rustls keeps at most 64 KiB of plaintext written before its handshake ends; the stream
+    // then runs the handshake rather than wait for room that only the handshake makes.
+    let pki = TestPki::new()?;
+    let server = TestServer::start(tls_options(&pki.localhost()?)?)?;
+    let config = pki.client_config()?;
+    let addr = server.addr;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = smol::block_on(async {
+            use smol::io::{AsyncReadExt, AsyncWriteExt};
+            let tcp = smol::net::TcpStream::connect(addr).await?;
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            let mut tls =
+                ws_transport::TlsStream::new(tcp, rustls::ClientConnection::new(config, name)?);
+            let payload = vec![0x5a; 200 << 10];
+            let mut bytes = ws_tests::upgrade_request(addr).into_bytes();
+            bytes.extend(ws_tests::client_frame(0x82, &payload, [1, 2, 3, 4]));
+            // All of it before a byte is read: the handshake is still to come.
+            tls.write_all(&bytes).await?;
+            tls.flush().await?;
+            let mut answer = Vec::new();
+            let mut buf = vec![0u8; 64 << 10];
+            // The 101 head and the echo: at least the payload's length.
+            while answer.len() < payload.len() {
+                let n = tls.read(&mut buf).await?;
+                if n == 0 {
+                    bail!("the server ended the stream after {} bytes", answer.len());
+                }
+                answer.extend_from_slice(&buf[..n]);
+            }
+            assert!(answer.starts_with(b"HTTP/1.1 101 "));
+            Ok::<(), anyhow::Error>(())
+        });
+        let _ = done_tx.send(result);
+    });
+    match done_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(result) => result,
+        Err(_) => bail!("writing 200 KiB before the handshake did not finish in 30 s"),
+    }
 }

@@ -669,10 +669,15 @@ impl<H: Handler> Conn<H> {
             while self.writable {
                 // TLS bytes already encrypted go first.
                 match self.wire.flush() {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.writable = false;
-                        break;
+                    Ok(flushed) => {
+                        if flushed.moved {
+                            // Output moved: the write timeout starts again.
+                            self.session.wrote(0, now);
+                        }
+                        if !flushed.drained {
+                            self.writable = false;
+                            break;
+                        }
                     }
                     Err(err) => return Turn::Done(Err(err)),
                 }
@@ -698,7 +703,16 @@ impl<H: Handler> Conn<H> {
                     return Turn::Wait;
                 }
             }
-            while let Some(command) = self.session.poll_transport() {
+            // Only rustls holds output, and the socket takes none: the write timeout runs, as
+            // for output the session holds.
+            if self.session.pending_output().is_empty() && self.wire.owes() && !self.writable {
+                self.session.write_blocked(now);
+            }
+            // What the session asks of the transport waits for what rustls holds: the end of
+            // our side goes after it, and the socket is not closed on it.
+            while let Some(command) =
+                (!self.wire.owes()).then(|| self.session.poll_transport()).flatten()
+            {
                 match command {
                     TransportCommand::ShutdownWrite => self.wire.shutdown_write(),
                     _ => {

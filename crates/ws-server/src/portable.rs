@@ -49,7 +49,11 @@ pub(crate) fn adopt(ws: WebSocket<MaybeTls<Async<TcpStream>, ServerConnection>>)
 
 /// What a connection's WebSocket holds, TLS state included, for the memory budget.
 fn holds(ws: &Ws) -> usize {
-    ws.memory() + ws.get_ref().tls().map_or(0, |_| TLS_STATE)
+    let tls = match ws.get_ref() {
+        MaybeTls::Tls(tls) => TLS_STATE + tls.unsent(),
+        MaybeTls::Plain(_) => 0,
+    };
+    ws.memory() + tls
 }
 
 /// What a TLS stream holds: its rustls state and buffers (see [`ws_transport::TLS_BUFFERS`]).

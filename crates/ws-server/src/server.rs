@@ -15,7 +15,7 @@ use ws_proto::{HandshakeError, Request, Response, Upgrade};
 use ws_transport::rustls::{ServerConfig, ServerConnection};
 use ws_transport::{Error, MaybeTls, ServerHandshake, TlsStream, WebSocket};
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Held};
 use crate::handler::Handler;
 use crate::options::{Engine, LiveGuard, Options};
 
@@ -129,6 +129,13 @@ impl<A: App> Server<A> {
                             {
                                 let guard = LiveGuard(Arc::clone(&refusing));
                                 let tls = self.options.tls.clone();
+                                if tls.is_some() && self.budget.exhausted() {
+                                    // Over TLS a 503 costs a TLS handshake: not while the
+                                    // memory budget is spent. The connection just closes.
+                                    drop((stream, guard));
+                                    debug!(%peer, "memory budget spent: closed (TLS port)");
+                                    continue;
+                                }
                                 ex.spawn(async move {
                                     refuse(stream, tls).await;
                                     drop(guard);
@@ -226,6 +233,11 @@ async fn answer_and_close(mut stream: Stream, response: Response) {
     .await;
 }
 
+/// What a TLS handshake in progress counts as in the memory budget: rustls buffers a
+/// handshake message of up to 64 KiB (the length is the peer's to declare, the bytes its to
+/// send), reads 4 KiB at a time, and has its own state; the request head's buffer follows.
+pub(crate) const TLS_HANDSHAKE_MEMORY: usize = 72 << 10;
+
 /// A connection's stream during the opening handshake: TCP on smol's reactor, with TLS on a
 /// TLS port.
 type Stream = MaybeTls<Async<TcpStream>, ServerConnection>;
@@ -247,14 +259,23 @@ async fn serve<A: App>(
     let _ = stream.get_ref().set_nodelay(true);
     // TLS and HTTP together get the handshake timeout.
     let deadline = Instant::now() + context.options.transport.handshake_timeout;
+    // A TLS handshake counts in the memory budget for what rustls may buffer meanwhile.
+    let mut handshake = Held::default();
     let stream = match &context.options.tls {
         None => MaybeTls::Plain(stream),
-        Some(config) => match Box::pin(start_tls(stream, config, peer, deadline)).await {
-            Some(stream) => stream,
-            None => return,
-        },
+        Some(config) => {
+            handshake.update(context.budget, TLS_HANDSHAKE_MEMORY);
+            match Box::pin(start_tls(stream, config, peer, deadline)).await {
+                Some(stream) => stream,
+                None => {
+                    handshake.release(context.budget);
+                    return;
+                }
+            }
+        }
     };
     let opened = Box::pin(open(stream, peer, context.options, app, deadline)).await;
+    handshake.release(context.budget);
     let Some((ws, handler)) = opened else {
         return;
     };

@@ -17,45 +17,75 @@ pub(crate) struct Wire {
     tls: Option<Box<ServerConnection>>,
     /// The write side is to end once rustls has written what it holds.
     shutdown_owed: bool,
+    /// Plaintext given to rustls since it last held nothing to write, plus a record's
+    /// overhead per write: a bound on the TLS bytes it holds (it does not say how many).
+    unsent: usize,
 }
+
+/// What a [`Wire::flush`] did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flushed {
+    /// Nothing is left to write: the socket may take more.
+    pub(crate) drained: bool,
+    /// Some bytes went to the socket.
+    pub(crate) moved: bool,
+}
+
+/// A TLS 1.3 record's header, content type and tag, the most one write adds to its plaintext.
+const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 
 impl Wire {
     pub(crate) fn new(stream: TcpStream, tls: Option<Box<ServerConnection>>) -> Self {
-        Self { stream, tls, shutdown_owed: false }
+        Self { stream, tls, shutdown_owed: false, unsent: 0 }
     }
 
-    /// What the TLS state holds, for the memory budget (see [`ws_transport::TLS_BUFFERS`]).
+    /// What the TLS state holds, for the memory budget: rustls's struct, its buffers (see
+    /// [`ws_transport::TLS_BUFFERS`]) and the TLS bytes it may hold unwritten.
     pub(crate) fn memory(&self) -> usize {
         match self.tls {
-            Some(_) => std::mem::size_of::<ServerConnection>() + ws_transport::TLS_BUFFERS,
+            Some(_) => {
+                std::mem::size_of::<ServerConnection>() + ws_transport::TLS_BUFFERS + self.unsent
+            }
             None => 0,
         }
+    }
+
+    /// Whether TLS bytes (or the end of the write side after them) wait for the socket.
+    pub(crate) fn owes(&self) -> bool {
+        self.shutdown_owed || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
     /// One write of the plaintext `parts`: the bytes taken, or `None` when the socket takes
     /// no more. With TLS, the bytes taken are encrypted at once, and may wait in rustls (up to
     /// its 64 KiB buffer) until the socket takes them: see [`flush`](Self::flush).
     pub(crate) fn write(&mut self, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
-        let Some(tls) = self.tls.as_deref_mut() else {
+        if self.tls.is_none() {
             return write_some(&self.stream, parts);
-        };
-        send(tls, &self.stream)?;
+        }
+        self.flush()?;
+        let Some(tls) = self.tls.as_deref_mut() else { return Ok(None) };
         let n = tls.writer().write_vectored(parts)?;
-        send(tls, &self.stream)?;
+        if n > 0 {
+            self.unsent = (self.unsent + n + RECORD_OVERHEAD).min(UNSENT_MAX);
+        }
+        self.flush()?;
         Ok((n > 0 || parts.iter().all(|p| p.is_empty())).then_some(n))
     }
 
     /// Writes the TLS bytes that wait (and then ends the write side, if that waited for
-    /// them); `false` when the socket takes no more of them.
-    pub(crate) fn flush(&mut self) -> io::Result<bool> {
-        let Some(tls) = self.tls.as_deref_mut() else { return Ok(true) };
-        if !send(tls, &self.stream)? {
-            return Ok(false);
+    /// them).
+    pub(crate) fn flush(&mut self) -> io::Result<Flushed> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(Flushed { drained: true, moved: false });
+        };
+        let flushed = send(tls, &self.stream)?;
+        if flushed.drained {
+            self.unsent = 0;
+            if std::mem::take(&mut self.shutdown_owed) {
+                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            }
         }
-        if std::mem::take(&mut self.shutdown_owed) {
-            let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        }
-        Ok(true)
+        Ok(flushed)
     }
 
     /// Ends the write side: with TLS, after `close_notify` and whatever rustls still holds
@@ -66,6 +96,7 @@ impl Wire {
             return;
         };
         tls.send_close_notify();
+        self.unsent += RECORD_OVERHEAD + 2;
         self.shutdown_owed = true;
         let _ = self.flush();
     }
@@ -158,18 +189,25 @@ impl Read for Socket<'_> {
     }
 }
 
-/// Writes what rustls holds until it holds none (`true`) or the socket takes no more.
-fn send(tls: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<bool> {
+/// The most TLS bytes rustls holds unwritten: its buffer limit (64 KiB), and one write's
+/// worth over it.
+const UNSENT_MAX: usize = (64 << 10) * 2;
+
+/// Writes what rustls holds until it holds none or the socket takes no more.
+fn send(tls: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<Flushed> {
+    let mut moved = false;
     while tls.wants_write() {
         match tls.write_tls(&mut stream) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Ok(_) => moved = true,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(Flushed { drained: false, moved });
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
     }
-    Ok(true)
+    Ok(Flushed { drained: true, moved })
 }
 
 /// One write of `parts`: the bytes taken, or `None` when the socket's buffer is full.

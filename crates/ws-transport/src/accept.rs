@@ -9,7 +9,7 @@ use ws_proto::{Connection, Request, RequestParser, Response, Upgrade};
 use crate::config::Config;
 use crate::error::{Error, Timeout};
 use crate::socket::WebSocket;
-use crate::util::with_deadline;
+use crate::util::{close_by, with_deadline};
 
 /// A request head read from a client, not yet answered.
 ///
@@ -60,7 +60,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
             Some(Ok(Err(err))) => {
                 let bytes = err.response().to_bytes();
                 write_within(&mut stream, &bytes, deadline).await?;
-                let _ = stream.close().await;
+                close_by(&mut stream, deadline).await;
                 Err(Error::Handshake(err))
             }
             Some(Ok(Ok(request))) => {
@@ -114,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
     /// Answers with `response` (plain HTTP, or a refusal) and ends the stream.
     pub async fn respond(mut self, response: Response) -> Result<(), Error> {
         write_within(&mut self.stream, &response.to_bytes(), self.deadline).await?;
-        let _ = self.stream.close().await;
+        close_by(&mut self.stream, self.deadline).await;
         Ok(())
     }
 }

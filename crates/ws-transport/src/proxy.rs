@@ -17,11 +17,12 @@ const MAX_ANSWER: usize = 8 << 10;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Proxy {
-    /// The one the environment names, as curl reads it: `https_proxy` or `HTTPS_PROXY` for
-    /// `wss://`, `http_proxy` or `HTTP_PROXY` for `ws://`, else `all_proxy` or `ALL_PROXY`
-    /// (lowercase first); none for hosts that `no_proxy` or `NO_PROXY` lists (comma-separated:
-    /// names, which cover their subdomains, with or without a leading dot; addresses; CIDR
-    /// blocks; `*` for every host). The default.
+    /// The one the environment names: `https_proxy` or `HTTPS_PROXY` for `wss://`,
+    /// `http_proxy` or `HTTP_PROXY` for `ws://`, else `all_proxy` or `ALL_PROXY` (lowercase
+    /// first; `HTTP_PROXY` is not taken when `REQUEST_METHOD` is set, under CGI, where it can
+    /// come from a request header); none for hosts that `no_proxy` or `NO_PROXY` lists
+    /// (comma-separated: names, which cover their subdomains, with or without a leading dot;
+    /// addresses; CIDR blocks; `*` for every host). The default.
     #[default]
     Env,
     /// No proxy.
@@ -134,7 +135,14 @@ fn from_env(url: &WsUrl, var: impl Fn(&str) -> Option<String>) -> Result<Option<
     } else {
         &["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
     };
-    let Some(proxy) = keys.iter().find_map(|key| var(key).filter(|v| !v.trim().is_empty())) else {
+    // Under CGI, a request's `Proxy:` header arrives as HTTP_PROXY ("httpoxy"): there the
+    // uppercase name is not taken, as curl never takes it.
+    let cgi = var("REQUEST_METHOD").is_some();
+    let Some(proxy) = keys
+        .iter()
+        .filter(|key| !(cgi && **key == "HTTP_PROXY"))
+        .find_map(|key| var(key).filter(|v| !v.trim().is_empty()))
+    else {
         return Ok(None);
     };
     let no_proxy = var("no_proxy").or_else(|| var("NO_PROXY")).unwrap_or_default();
@@ -216,6 +224,11 @@ mod tests {
         assert_eq!(p.host, "upper");
         let vars = [("ALL_PROXY", "all:2")];
         assert_eq!(from_env(&url("ws://a/"), env(&vars)).unwrap().unwrap().host, "all");
+        // Under CGI, HTTP_PROXY may be a request's Proxy header: not taken.
+        let vars = [("HTTP_PROXY", "evil:1"), ("REQUEST_METHOD", "GET")];
+        assert_eq!(from_env(&url("ws://a/"), env(&vars)).unwrap(), None);
+        let vars = [("http_proxy", "good:1"), ("REQUEST_METHOD", "GET")];
+        assert_eq!(from_env(&url("ws://a/"), env(&vars)).unwrap().unwrap().host, "good");
         assert_eq!(from_env(&url("ws://a/"), env(&[])).unwrap(), None);
         // https:// proxies are refused with a clear error, not used as plain ones.
         let vars = [("https_proxy", "https://p:1")];

@@ -524,13 +524,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Gives up on the stream now, without the close handshake: closes it (`poll_close`; a
-    /// TCP socket ends when the WebSocket is dropped). Idempotent; errors are ignored, as the
-    /// peer may already be gone. Sends fail with [`Error::Closed`] after it.
+    /// Gives up on the stream now, without the close handshake: one try to close it
+    /// (`poll_close`, not waited for: over TLS that would wait for a peer that may not read
+    /// to take the `close_notify`; a TCP socket ends when the WebSocket is dropped).
+    /// Idempotent; errors are ignored, as the peer may already be gone. Sends fail with
+    /// [`Error::Closed`] after it.
     pub async fn shutdown(&mut self) {
         if !self.session.is_closed() {
             self.session.transport_closed();
-            let _ = future::poll_fn(|cx| Pin::new(&mut self.stream).poll_close(cx)).await;
+            let close = future::poll_fn(|cx| Pin::new(&mut self.stream).poll_close(cx));
+            let _ = future::poll_once(close).await;
         }
     }
 

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use async_lock::Mutex;
 use futures_lite::io::{ReadHalf, WriteHalf};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, future};
 use ws_proto::{CloseCode, Deadline, Event, Session, TimerAction, TransportCommand};
 
 use crate::config::Config;
 use crate::error::{End, Error, Timeout};
 use crate::message::{Message, Outgoing};
-use crate::util::{with_deadline, write_output};
+use crate::util::{close_by, close_now, with_deadline, write_output};
 
 /// State both halves share: the session and the write side of the stream.
 #[derive(Debug)]
@@ -52,9 +52,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         }
         while let Some(command) = self.session.poll_transport() {
             if command == TransportCommand::ShutdownWrite {
-                // Our side ends (TCP: FIN); the reader reads until the peer's does. See
-                // "Ending the stream" on `WebSocket`.
-                let _ = self.write.close().await;
+                // Our side ends (TCP: FIN; TLS: close_notify first, within the write
+                // timeout); the reader reads until the peer's does. See "Ending the stream"
+                // on `WebSocket`.
+                close_by(&mut self.write, Instant::now() + self.config.write_timeout).await;
             }
         }
         Ok(())
@@ -65,7 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         if !self.session.is_closed() {
             self.session.transport_closed();
             let _ = self.wake.try_send(());
-            let _ = self.write.close().await;
+            close_now(&mut self.write).await;
         }
     }
 
@@ -209,7 +210,7 @@ async fn on_deadline<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), Error> {
     match shared.session.handle_timeout(which, Instant::now()) {
         TimerAction::Abort(which) => {
-            let _ = shared.write.close().await;
+            close_now(&mut shared.write).await;
             Err(Error::Timeout(match which {
                 Deadline::Pong => Timeout::Pong,
                 Deadline::Write => Timeout::Write,

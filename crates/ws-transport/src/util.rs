@@ -18,6 +18,18 @@ pub(crate) async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output 
     .await
 }
 
+/// One try to close `stream` (`poll_close` once, not waited for), for giving up on a stream
+/// whose peer may not be reading: over TLS, closing waits for the stream to take the
+/// `close_notify`. Errors are ignored.
+pub(crate) async fn close_now<S: AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = future::poll_once(stream.close()).await;
+}
+
+/// Closes `stream`, giving up at `deadline`. Errors are ignored.
+pub(crate) async fn close_by<S: AsyncWrite + Unpin>(stream: &mut S, deadline: Instant) {
+    let _ = with_deadline(deadline, stream.close()).await;
+}
+
 /// Fills `buf` from the operating system's random source.
 ///
 /// # Panics
