@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use ws_echo::Options;
-use ws_tests::tls::TestPki;
+use ws_tests::tls::{Issued, TestPki};
 use ws_tests::{TestServer, in_ci};
 
 fn workspace() -> PathBuf {
@@ -63,30 +63,46 @@ fn run_client(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-/// A TLS echo server with a certificate for localhost from a new test CA.
-fn tls_server() -> Result<(TestServer, TestPki, ws_tests::tls::Issued)> {
-    let pki = TestPki::new()?;
-    let issued = pki.localhost()?;
-    let mut options = Options::default();
-    options.0.tls = Some(TestPki::server_config(&issued)?);
-    Ok((TestServer::start(options)?, pki, issued))
+/// An echo server for a client script: plain, or TLS with a certificate for localhost from a
+/// new test CA.
+struct Echo {
+    server: TestServer,
+    tls: Option<(TestPki, Issued)>,
+}
+
+impl Echo {
+    fn start(tls: bool) -> Result<Self> {
+        if !tls {
+            return Ok(Self { server: TestServer::start_default()?, tls: None });
+        }
+        let pki = TestPki::new()?;
+        let issued = pki.localhost()?;
+        let mut options = Options::default();
+        options.0.tls = Some(TestPki::server_config(&issued)?);
+        Ok(Self { server: TestServer::start(options)?, tls: Some((pki, issued)) })
+    }
+
+    /// `{plain}://127.0.0.1:PORT/`, or over TLS `{secure}://localhost:PORT/` (the name in
+    /// the certificate).
+    fn url(&self, plain: &str, secure: &str) -> String {
+        match self.tls {
+            None => format!("{plain}://{}/", self.server.addr),
+            Some(_) => format!("{secure}://localhost:{}/", self.server.addr.port()),
+        }
+    }
 }
 
 fn python_client(tls: bool) -> Result<()> {
     let Some(python) = python() else {
         return missing("the Python websockets library");
     };
+    let echo = Echo::start(tls)?;
     let mut cmd = Command::new(python);
-    cmd.arg(workspace().join("tests/interop/python_client.py"));
-    if tls {
-        let (server, pki, _) = tls_server()?;
-        cmd.arg(format!("wss://localhost:{}/", server.addr.port())).arg(&pki.ca_pem);
-        run_client(cmd)
-    } else {
-        let server = TestServer::start_default()?;
-        cmd.arg(format!("ws://{}/", server.addr));
-        run_client(cmd)
+    cmd.arg(workspace().join("tests/interop/python_client.py")).arg(echo.url("ws", "wss"));
+    if let Some((pki, _)) = &echo.tls {
+        cmd.arg(&pki.ca_pem);
     }
+    run_client(cmd)
 }
 
 #[test]
@@ -103,22 +119,18 @@ fn node_client(tls: bool) -> Result<()> {
     let Some(modules) = node_modules() else {
         return missing("node with the ws package");
     };
-    let mut cmd = Command::new("node");
     // ESM resolves packages from the script's directory upwards, so run a copy beside them
     // (one per test: the tests run at once).
     let name = if tls { "node_client_tls.mjs" } else { "node_client.mjs" };
     let script = modules.parent().expect("in .ci").join(name);
     std::fs::copy(workspace().join("tests/interop/node_client.mjs"), &script)?;
-    cmd.arg(&script);
-    if tls {
-        let (server, pki, _) = tls_server()?;
-        cmd.arg(format!("wss://localhost:{}/", server.addr.port())).arg(&pki.ca_pem);
-        run_client(cmd)
-    } else {
-        let server = TestServer::start_default()?;
-        cmd.arg(format!("ws://{}/", server.addr));
-        run_client(cmd)
+    let echo = Echo::start(tls)?;
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(echo.url("ws", "wss"));
+    if let Some((pki, _)) = &echo.tls {
+        cmd.arg(&pki.ca_pem);
     }
+    run_client(cmd)
 }
 
 #[test]
@@ -142,20 +154,14 @@ fn chromium_page(tls: bool) -> Result<()> {
     let name = if tls { "browser_tls.mjs" } else { "browser.mjs" };
     let script = modules.parent().expect("in .ci").join(name);
     std::fs::copy(workspace().join("tests/interop/browser.mjs"), &script)?;
+    let echo = Echo::start(tls)?;
     let mut cmd = Command::new("node");
-    cmd.arg(&script);
-    if tls {
+    cmd.arg(&script).arg(echo.url("http", "https")).arg(chromium);
+    if let Some((_, issued)) = &echo.tls {
         // Chromium trusts this one certificate, by the hash of its public key.
-        let (server, _pki, issued) = tls_server()?;
-        cmd.arg(format!("https://localhost:{}/", server.addr.port()))
-            .arg(chromium)
-            .arg(&issued.spki_sha256);
-        run_client(cmd)
-    } else {
-        let server = TestServer::start_default()?;
-        cmd.arg(format!("http://{}/", server.addr)).arg(chromium);
-        run_client(cmd)
+        cmd.arg(&issued.spki_sha256);
     }
+    run_client(cmd)
 }
 
 #[test]

@@ -53,12 +53,7 @@ impl WsUrl {
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(invalid("credentials in the URL are not sent"));
         }
-        let host = match parsed.host() {
-            Some(url::Host::Domain(name)) => name.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(invalid("no host")),
-        };
+        let host = host_of(&parsed).ok_or_else(|| invalid("no host"))?;
         let port = parsed.port_or_known_default().unwrap_or(if secure { 443 } else { 80 });
         let path = &parsed[url::Position::BeforePath..url::Position::AfterQuery];
         let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
@@ -91,6 +86,15 @@ impl WsUrl {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// A URL's host as a client connects to it: a name, or an address without brackets.
+pub(crate) fn host_of(url: &url::Url) -> Option<String> {
+    Some(match url.host()? {
+        url::Host::Domain(name) => name.to_string(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    })
 }
 
 /// Runs the client handshake for `url` over a stream the caller opened (TLS, if the URL is

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::connect::WsUrl;
+use crate::connect::{WsUrl, host_of};
 use crate::error::Error;
 
 /// The most bytes read of a proxy's answer to CONNECT.
@@ -64,12 +64,7 @@ impl HttpProxy {
         if url.scheme() != "http" {
             return Err(invalid("only http:// proxies are supported"));
         }
-        let host = match url.host() {
-            Some(url::Host::Domain(name)) => name.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(invalid("no host")),
-        };
+        let host = host_of(&url).ok_or_else(|| invalid("no host"))?;
         let authorization = (!url.username().is_empty()).then(|| {
             // The url crate keeps them percent-encoded; Basic takes the bytes themselves.
             let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();

@@ -205,17 +205,11 @@ where
                 }
                 Err(err) => return Poll::Ready(Err(err)),
             }
-            // Handshake messages owed go out first: the peer waits for them. After the
-            // handshake, what rustls owes (alerts, key updates) gets one try without waiting
-            // for the stream to take it: writing is the writer's, and a reader and a writer
-            // half registering for the same stream's writability would wake each other in
-            // turn for as long as it is full.
-            let sent = if this.tls.is_handshaking() {
-                this.poll_send(cx)
-            } else {
-                this.poll_send(&mut Context::from_waker(std::task::Waker::noop()))
-            };
-            if let Poll::Ready(Err(err)) = sent {
+            // What rustls owes goes out first: the peer may wait for it (the end of the
+            // handshake above all), and a driver that reads and writes in one task may be
+            // waiting to read with its last write still in rustls. A stream that takes no
+            // more now is left with it; reading goes on.
+            if let Poll::Ready(Err(err)) = this.poll_send(cx) {
                 return Poll::Ready(Err(err));
             }
             ready!(this.poll_receive(cx))?;

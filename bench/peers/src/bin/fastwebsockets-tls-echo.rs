@@ -5,40 +5,15 @@
 
 use std::sync::Arc;
 
-use fastwebsockets::upgrade::{UpgradeFut, upgrade};
-use fastwebsockets::{FragmentCollector, OpCode, WebSocketError};
-use http_body_util::Empty;
-use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-
-async fn echo(fut: UpgradeFut) -> Result<(), WebSocketError> {
-    let mut ws = FragmentCollector::new(fut.await?);
-    loop {
-        let frame = ws.read_frame().await?;
-        match frame.opcode {
-            OpCode::Close => break,
-            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-async fn serve(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, WebSocketError> {
-    let (response, fut) = upgrade(&mut req)?;
-    tokio::task::spawn_local(async move {
-        let _ = echo(fut).await;
-    });
-    Ok(response)
-}
+use ws_bench_peers::fastwebsockets_echo::serve;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
