@@ -107,11 +107,7 @@ impl TestPki {
     pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(self.ca.der().to_vec()))?;
-        let mut config = ws_transport::client_config_builder()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        Ok(ws_transport::client_config(roots)?)
     }
 
     /// The directory of PEM files.

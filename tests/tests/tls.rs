@@ -24,7 +24,11 @@ fn tls_options(issued: &Issued) -> Result<Options> {
 /// Connects to `url` trusting `pki`'s CA only, sends `messages` and checks each echo.
 fn echo_over(url: &str, connector: &Connector, config: Config, messages: &[Message]) -> Result<()> {
     smol::block_on(async {
-        let (mut ws, _) = connect_tcp_with(url, config, connector).await?;
+        let offered = config.compression.is_some();
+        let (mut ws, accepted) = connect_tcp_with(url, config, connector).await?;
+        // ws-echo accepts permessage-deflate whenever it is offered.
+        let negotiated = accepted.extensions.iter().any(|e| e.name == "permessage-deflate");
+        assert_eq!(negotiated, offered, "{:?}", accepted.extensions);
         let tls = ws.get_ref().tls().context("a wss:// URL gave a stream without TLS")?;
         assert_eq!(tls.alpn_protocol(), Some(&b"http/1.1"[..]));
         for message in messages {

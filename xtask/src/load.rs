@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use ws_transport::TlsStream;
 use ws_transport::rustls::{ClientConfig, ClientConnection};
+use ws_transport::{MaybeTls, TlsStream};
 
 use crate::conformance::deflate::{self, Codec};
 use crate::conformance::read_head;
@@ -69,31 +69,7 @@ impl Rng {
 }
 
 /// A connection of the generator's: TCP, or TLS over TCP.
-pub(crate) enum Stream {
-    Plain(Async<TcpStream>),
-    Tls(Box<TlsStream<Async<TcpStream>, ClientConnection>>),
-}
-
-impl From<Async<TcpStream>> for Stream {
-    fn from(stream: Async<TcpStream>) -> Self {
-        Self::Plain(stream)
-    }
-}
-
-impl Stream {
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Self::Plain(stream) => {
-                let mut w = &*stream;
-                w.write_all(bytes).await
-            }
-            Self::Tls(tls) => {
-                tls.write_all(bytes).await?;
-                tls.flush().await
-            }
-        }
-    }
-}
+pub(crate) type Stream = MaybeTls<Async<TcpStream>, ClientConnection>;
 
 /// Opens a TCP connection and completes the opening handshake.
 pub(crate) async fn connect(
@@ -114,13 +90,13 @@ pub(crate) async fn connect_with(
 ) -> Result<(Stream, Option<Codec>)> {
     let Some(config) = tls else {
         let (stream, codec) = connect(addr, deflate).await?;
-        return Ok((Stream::Plain(stream), codec));
+        return Ok((MaybeTls::Plain(stream), codec));
     };
     let name = ws_transport::rustls::pki_types::ServerName::try_from("localhost")?;
     let tls = ClientConnection::new(Arc::clone(config), name)?;
     let mut stream = TlsStream::new(tcp(addr).await?, tls);
     let codec = handshake(&mut stream, addr, deflate).await?;
-    Ok((Stream::Tls(Box::new(stream)), codec))
+    Ok((MaybeTls::Tls(Box::new(stream)), codec))
 }
 
 async fn tcp(addr: SocketAddr) -> Result<Async<TcpStream>> {
@@ -179,24 +155,6 @@ pub(crate) struct Shape {
     pub(crate) read_after: Duration,
 }
 
-/// Appends a masked client frame.
-fn push_frame(out: &mut Vec<u8>, b0: u8, payload: &[u8], key: [u8; 4]) {
-    out.push(b0);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-}
-
 /// One connection's state: reusable buffers for the frame out and the echo in.
 pub(crate) struct Echoer {
     stream: Stream,
@@ -213,9 +171,9 @@ pub(crate) struct Echoer {
 }
 
 impl Echoer {
-    pub(crate) fn new((stream, codec): (impl Into<Stream>, Option<Codec>), seed: u64) -> Self {
+    pub(crate) fn new((stream, codec): (Stream, Option<Codec>), seed: u64) -> Self {
         Self {
-            stream: stream.into(),
+            stream,
             codec,
             rng: Rng(seed | 1),
             frame: Vec::new(),
@@ -252,7 +210,7 @@ impl Echoer {
         self.frame.clear();
         if shape.ping {
             let key = (self.rng.next() as u32).to_be_bytes();
-            push_frame(&mut self.frame, 0x89, b"soak", key);
+            wire::push_frame(&mut self.frame, 0x89, b"soak", Some(key));
         }
         // Fragments of the body (a compressed message is one frame: RSV1 on its first).
         let fragments = if compressed.is_some() { 1 } else { shape.fragments.clamp(1, 64) };
@@ -267,12 +225,13 @@ impl Echoer {
                 _ => 0x00,
             };
             let key = (self.rng.next() as u32).to_be_bytes();
-            push_frame(&mut self.frame, fin | opcode, piece, key);
+            wire::push_frame(&mut self.frame, fin | opcode, piece, Some(key));
         }
         let size = self.expected.len();
         if shape.write_first {
             // The whole message first, then the echo: a client that only reads once written.
             self.stream.write_all(&self.frame).await.context("writing a message")?;
+            self.stream.flush().await?;
             self.frame.clear();
             if !shape.read_after.is_zero() {
                 Timer::after(shape.read_after).await;
@@ -286,7 +245,7 @@ impl Echoer {
         let Self { stream, frame, expected, inbuf, filled, codec, .. } = self;
         let echo = Echo { expected, inbuf, filled, codec, size };
         match stream {
-            Stream::Plain(stream) => {
+            MaybeTls::Plain(stream) => {
                 let stream = &*stream;
                 let write = async {
                     let mut w = stream;
@@ -299,7 +258,7 @@ impl Echoer {
             // One TLS stream cannot be read and written at once here: the message goes out
             // first (for the sizes measured over TLS, a server reads all of it before it
             // blocks on the echo).
-            Stream::Tls(tls) => {
+            MaybeTls::Tls(tls) => {
                 tls.write_all(frame).await.context("writing a frame")?;
                 tls.flush().await?;
                 echo.read(&mut **tls).await

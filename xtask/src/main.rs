@@ -194,10 +194,7 @@ fn tls_flag(args: &[String]) -> Result<Option<std::sync::Arc<ws_transport::rustl
     for cert in CertificateDer::pem_file_iter(path).with_context(|| format!("reading {path}"))? {
         roots.add(cert?)?;
     }
-    let mut config =
-        ws_transport::client_config_builder()?.with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(std::sync::Arc::new(config)))
+    Ok(Some(ws_transport::client_config(roots)?))
 }
 
 fn load_command(args: &[String]) -> Result<()> {

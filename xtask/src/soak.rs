@@ -139,7 +139,7 @@ fn run(plan: &Plan, addr: SocketAddr, pid: u32) -> Result<()> {
             for _ in 0..count {
                 seed += 1;
                 let echoer = Echoer::new(
-                    load::connect(addr, deflate)
+                    load::connect_with(addr, deflate, None)
                         .await
                         .context("opening the long-lived connections")?,
                     seed,
@@ -248,7 +248,8 @@ async fn churn(addr: SocketAddr, i: u64, end: Instant, counts: Rc<Counts>) {
     while Instant::now() < end {
         n += 1;
         let result = async {
-            let mut echoer = Echoer::new(load::connect(addr, n % 4 == 0).await?, i * 1_000_003 + n);
+            let connection = load::connect_with(addr, n % 4 == 0, None).await?;
+            let mut echoer = Echoer::new(connection, i * 1_000_003 + n);
             echoer.round_trip(64).await
         }
         .await;

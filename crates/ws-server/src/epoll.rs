@@ -153,13 +153,8 @@ impl<H: Handler> Pool<H> {
         guard: LiveGuard,
     ) -> io::Result<()> {
         let (stream, conn) = ws.into_parts();
-        let (stream, tls) = match stream {
-            MaybeTls::Plain(stream) => (stream, None),
-            MaybeTls::Tls(tls) => {
-                let (stream, tls) = tls.into_parts();
-                (stream, Some(Box::new(tls)))
-            }
-        };
+        let (stream, tls) = stream.into_parts();
+        let tls = tls.map(Box::new);
         // Leaves smol's reactor; the socket stays non-blocking.
         let stream = stream.into_inner()?;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.engines.len();
@@ -710,16 +705,12 @@ impl<H: Handler> Conn<H> {
             }
             // What the session asks of the transport waits for what rustls holds: the end of
             // our side goes after it, and the socket is not closed on it.
-            while let Some(command) =
-                (!self.wire.owes()).then(|| self.session.poll_transport()).flatten()
-            {
+            while !self.wire.owes() {
+                let Some(command) = self.session.poll_transport() else { break };
                 match command {
                     TransportCommand::ShutdownWrite => self.wire.shutdown_write(),
-                    _ => {
-                        // TLS bytes still held get one more try before the socket closes.
-                        let _ = self.wire.flush();
-                        return Turn::Done(Ok(self.end.take().unwrap_or(End::Disconnected)));
-                    }
+                    // Nothing is held for the socket by now (see above): it may close.
+                    _ => return Turn::Done(Ok(self.end.take().unwrap_or(End::Disconnected))),
                 }
             }
             // While the memory budget is spent, input read is not taken (taking it is what

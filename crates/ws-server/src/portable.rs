@@ -36,14 +36,8 @@ type Ws = WebSocket<TcpOrTls>;
 pub(crate) fn adopt(ws: WebSocket<MaybeTls<Async<TcpStream>, ServerConnection>>) -> Ws {
     let config = ws.config().clone();
     let (stream, conn) = ws.into_parts();
-    let stream = match stream {
-        MaybeTls::Plain(stream) => MaybeTls::Plain(smol::net::TcpStream::from(stream)),
-        MaybeTls::Tls(tls) => {
-            let (stream, tls) = tls.into_parts();
-            let stream = smol::net::TcpStream::from(stream);
-            MaybeTls::Tls(Box::new(TlsStream::new(stream, tls)))
-        }
-    };
+    let (stream, tls) = stream.into_parts();
+    let stream = MaybeTls::from_parts(smol::net::TcpStream::from(stream), tls);
     WebSocket::from_parts(stream, conn, config, &[])
 }
 

@@ -56,7 +56,7 @@ pub use rustls;
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 pub use tls::{
-    MaybeTls, TLS_BUFFERS, TlsStream, client_config_builder, default_client_config,
+    MaybeTls, TLS_BUFFERS, TlsStream, client_config, client_config_builder, default_client_config,
     server_config_builder,
 };
 /// The protocol crate this one drives, re-exported so that users need not pin a matching

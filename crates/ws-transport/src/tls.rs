@@ -81,12 +81,12 @@ where
 
 /// A `Read`/`Write` view of a futures-io stream for rustls: `Pending` becomes `WouldBlock`
 /// (with the waker registered).
-struct Sync<'a, 'b, S> {
+struct SyncView<'a, 'b, S> {
     io: &'a mut S,
     cx: &'a mut Context<'b>,
 }
 
-impl<S: AsyncRead + Unpin> Read for Sync<'_, '_, S> {
+impl<S: AsyncRead + Unpin> Read for SyncView<'_, '_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
             Poll::Ready(result) => result,
@@ -95,7 +95,7 @@ impl<S: AsyncRead + Unpin> Read for Sync<'_, '_, S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> Write for Sync<'_, '_, S> {
+impl<S: AsyncWrite + Unpin> Write for SyncView<'_, '_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
             Poll::Ready(result) => result,
@@ -158,7 +158,7 @@ where
     /// Writes TLS bytes rustls holds until it holds none.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.tls.wants_write() {
-            let n = ready!(pending(self.tls.write_tls(&mut Sync { io: &mut self.io, cx })))?;
+            let n = ready!(pending(self.tls.write_tls(&mut SyncView { io: &mut self.io, cx })))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -169,7 +169,7 @@ where
 
     /// Reads TLS bytes once and processes them. `Ok(0)` at the end of the stream.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let n = ready!(pending(self.tls.read_tls(&mut Sync { io: &mut self.io, cx })))?;
+        let n = ready!(pending(self.tls.read_tls(&mut SyncView { io: &mut self.io, cx })))?;
         if let Err(err) = self.tls.process_new_packets() {
             // The alert that says why goes out first, if the stream takes it now.
             let _ = self.poll_send(cx);
@@ -292,6 +292,23 @@ pub enum MaybeTls<S, C> {
 }
 
 impl<S, C> MaybeTls<S, C> {
+    /// The stream and, for TLS, the rustls connection (see [`TlsStream::into_parts`]).
+    pub fn into_parts(self) -> (S, Option<C>) {
+        match self {
+            Self::Plain(io) => (io, None),
+            Self::Tls(tls) => (tls.io, Some(tls.tls)),
+        }
+    }
+
+    /// The stream again, with the rustls connection if there is one: the inverse of
+    /// [`into_parts`](Self::into_parts), on this or another stream.
+    pub fn from_parts(io: S, tls: Option<C>) -> Self {
+        match tls {
+            None => Self::Plain(io),
+            Some(tls) => Self::Tls(Box::new(TlsStream { io, tls, closing: false, unsent: 0 })),
+        }
+    }
+
     /// The TCP stream underneath.
     pub fn get_ref(&self) -> &S {
         match self {
@@ -402,10 +419,14 @@ fn load_client_config() -> Result<Arc<ClientConfig>, String> {
              store){why}"
         ));
     }
-    let mut config = client_config_builder()
-        .map_err(|err| err.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    client_config(roots).map_err(|err| err.to_string())
+}
+
+/// Client settings that trust `roots`, with this crate's crypto provider and ALPN
+/// `http/1.1`, as [`default_client_config`] makes them from the system's store: for a
+/// [`Connector`](crate::Connector) that trusts a private CA.
+pub fn client_config(roots: rustls::RootCertStore) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let mut config = client_config_builder()?.with_root_certificates(roots).with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

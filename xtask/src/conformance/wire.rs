@@ -35,27 +35,33 @@ impl Frame {
 
     /// Encodes the frame, masked with `mask` (a client's frames) or not (a server's).
     pub(crate) fn encode(&self, mask: Option<[u8; 4]>) -> Vec<u8> {
-        let len = self.payload.len();
-        let mut out = Vec::with_capacity(len + 14);
-        out.push((u8::from(self.fin) << 7) | ((self.rsv & 7) << 4) | (self.opcode & 0xf));
-        let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-        if len < 126 {
-            out.push(mask_bit | len as u8);
-        } else if len <= 0xffff {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        match mask {
-            Some(key) => {
-                out.extend_from_slice(&key);
-                out.extend(self.payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-            }
-            None => out.extend_from_slice(&self.payload),
-        }
+        let mut out = Vec::with_capacity(self.payload.len() + 14);
+        let b0 = (u8::from(self.fin) << 7) | ((self.rsv & 7) << 4) | (self.opcode & 0xf);
+        push_frame(&mut out, b0, &self.payload, mask);
         out
+    }
+}
+
+/// Appends a frame whose first byte is `b0` (FIN, RSV, opcode), masked with `mask` if given.
+pub(crate) fn push_frame(out: &mut Vec<u8>, b0: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    let len = payload.len();
+    out.push(b0);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= 0xffff {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        }
+        None => out.extend_from_slice(payload),
     }
 }
 
