@@ -27,15 +27,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_io::Async;
 use rustix::buffer::spare_capacity;
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 use tracing::{debug, warn};
 use ws_proto::{
     CloseCode, Connection, Deadline, Session, State, TimerAction, TimerSettings, TransportCommand,
 };
-use ws_transport::rustls::ServerConnection;
-use ws_transport::{Config, MaybeTls, WebSocket};
+use ws_transport::{Config, WebSocket};
 
 use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
@@ -80,7 +78,7 @@ enum Command<H> {
 struct Adopted<H> {
     stream: TcpStream,
     /// The TLS state, for a TLS connection.
-    tls: Option<Box<ServerConnection>>,
+    tls: Option<Box<crate::tls::Tls>>,
     conn: Connection,
     handler: H,
     peer: SocketAddr,
@@ -147,14 +145,13 @@ impl<H: Handler> Pool<H> {
     /// counts it live.
     pub(crate) fn adopt(
         &self,
-        ws: WebSocket<MaybeTls<Async<TcpStream>, ServerConnection>>,
+        ws: WebSocket<crate::server::Stream>,
         handler: H,
         peer: SocketAddr,
         guard: LiveGuard,
     ) -> io::Result<()> {
         let (stream, conn) = ws.into_parts();
         let (stream, tls) = stream.into_parts();
-        let tls = tls.map(Box::new);
         // Leaves smol's reactor; the socket stays non-blocking.
         let stream = stream.into_inner()?;
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.engines.len();
@@ -799,9 +796,9 @@ impl<H: Handler> Conn<H> {
             // up to four writes whenever a short read shrank the size: measured at 256 x 16 KiB,
             // the load generator then spent twice the CPU per message, 25-34k msg/s instead
             // of 47-48k.)
-            let size = config.read_buffer_size.max(MIN_READ);
+            let size = config.read_buffer_size.max(MIN_READ).max(self.wire.min_read());
             let buf = &mut self.session.read_buffer(size)[..size];
-            match self.wire.read(buf, &mut self.readable, self.peer_ended) {
+            match self.wire.read(buf, &mut self.readable, self.peer_ended, pool) {
                 Ok(Some(n)) => {
                     self.session.received(n, now);
                     self.bytes_read += n as u64;
@@ -822,12 +819,13 @@ impl<H: Handler> Conn<H> {
     /// part of a frame), empty buffers are freed.
     fn idle(&mut self, pool: &mut Vec<Vec<u8>>, config: &Config) {
         let conn = self.session.connection_mut();
-        if let Some(buf) = conn.take_input_buffer() {
+        let input = conn.take_input_buffer();
+        conn.release_idle_buffers();
+        for buf in input.into_iter().chain(self.wire.take_idle_buffer()) {
             if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * config.read_buffer_size {
                 pool.push(buf);
             }
         }
-        conn.release_idle_buffers();
     }
 }
 

@@ -58,6 +58,7 @@ mod handler;
 mod options;
 mod portable;
 mod server;
+mod tls;
 #[cfg(target_os = "linux")]
 mod wire;
 

@@ -2,19 +2,18 @@
 //! that drives its handler over [`ws_transport::WebSocket`] on smol's reactor. The same
 //! handler API and the same session as the epoll engine; only the I/O differs.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use std::time::Duration;
 
 use event_listener::EventListener;
 
-use async_io::{Async, Timer};
+use async_io::Timer;
 use futures_lite::Stream;
 use futures_lite::future;
 use tracing::debug;
 use ws_proto::CloseCode;
-use ws_transport::rustls::ServerConnection;
-use ws_transport::{Error, MaybeTls, TLS_BUFFERS, TlsStream, WebSocket};
+use ws_transport::{Error, WebSocket};
 
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -27,32 +26,24 @@ use crate::options::Options;
 use crate::server::Context as ServerContext;
 
 /// A connection's stream on the portable engine: TCP, with TLS or without.
-type TcpOrTls = MaybeTls<smol::net::TcpStream, ServerConnection>;
+type TcpOrTls = crate::tls::Stream<smol::net::TcpStream>;
 type Ws = WebSocket<TcpOrTls>;
 
 /// The WebSocket the portable engine runs on. async-net's stream ends its write side on
 /// `poll_close` (async-io's only flushes), so the session can end TCP as §7.1.1 asks: FIN
 /// first (after TLS's `close_notify`), then drain until the peer's.
-pub(crate) fn adopt(ws: WebSocket<MaybeTls<Async<TcpStream>, ServerConnection>>) -> Ws {
+pub(crate) fn adopt(ws: WebSocket<crate::server::Stream>) -> Ws {
     let config = ws.config().clone();
     let (stream, conn) = ws.into_parts();
     let (stream, tls) = stream.into_parts();
-    let stream = MaybeTls::from_parts(smol::net::TcpStream::from(stream), tls);
+    let stream = TcpOrTls::from_parts(smol::net::TcpStream::from(stream), tls);
     WebSocket::from_parts(stream, conn, config, &[])
 }
 
 /// What a connection's WebSocket holds, TLS state included, for the memory budget.
 fn holds(ws: &Ws) -> usize {
-    let tls = match ws.get_ref() {
-        MaybeTls::Tls(tls) => TLS_STATE + tls.unsent(),
-        MaybeTls::Plain(_) => 0,
-    };
-    ws.memory() + tls
+    ws.memory() + ws.get_ref().tls_memory()
 }
-
-/// What a TLS stream holds: its rustls state and buffers (see [`ws_transport::TLS_BUFFERS`]).
-const TLS_STATE: usize =
-    std::mem::size_of::<TlsStream<smol::net::TcpStream, ServerConnection>>() + TLS_BUFFERS;
 
 /// Runs one connection until it ends, then tells the handler how.
 ///

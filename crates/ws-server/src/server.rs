@@ -12,8 +12,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
 use smol::Executor;
 use tracing::{debug, info, warn};
 use ws_proto::{HandshakeError, Request, Response, Upgrade};
-use ws_transport::rustls::{ServerConfig, ServerConnection};
-use ws_transport::{Error, MaybeTls, ServerHandshake, TlsStream, WebSocket};
+use ws_transport::rustls::ServerConfig;
+use ws_transport::{Error, ServerHandshake, WebSocket};
+
+use crate::tls::{Tls, TlsStream};
 
 use crate::budget::{Budget, Held};
 use crate::handler::Handler;
@@ -200,9 +202,9 @@ async fn refuse(stream: Async<TcpStream>, tls: Option<Arc<ServerConfig>>) {
         .header("Connection", "close")
         .body("server at capacity\n");
     let stream = match tls {
-        None => MaybeTls::Plain(stream),
-        Some(config) => match ServerConnection::new(config) {
-            Ok(tls) => MaybeTls::Tls(Box::new(TlsStream::new(stream, tls))),
+        None => Stream::Plain(stream),
+        Some(config) => match Tls::new(config) {
+            Ok(tls) => Stream::Tls(Box::new(TlsStream::new(stream, tls))),
             Err(_) => return,
         },
     };
@@ -214,7 +216,7 @@ async fn refuse(stream: Async<TcpStream>, tls: Option<Arc<ServerConfig>>) {
 async fn answer_and_close(mut stream: Stream, response: Response) {
     let response = response.to_bytes();
     let send = async {
-        if let MaybeTls::Tls(tls) = &mut stream {
+        if let Stream::Tls(tls) = &mut stream {
             tls.handshake().await?;
         }
         stream.write_all(&response).await?;
@@ -233,14 +235,15 @@ async fn answer_and_close(mut stream: Stream, response: Response) {
     .await;
 }
 
-/// What a TLS handshake in progress counts as in the memory budget: rustls buffers a
-/// handshake message of up to 64 KiB (the length is the peer's to declare, the bytes its to
-/// send), reads 4 KiB at a time, and has its own state; the request head's buffer follows.
-pub(crate) const TLS_HANDSHAKE_MEMORY: usize = 72 << 10;
+/// What a TLS handshake in progress counts as in the memory budget: the TLS bytes held for
+/// rustls (a handshake message of up to 64 KiB and a record behind it,
+/// [`INPUT_MAX`](crate::tls::INPUT_MAX)), a read's room, the server's flight and rustls's
+/// state; the request head's buffer follows.
+pub(crate) const TLS_HANDSHAKE_MEMORY: usize = 96 << 10;
 
 /// A connection's stream during the opening handshake: TCP on smol's reactor, with TLS on a
 /// TLS port.
-type Stream = MaybeTls<Async<TcpStream>, ServerConnection>;
+pub(crate) type Stream = crate::tls::Stream<Async<TcpStream>>;
 
 /// Serves a connection: TLS on a TLS port, the opening handshake (or plain HTTP), then the
 /// session.
@@ -262,7 +265,7 @@ async fn serve<A: App>(
     // A TLS handshake counts in the memory budget for what rustls may buffer meanwhile.
     let mut handshake = Held::default();
     let stream = match &context.options.tls {
-        None => MaybeTls::Plain(stream),
+        None => Stream::Plain(stream),
         Some(config) => {
             handshake.update(context.budget, TLS_HANDSHAKE_MEMORY);
             match Box::pin(start_tls(stream, config, peer, deadline)).await {
@@ -332,11 +335,11 @@ async fn start_tls(
             .header("Content-Type", "text/plain")
             .header("Connection", "close")
             .body("this port speaks TLS: use https:// or wss://\n");
-        answer_and_close(MaybeTls::Plain(stream), response).await;
+        answer_and_close(Stream::Plain(stream), response).await;
         return None;
     }
-    match ServerConnection::new(Arc::clone(config)) {
-        Ok(tls) => Some(MaybeTls::Tls(Box::new(TlsStream::new(stream, tls)))),
+    match Tls::new(Arc::clone(config)) {
+        Ok(tls) => Some(Stream::Tls(Box::new(TlsStream::new(stream, tls)))),
         Err(err) => {
             warn!(%peer, "cannot start TLS: {err}");
             None

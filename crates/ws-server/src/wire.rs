@@ -2,24 +2,22 @@
 //! plaintext on a non-blocking socket, and says when the socket is drained (edge-triggered
 //! epoll raises no new edge until it is).
 //!
-//! TLS is rustls's sans-IO [`ServerConnection`], driven here directly (`read_tls`,
-//! `process_new_packets`, `reader`; `writer`, `write_tls`): its handshake was done on the
-//! async path, and the connection arrives with whatever rustls held then.
+//! TLS is our [`Tls`] (rustls's unbuffered connection and its buffers), driven here directly:
+//! its handshake was done on the async path, and it arrives with whatever it held then. TLS
+//! bytes are read into a buffer from the engine's pool, decrypted into the session's read
+//! buffer, and the pool's buffer goes back when the connection waits.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 
-use ws_transport::rustls::ServerConnection;
+use crate::tls::{RECORD_MAX, Tls};
 
 /// A socket, and its TLS state when it speaks TLS.
 pub(crate) struct Wire {
     stream: TcpStream,
-    tls: Option<Box<ServerConnection>>,
-    /// The write side is to end once rustls has written what it holds.
+    tls: Option<Box<Tls>>,
+    /// The write side is to end once the TLS bytes owed are written.
     shutdown_owed: bool,
-    /// Plaintext given to rustls since it last held nothing to write, plus a record's
-    /// overhead per write: a bound on the TLS bytes it holds (it does not say how many).
-    unsent: usize,
 }
 
 /// What a [`Wire::flush`] did.
@@ -31,45 +29,45 @@ pub(crate) struct Flushed {
     pub(crate) moved: bool,
 }
 
-/// A TLS 1.3 record's header, content type and tag, the most one write adds to its plaintext.
-const RECORD_OVERHEAD: usize = 5 + 1 + 16;
+/// The smallest plaintext read over TLS: two records, so that a whole record always fits
+/// behind part of one.
+pub(crate) const TLS_MIN_READ: usize = 2 * RECORD_MAX;
 
 impl Wire {
-    pub(crate) fn new(stream: TcpStream, tls: Option<Box<ServerConnection>>) -> Self {
-        Self { stream, tls, shutdown_owed: false, unsent: 0 }
+    pub(crate) fn new(stream: TcpStream, tls: Option<Box<Tls>>) -> Self {
+        Self { stream, tls, shutdown_owed: false }
     }
 
-    /// What the TLS state holds, for the memory budget: rustls's struct, its buffers (see
-    /// [`ws_transport::TLS_BUFFERS`]) and the TLS bytes it may hold unwritten.
+    /// What the TLS state holds, for the memory budget (see [`Tls::memory`]).
     pub(crate) fn memory(&self) -> usize {
-        match self.tls {
-            Some(_) => {
-                std::mem::size_of::<ServerConnection>() + ws_transport::TLS_BUFFERS + self.unsent
-            }
-            None => 0,
-        }
+        self.tls.as_ref().map_or(0, |tls| tls.memory())
+    }
+
+    /// The smallest read buffer [`read`](Self::read) takes.
+    pub(crate) fn min_read(&self) -> usize {
+        if self.tls.is_some() { TLS_MIN_READ } else { 0 }
     }
 
     /// Whether TLS bytes (or the end of the write side after them) wait for the socket.
     pub(crate) fn owes(&self) -> bool {
-        self.shutdown_owed || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+        self.shutdown_owed || self.tls.as_ref().is_some_and(|tls| tls.owes())
     }
 
     /// One write of the plaintext `parts`: the bytes taken, or `None` when the socket takes
-    /// no more. With TLS, the bytes taken are encrypted at once, and may wait in rustls (up to
-    /// its 64 KiB buffer) until the socket takes them: see [`flush`](Self::flush).
+    /// no more. With TLS, the bytes taken are encrypted at once (at most
+    /// [`WRITE_MAX`](crate::tls::WRITE_MAX) of them), and more are taken only once those have
+    /// gone to the socket: see [`flush`](Self::flush).
     pub(crate) fn write(&mut self, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
         if self.tls.is_none() {
             return write_some(&self.stream, parts);
         }
-        self.flush()?;
-        let Some(tls) = self.tls.as_deref_mut() else { return Ok(None) };
-        let n = tls.writer().write_vectored(parts)?;
-        if n > 0 {
-            self.unsent = (self.unsent + n + RECORD_OVERHEAD).min(UNSENT_MAX);
+        if !self.flush()?.drained {
+            return Ok(None);
         }
+        let Some(tls) = self.tls.as_deref_mut() else { return Ok(None) };
+        let n = tls.encrypt(parts)?;
         self.flush()?;
-        Ok((n > 0 || parts.iter().all(|p| p.is_empty())).then_some(n))
+        Ok(n)
     }
 
     /// Writes the TLS bytes that wait (and then ends the write side, if that waited for
@@ -79,127 +77,125 @@ impl Wire {
             return Ok(Flushed { drained: true, moved: false });
         };
         let flushed = send(tls, &self.stream)?;
-        if flushed.drained {
-            self.unsent = 0;
-            if std::mem::take(&mut self.shutdown_owed) {
-                let _ = self.stream.shutdown(std::net::Shutdown::Write);
-            }
+        if flushed.drained && std::mem::take(&mut self.shutdown_owed) {
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
         }
         Ok(flushed)
     }
 
-    /// Ends the write side: with TLS, after `close_notify` and whatever rustls still holds
-    /// (then on a later [`flush`](Self::flush) if the socket takes no more now).
+    /// Ends the write side: with TLS, after `close_notify` and whatever is still owed (then
+    /// on a later [`flush`](Self::flush) if the socket takes no more now).
     pub(crate) fn shutdown_write(&mut self) {
         let Some(tls) = self.tls.as_deref_mut() else {
             let _ = self.stream.shutdown(std::net::Shutdown::Write);
             return;
         };
-        tls.send_close_notify();
-        self.unsent += RECORD_OVERHEAD + 2;
+        let _ = tls.close_notify();
         self.shutdown_owed = true;
         let _ = self.flush();
     }
 
-    /// One read of plaintext into `buf`: `Some(n)`, 0 at the end of the stream; `None` when
-    /// nothing is to be had now. Clears `readable` once the socket is drained: for plain
-    /// TCP, after a read shorter than `buf` (unless the peer's end, `peer_ended`, is still to
-    /// be read); with TLS, the same of rustls's reads from the socket, once rustls holds no
-    /// plaintext.
+    /// Before the connection waits: the buffer TLS bytes were read into, for the pool.
+    pub(crate) fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
+        self.tls.as_deref_mut()?.take_idle_buffers()
+    }
+
+    /// One read of plaintext into `buf` (at least [`min_read`](Self::min_read) long):
+    /// `Some(n)`, 0 at the end of the stream; `None` when nothing is to be had now. Clears
+    /// `readable` once the socket is drained: after a read shorter than asked for (unless
+    /// the peer's end, `peer_ended`, is still to be read). With TLS, TLS bytes are read into
+    /// a buffer from `pool` when the connection holds none large enough.
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
         readable: &mut bool,
         peer_ended: bool,
+        pool: &mut Vec<Vec<u8>>,
     ) -> io::Result<Option<usize>> {
         let Some(tls) = self.tls.as_deref_mut() else {
-            return match (&self.stream).read(buf) {
-                Ok(n) => {
-                    // More input raises a new edge, unless the peer's end of stream is still
-                    // to be read: that edge has been had.
-                    if n == 0 || (n < buf.len() && !peer_ended) {
-                        *readable = false;
-                    }
-                    Ok(Some(n))
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    *readable = false;
-                    Ok(None)
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(None),
-                Err(err) => Err(err),
-            };
+            return read_some(&self.stream, buf, readable, peer_ended);
         };
         loop {
-            match tls.reader().read(buf) {
-                // Plaintext, or the peer's close_notify (0).
-                Ok(n) => {
-                    // Plaintext rustls still holds raises no edge: read on for it.
-                    if !*readable && n > 0 {
-                        *readable = tls
-                            .process_new_packets()
-                            .map_or(true, |state| state.plaintext_bytes_to_read() > 0);
-                    }
-                    return Ok(Some(n));
+            let n = match tls.process(buf) {
+                Ok(n) => n,
+                Err(err) => {
+                    // The alert that says why, one try.
+                    let _ = send(tls, &self.stream);
+                    return Err(err);
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                // The stream ended without close_notify: an end all the same (the WebSocket
-                // close handshake is what says whether anything was cut off).
-                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
-                Err(err) => return Err(err),
+            };
+            if n > 0 {
+                // Plaintext held back raises no edge: read on for it.
+                if tls.has_plaintext() {
+                    *readable = true;
+                }
+                return Ok(Some(n));
+            }
+            if tls.peer_closed() {
+                return Ok(Some(0));
             }
             if !*readable {
                 return Ok(None);
             }
-            // rustls reads into its own buffer (at most 4 KiB more per read); a read shorter
-            // than it asked for drained the socket, as on plain TCP, and saves the read that
-            // would say WouldBlock.
-            let mut socket = Socket { stream: &self.stream, short: false };
-            match tls.read_tls(&mut socket) {
-                Ok(0) => {}
-                Ok(_) if socket.short && !peer_ended => *readable = false,
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    *readable = false;
-                    return Ok(None);
+            // TLS bytes read fit, decrypted, in `buf` with those already held.
+            let want = buf.len().saturating_sub(tls.received()).max(RECORD_MAX);
+            if tls.input_room() < want {
+                // A buffer of the read size, which goes back to the pool when the connection
+                // waits.
+                let lent = pool.pop().unwrap_or_default();
+                if let Some(lent) = tls.lend_input(lent, buf.len()) {
+                    pool.push(lent);
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
             }
-            if let Err(err) = tls.process_new_packets() {
-                // The alert that says why, one try.
-                let _ = send(tls, &self.stream);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            let space = tls.input_space(want);
+            let asked = space.len().min(want);
+            match read_some(&self.stream, &mut space[..asked], readable, peer_ended)? {
+                // The stream ended without close_notify: an end all the same (the WebSocket
+                // close handshake is what says whether anything was cut off).
+                Some(0) => return Ok(Some(0)),
+                Some(got) => tls.filled(got),
+                None if *readable => {}
+                None => return Ok(None),
             }
         }
     }
 }
 
-/// The socket as rustls reads it, noting a read shorter than asked for.
-struct Socket<'a> {
-    stream: &'a TcpStream,
-    short: bool,
-}
-
-impl Read for Socket<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&*self.stream).read(buf)?;
-        self.short = n < buf.len();
-        Ok(n)
+/// One read of `buf` from a non-blocking socket: see [`Wire::read`].
+fn read_some(
+    mut stream: &TcpStream,
+    buf: &mut [u8],
+    readable: &mut bool,
+    peer_ended: bool,
+) -> io::Result<Option<usize>> {
+    match stream.read(buf) {
+        Ok(n) => {
+            // More input raises a new edge, unless the peer's end of stream is still to be
+            // read: that edge has been had.
+            if n == 0 || (n < buf.len() && !peer_ended) {
+                *readable = false;
+            }
+            Ok(Some(n))
+        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            *readable = false;
+            Ok(None)
+        }
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
-/// The most TLS bytes rustls holds unwritten: its buffer limit (64 KiB), and one write's
-/// worth over it.
-const UNSENT_MAX: usize = (64 << 10) * 2;
-
-/// Writes what rustls holds until it holds none or the socket takes no more.
-fn send(tls: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<Flushed> {
+/// Writes the TLS bytes owed until none are left or the socket takes no more.
+fn send(tls: &mut Tls, mut stream: &TcpStream) -> io::Result<Flushed> {
     let mut moved = false;
-    while tls.wants_write() {
-        match tls.write_tls(&mut stream) {
+    while tls.owes() {
+        match stream.write(tls.output()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => moved = true,
+            Ok(n) => {
+                tls.sent(n);
+                moved = true;
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 return Ok(Flushed { drained: false, moved });
             }
