@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 /// The targets, as `fuzz/Cargo.toml` names them.
-const TARGETS: [&str; 4] = ["connection", "handshake", "session", "deflate_echo"];
+const TARGETS: [&str; 5] = ["connection", "handshake", "session", "deflate_echo", "tls_server"];
 
 /// Runs every target for `seconds` and prints the executions each made.
 pub(crate) fn run_all(root: &Path, seconds: u64) -> Result<()> {

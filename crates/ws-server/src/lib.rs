@@ -62,6 +62,10 @@ mod tls;
 #[cfg(target_os = "linux")]
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use tls::fuzzing;
+
 pub use budget::Budget;
 pub use handle::{ConnHandle, HandleError};
 pub use handler::{End, Handler, Reply};

@@ -510,13 +510,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
                 return Poll::Ready(Err(err));
             }
             let n = processed?;
+            // Buffers that hold nothing are freed.
+            let _ = this.tls.take_idle_buffers();
             if n > 0 || this.tls.peer_closed() {
-                if this.tls.received() == 0 && !this.tls.owes() {
-                    let _ = this.tls.take_idle_buffers();
-                }
                 return Poll::Ready(Ok(n));
             }
-            if ready!(this.poll_receive(cx, buf.len()))? == 0 {
+            let got = if this.tls.received() == 0 && buf.len() >= READ_MIN {
+                // Nothing held: read into `buf`, so that no buffer of ours is held while the
+                // stream has nothing to read, and copy what came.
+                let n = ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+                this.tls.input_space(n)[..n].copy_from_slice(&buf[..n]);
+                this.tls.filled(n);
+                n
+            } else {
+                ready!(this.poll_receive(cx, buf.len()))?
+            };
+            if got == 0 {
                 // The stream ended without close_notify: an end all the same (the
                 // WebSocket close handshake says whether anything was cut off).
                 return Poll::Ready(Ok(0));
@@ -655,6 +664,91 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
             Self::Tls(tls) => Pin::new(&mut **tls).poll_close(cx),
         }
     }
+}
+
+/// The TLS state for the fuzz targets (`fuzz/fuzz_targets/tls_server.rs`), behind the
+/// `fuzzing` feature: not an API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::*;
+
+    /// [`Tls`], as the engine drives it.
+    pub struct TlsServer(Tls);
+
+    impl TlsServer {
+        /// A new connection.
+        pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+            Tls::new(config).map(Self)
+        }
+
+        /// TLS bytes from the peer, as a read of them would append them.
+        pub fn receive(&mut self, bytes: &[u8]) {
+            self.0.input_space(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+            self.0.filled(bytes.len());
+        }
+
+        /// See `Tls::process`.
+        pub fn process(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+            self.0.process(dst)
+        }
+
+        /// See `Tls::encrypt`.
+        pub fn encrypt(&mut self, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+            self.0.encrypt(parts)
+        }
+
+        /// See `Tls::close_notify`.
+        pub fn close_notify(&mut self) -> io::Result<()> {
+            self.0.close_notify()
+        }
+
+        /// Takes all the output, as a socket would.
+        pub fn take_output(&mut self) -> Vec<u8> {
+            let out = self.0.output().to_vec();
+            self.0.sent(out.len());
+            out
+        }
+
+        /// Waits, as the engine's connection does: the buffers that go to a pool.
+        pub fn idle(&mut self) -> Option<Vec<u8>> {
+            self.0.take_idle_buffers()
+        }
+
+        /// Lends a buffer, as the engine's pool does.
+        pub fn lend(&mut self, buf: Vec<u8>, size: usize) -> Option<Vec<u8>> {
+            self.0.lend_input(buf, size)
+        }
+
+        /// See `Tls::memory`.
+        pub fn memory(&self) -> usize {
+            self.0.memory()
+        }
+
+        /// TLS bytes held that rustls has yet to consume.
+        pub fn received(&self) -> usize {
+            self.0.received()
+        }
+
+        /// Whether the TLS handshake is still running.
+        pub fn is_handshaking(&self) -> bool {
+            self.0.is_handshaking()
+        }
+
+        /// Whether decrypted plaintext waits to be read.
+        pub fn has_plaintext(&self) -> bool {
+            self.0.has_plaintext()
+        }
+
+        /// Whether the peer's `close_notify` has been read.
+        pub fn peer_closed(&self) -> bool {
+            self.0.peer_closed()
+        }
+    }
+
+    /// See `INPUT_MAX`.
+    pub const INPUT_MAX: usize = super::INPUT_MAX;
+    /// See `WRITE_MAX`.
+    pub const WRITE_MAX: usize = super::WRITE_MAX;
 }
 
 #[cfg(test)]
