@@ -110,6 +110,19 @@ impl TestPki {
         Ok(ws_transport::client_config(roots)?)
     }
 
+    /// Client settings that trust this CA only and speak TLS 1.2 only.
+    pub fn client_config_tls12(&self) -> Result<Arc<ClientConfig>> {
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(self.ca.der().to_vec()))?;
+        let provider = Arc::new(ws_transport::rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&ws_transport::rustls::version::TLS12])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// The directory of PEM files.
     pub fn dir(&self) -> &Path {
         &self.dir

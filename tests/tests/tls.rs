@@ -73,6 +73,25 @@ fn wss_echoes_on_each_engine() -> Result<()> {
 }
 
 #[test]
+fn wss_echoes_over_tls_1_2() -> Result<()> {
+    let pki = TestPki::new()?;
+    let options = tls_options(&pki.localhost()?)?;
+    let connector = Connector::new().tls(pki.client_config_tls12()?).proxy(Proxy::None);
+    for started in each_engine(&options) {
+        let (_, server) = started?;
+        let url = format!("wss://localhost:{}/", server.addr.port());
+        smol::block_on(async {
+            let (ws, _) = connect_tcp_with(&url, Config::default(), &connector).await?;
+            let tls = ws.get_ref().tls().context("no TLS")?;
+            assert_eq!(tls.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+            anyhow::Ok(())
+        })?;
+        echo_over(&url, &connector, Config::default(), &messages())?;
+    }
+    Ok(())
+}
+
+#[test]
 fn wss_with_reads_smaller_than_a_record() -> Result<()> {
     // 2 KiB reads (the engine's floor) against 16 KiB TLS records: rustls holds plaintext
     // after each read, which raises no edge; the engine must read on for it.

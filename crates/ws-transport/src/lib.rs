@@ -39,6 +39,7 @@ mod message;
 mod proxy;
 mod socket;
 mod split;
+mod stream_sink;
 mod tls;
 mod util;
 

@@ -467,13 +467,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`SendError::FrameInProgress`](ws_proto::SendError::FrameInProgress) rather than wait
     /// for a frame that nothing else can finish.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.begin_close(code, reason)?;
+        future::poll_fn(|cx| self.poll_close_handshake(cx)).await
+    }
+
+    /// [`close`](Self::close) with 1000 (Normal Closure), as a poll function (the `Sink`'s
+    /// `poll_close`).
+    pub fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.begin_close(CloseCode::NORMAL, "")?;
+        self.poll_close_handshake(cx)
+    }
+
+    /// Queues the close frame, once.
+    fn begin_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if self.session.connection().frame_in_progress() {
             return Err(Error::Send(ws_proto::SendError::FrameInProgress));
         }
         if self.session.is_open() {
             self.session.close(code, reason, Instant::now())?;
         }
-        future::poll_fn(|cx| self.poll_close_handshake(cx)).await
+        Ok(())
     }
 
     fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

@@ -1,0 +1,192 @@
+//! `Stream` and `Sink`: futures' combinators on a WebSocket (`StreamExt::split`, `forward`,
+//! `SinkExt::send`/`feed`/`close`, `select_all`), and what `feed` and `flush` mean.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use async_io::Async;
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_util::{SinkExt, StreamExt, stream};
+use ws_proto::{CloseCode, Connection};
+use ws_transport::{Config, Error, Message, WebSocket, accept, connect_tcp};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn listener() -> Result<(Async<TcpListener>, SocketAddr)> {
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    let addr = listener.get_ref().local_addr()?;
+    Ok((listener, addr))
+}
+
+/// A server that echoes with `forward` over `StreamExt::split`'s halves; it returns how many
+/// messages it echoed.
+fn forwarding_server(listener: Async<TcpListener>) -> smol::Task<Result<usize>> {
+    smol::spawn(async move {
+        let (stream, _) = listener.accept().await?;
+        let ws = accept(smol::net::TcpStream::from(stream), Config::default()).await?;
+        // futures' split (the inherent `split` gives this crate's reader and writer).
+        let (sink, stream) = StreamExt::split(ws);
+        let count = Arc::new(Mutex::new(0));
+        let counted = Arc::clone(&count);
+        let echoes = stream.inspect(move |_| *counted.lock().unwrap() += 1);
+        // forward ends when the stream does (the client's close), then closes the sink.
+        echoes.forward(sink).await?;
+        let echoed = *count.lock().unwrap();
+        Ok(echoed)
+    })
+}
+
+#[test]
+fn forward_echoes_over_split_halves_and_the_sink_closes() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let server = forwarding_server(listener);
+        let (mut ws, _) = connect_tcp(&format!("ws://{addr}/"), Config::default()).await?;
+        let messages =
+            [Message::from("one"), Message::Binary(vec![2; 200_000]), Message::from("three")];
+        for message in &messages {
+            SinkExt::send(&mut ws, message.clone()).await?;
+            assert_eq!(ws.next().await.transpose()?, Some(message.clone()));
+        }
+        // feed three, one flush, then the echoes in order.
+        for message in &messages {
+            ws.feed(message.clone()).await?;
+        }
+        SinkExt::flush(&mut ws).await?;
+        for message in &messages {
+            assert_eq!(ws.next().await.transpose()?, Some(message.clone()));
+        }
+        // The sink's close is the close handshake: the server's stream ends, forward closes
+        // its sink, and ours completes with the server's 1000.
+        SinkExt::close(&mut ws).await?;
+        assert_eq!(ws.peer_close().map(|(code, _)| code), Some(CloseCode::NORMAL));
+        assert!(ws.next().await.is_none(), "the stream ends after the close");
+        assert!(ws.next().await.is_none(), "and stays ended");
+        let echoed = server.await?;
+        assert_eq!(echoed, 6);
+        // Sending after the close is refused.
+        assert!(matches!(SinkExt::send(&mut ws, Message::from("late")).await, Err(Error::Closed)));
+        Ok(())
+    })
+}
+
+#[test]
+fn select_all_merges_several_connections() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let server = smol::spawn(async move {
+            let mut sockets = Vec::new();
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().await?;
+                sockets.push(accept(smol::net::TcpStream::from(stream), Config::default()).await?);
+            }
+            // Every message from any of the three, as one stream.
+            let all: Vec<Message> =
+                stream::select_all(sockets).take(3).map(|m| m.unwrap()).collect().await;
+            Ok::<_, Error>(all)
+        });
+        let mut clients = Vec::new();
+        for i in 0..3 {
+            let (mut ws, _) = connect_tcp(&format!("ws://{addr}/"), Config::default()).await?;
+            ws.send(Message::Text(format!("from {i}"))).await?;
+            clients.push(ws);
+        }
+        let mut got: Vec<String> = server
+            .await?
+            .into_iter()
+            .map(|m| String::from_utf8(m.as_bytes().to_vec()).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["from 0", "from 1", "from 2"]);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_protocol_error_is_yielded_once_then_the_stream_ends() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let peer = smol::spawn(async move {
+            let mut stream = async_net::TcpStream::connect(addr).await?;
+            use futures_lite::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(
+                    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                )
+                .await?;
+            // Unmasked: a client must mask.
+            stream.write_all(&[0x81, 0x02, b'h', b'i']).await?;
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest).await;
+            Ok::<_, io::Error>(rest)
+        });
+        let (stream, _) = listener.accept().await?;
+        let mut ws = accept(smol::net::TcpStream::from(stream), Config::default()).await?;
+        assert!(matches!(ws.next().await, Some(Err(Error::Protocol(_)))));
+        assert!(ws.next().await.is_none());
+        assert!(ws.next().await.is_none());
+        let rest = peer.await?;
+        // The 101, then the close frame with 1002.
+        assert!(rest.ends_with(&[0x88, 0x02, 0x03, 0xea]), "{rest:?}");
+        Ok(())
+    })
+}
+
+/// A stream that takes every write and records each one, and never has anything to read.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<usize>>>);
+
+impl AsyncRead for Recorder {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Recorder {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().push(buf.len());
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn feed_queues_up_to_the_write_buffer_size_and_flush_writes_it_in_one_write() -> Result {
+    smol::block_on(async {
+        let writes = Recorder::default();
+        let mut config = Config::default();
+        config.write_buffer_size = 1000;
+        let conn = Connection::server(Default::default());
+        let mut ws = WebSocket::from_parts(writes.clone(), conn, config, &[]);
+        // 10 frames of 102 bytes (2 of header): 1,020 bytes, queued, none written.
+        for _ in 0..10 {
+            SinkExt::feed(&mut ws, Message::Binary(vec![1; 100])).await?;
+        }
+        assert!(writes.0.lock().unwrap().is_empty(), "feed wrote: {:?}", writes.0.lock());
+        // Past the write buffer size, the next feed writes what is queued first.
+        SinkExt::feed(&mut ws, Message::Binary(vec![1; 100])).await?;
+        assert_eq!(*writes.0.lock().unwrap(), [1020]);
+        SinkExt::flush(&mut ws).await?;
+        assert_eq!(*writes.0.lock().unwrap(), [1020, 102]);
+        Ok(())
+    })
+}
