@@ -363,8 +363,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Sends a ping with up to 125 bytes of payload.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         future::poll_fn(|cx| self.poll_ready(cx)).await?;
-        self.session.connection_mut().send_ping(payload).map_err(closed_or)?;
+        self.queue_ping(payload)?;
         self.flush().await
+    }
+
+    /// Queues a ping; call after [`poll_ready`](Self::poll_ready).
+    pub(crate) fn queue_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_can_send()?;
+        self.session.connection_mut().send_ping(payload).map_err(closed_or)
+    }
+
+    /// Whether messages may still be sent.
+    pub(crate) fn is_open(&self) -> bool {
+        self.session.is_open()
     }
 
     /// Writes all queued output, within [`Config::write_timeout`] of no progress, and ends
@@ -479,7 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Queues the close frame, once.
-    fn begin_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+    pub(crate) fn begin_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         if self.session.connection().frame_in_progress() {
             return Err(Error::Send(ws_proto::SendError::FrameInProgress));
         }
@@ -608,15 +619,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits into a reader and a writer half, so that one task receives while others send.
-    /// Both run the same session (timers, close sequencing) as the whole WebSocket.
+    /// Both drive this WebSocket (its timers, close sequencing), each poll behind a lock held
+    /// only while it runs.
     ///
-    /// # Panics
-    ///
-    /// If a message sent in place is still being written (call [`flush`](Self::flush)
-    /// first).
+    /// This is not `StreamExt::split` (which gives a sink and a stream, in that order, of
+    /// the whole WebSocket): the writer here is `Clone`, its `close` only sends the close
+    /// frame, and the reader runs the timers.
     pub fn split(self) -> (crate::WsReader<S>, crate::WsWriter<S>) {
-        assert!(self.in_flight.is_none(), "split with a message still being written");
-        crate::split::split(self.stream, self.session, self.config)
+        crate::split::split(self)
     }
 }
 

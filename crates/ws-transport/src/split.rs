@@ -1,102 +1,94 @@
 //! Reader and writer halves, so that one task receives while others send. Both halves drive
-//! one [`Session`] (timers, close sequencing, the end of the stream), as the whole
-//! [`WebSocket`](crate::WebSocket) does.
+//! the one [`WebSocket`] (its session: timers, close sequencing, the end of the stream)
+//! through its poll functions, behind a lock that each poll holds only while it runs.
+//!
+//! The stream, the timer and the reactor each keep one waker per direction, and replacing
+//! it wakes the one replaced: two tasks that took turns to wait on the same socket would
+//! wake each other for ever. So every poll through a half registers one waker of the
+//! halves' own, which wakes every task waiting in a half ([`Fanout`]).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
-use async_lock::Mutex;
-use futures_lite::io::{ReadHalf, WriteHalf};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, future};
-use ws_proto::{CloseCode, Deadline, Event, Session, TimerAction, TransportCommand};
+use futures_core::Stream;
+use futures_lite::{AsyncRead, AsyncWrite, future};
+use futures_sink::Sink;
+use ws_proto::CloseCode;
 
-use crate::config::Config;
-use crate::error::{End, Error, Timeout};
+use crate::error::Error;
 use crate::message::{Message, Outgoing};
-use crate::util::{close_by, close_now, with_deadline, write_output};
+use crate::socket::WebSocket;
 
-/// State both halves share: the session and the write side of the stream.
+/// What the halves share: the WebSocket, and the tasks waiting on it.
 #[derive(Debug)]
 struct Shared<S> {
-    session: Session,
-    write: WriteHalf<S>,
-    config: Config,
-    /// Wakes the reader when a writer changes what it waits for: the close handshake began
-    /// (the close timer runs), or the stream was given up on. Held here, not by the writers,
-    /// so that it stays open when every writer is dropped.
-    wake: async_channel::Sender<()>,
+    ws: Mutex<WebSocket<S>>,
+    fanout: Arc<Fanout>,
+    /// `fanout` as a waker, made once.
+    waker: Waker,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
-    /// Writes all queued output within the write timeout, then carries out what the session
-    /// asks of the transport (ending our side of the stream).
-    async fn flush(&mut self) -> Result<(), Error> {
-        if !self.session.pending_output().is_empty() {
-            if self.session.is_closed() {
-                return Err(Error::Closed);
-            }
-            let deadline = Instant::now() + self.config.write_timeout;
-            let Self { session, write, .. } = self;
-            match with_deadline(deadline, write_output(write, session.connection_mut(), &[])).await
-            {
-                None => {
-                    self.abort().await;
-                    return Err(Error::Timeout(Timeout::Write));
-                }
-                Some(Err(err)) => {
-                    self.abort().await;
-                    return Err(Error::Io(err));
-                }
-                Some(Ok(_)) => self.session.wrote(0, Instant::now()),
-            }
-        }
-        while let Some(command) = self.session.poll_transport() {
-            if command == TransportCommand::ShutdownWrite {
-                // Our side ends (TCP: FIN; TLS: close_notify first, within the write
-                // timeout); the reader reads until the peer's does. See "Ending the stream"
-                // on `WebSocket`.
-                close_by(&mut self.write, Instant::now() + self.config.write_timeout).await;
-            }
-        }
-        Ok(())
-    }
+/// The wakers of the tasks waiting in a half; woken all at once.
+#[derive(Debug, Default)]
+struct Fanout(Mutex<Vec<Waker>>);
 
-    /// Gives up on the stream: ends our side, and nothing more is sent.
-    async fn abort(&mut self) {
-        if !self.session.is_closed() {
-            self.session.transport_closed();
-            let _ = self.wake.try_send(());
-            close_now(&mut self.write).await;
+impl Fanout {
+    fn add(&self, waker: &Waker) {
+        let mut wakers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
         }
     }
 
-    fn check_can_send(&self) -> Result<(), Error> {
-        if self.session.is_open() { Ok(()) } else { Err(Error::Closed) }
+    fn wake_all(&self) {
+        let wakers = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        for waker in wakers {
+            waker.wake();
+        }
     }
 }
 
-/// The receiving half of a split [`WebSocket`](crate::WebSocket). The session's timers
-/// (keepalive, idle, close) run while it waits in [`recv`](Self::recv).
+impl Wake for Fanout {
+    fn wake(self: Arc<Self>) {
+        self.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_all();
+    }
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, WebSocket<S>> {
+        self.ws.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a poll function of the WebSocket for the task `cx` belongs to, with the halves'
+    /// waker.
+    fn poll<R>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut WebSocket<S>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        self.fanout.add(cx.waker());
+        let mut fanned = Context::from_waker(&self.waker);
+        f(&mut self.lock(), &mut fanned)
+    }
+}
+
+/// The receiving half of a split [`WebSocket`]: [`recv`](Self::recv), or a [`Stream`] of
+/// messages. The session's timers (keepalive, idle, close) run while it waits.
 #[derive(Debug)]
 pub struct WsReader<S> {
-    read: ReadHalf<S>,
-    shared: Arc<Mutex<Shared<S>>>,
-    buf: Vec<u8>,
-    /// Bytes read into `buf` and not yet given to the session (`Some(0)`: end of stream),
-    /// so that a `recv` dropped while waiting for the lock loses nothing.
-    unfed: Option<usize>,
-    /// A message received and not yet returned.
-    received: Option<Message>,
-    end: Option<End>,
-    /// See `Shared::wake`.
-    wake: async_channel::Receiver<()>,
+    shared: Arc<Shared<S>>,
 }
 
-/// The sending half of a split [`WebSocket`](crate::WebSocket). Clone it to send from several
-/// tasks; sends are serialised.
+/// The sending half of a split [`WebSocket`]: [`send`](Self::send), or a [`Sink`] of
+/// messages. Clone it to send from several tasks; sends are serialised.
 #[derive(Debug)]
 pub struct WsWriter<S> {
-    shared: Arc<Mutex<Shared<S>>>,
+    shared: Arc<Shared<S>>,
 }
 
 impl<S> Clone for WsWriter<S> {
@@ -105,148 +97,112 @@ impl<S> Clone for WsWriter<S> {
     }
 }
 
-pub(crate) fn split<S>(stream: S, session: Session, config: Config) -> (WsReader<S>, WsWriter<S>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (read, write) = futures_lite::io::split(stream);
-    let buf = vec![0; config.read_buffer_size];
-    let (wake_tx, wake_rx) = async_channel::bounded(1);
-    let shared = Arc::new(Mutex::new(Shared { session, write, config, wake: wake_tx }));
-    let reader = WsReader {
-        read,
-        shared: Arc::clone(&shared),
-        buf,
-        unfed: None,
-        received: None,
-        end: None,
-        wake: wake_rx,
-    };
-    (reader, WsWriter { shared })
+pub(crate) fn split<S>(ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+    let fanout = Arc::new(Fanout::default());
+    let waker = Waker::from(Arc::clone(&fanout));
+    let shared = Arc::new(Shared { ws: Mutex::new(ws), fanout, waker });
+    (WsReader { shared: Arc::clone(&shared) }, WsWriter { shared })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
-    /// Receives the next message, as [`WebSocket::recv`](crate::WebSocket::recv) does:
-    /// `Ok(None)` after the close handshake, once the stream has ended (a client waits for
-    /// the server to end it, §7.1.1). Pongs and timer frames are written from here.
-    /// Cancel-safe.
+    /// Receives the next message, as [`WebSocket::recv`] does: `Ok(None)` after the close
+    /// handshake, once the stream has ended (a client waits for the server to end it,
+    /// §7.1.1). Pongs and timer frames are written from here. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
-        loop {
-            let mut shared = self.shared.lock().await;
-            if let Some(n) = self.unfed.take() {
-                shared.session.receive_data(&self.buf[..n], Instant::now());
-            }
-            if self.received.is_none() && self.end.is_none() {
-                while let Some(event) = shared.session.connection_mut().poll_event() {
-                    match event {
-                        Event::Message(message) => self.received = Some(message.into()),
-                        Event::Close(_) => self.end = Some(End::Closed),
-                        Event::Failed(err) => self.end = Some(End::Failed(err)),
-                        Event::Disconnected => self.end = Some(End::Disconnected),
-                        Event::Chunk(_) => {
-                            return Err(Error::Unsupported("recv needs Delivery::Messages"));
-                        }
-                        _ => continue,
-                    }
-                    break;
-                }
-            }
-            shared.flush().await?;
-            if let Some(message) = self.received.take() {
-                return Ok(Some(message));
-            }
-            let finishing = self.end.is_some();
-            if finishing && (shared.session.is_closed() || !shared.session.wants_read()) {
-                return self.end.replace(End::Reported).map_or(Ok(None), End::result);
-            }
-            if shared.session.is_closed() {
-                return Err(Error::Closed);
-            }
-            let settings = shared.config.timers();
-            let deadline = shared.session.poll_timeout(&settings, Instant::now());
-            drop(shared);
-            // The read, the session's next deadline, or the writer starting the close
-            // handshake (which starts the close timer), whichever comes first.
-            let read = async { Some(self.read.read(&mut self.buf).await) };
-            let woken = async {
-                let _ = self.wake.recv().await;
-                None
-            };
-            let read = future::or(read, woken);
-            let outcome = match deadline {
-                Some((at, _)) => with_deadline(at, read).await,
-                None => Some(read.await),
-            };
-            match outcome {
-                Some(Some(Ok(n))) => self.unfed = Some(n),
-                Some(Some(Err(err))) => {
-                    self.shared.lock().await.abort().await;
-                    return Err(Error::Io(err));
-                }
-                // Woken: look at the deadlines again.
-                Some(None) => {}
-                None => {
-                    let (_, which) = deadline.expect("a deadline passed");
-                    let mut shared = self.shared.lock().await;
-                    if let Err(err) = on_deadline(&mut shared, which).await {
-                        // After the close handshake, a peer that keeps its side open is
-                        // only waited for so long.
-                        if finishing && matches!(err, Error::Timeout(Timeout::Close)) {
-                            self.end = Some(End::Reported);
-                            return Ok(None);
-                        }
-                        return Err(err);
-                    }
-                }
-            }
-        }
+        future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The poll function under [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
+        self.shared.poll(cx, |ws, cx| ws.poll_recv(cx))
+    }
+
+    /// The peer's close code and reason, once its close frame arrived.
+    pub fn peer_close(&self) -> Option<(CloseCode, String)> {
+        self.shared.lock().peer_close().map(|(code, reason)| (code, reason.to_owned()))
     }
 }
 
-/// Acts on a passed deadline: writes the frames it queued, or gives up on the stream.
-async fn on_deadline<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &mut Shared<S>,
-    which: Deadline,
-) -> Result<(), Error> {
-    match shared.session.handle_timeout(which, Instant::now()) {
-        TimerAction::Abort(which) => {
-            close_now(&mut shared.write).await;
-            Err(Error::Timeout(match which {
-                Deadline::Pong => Timeout::Pong,
-                Deadline::Write => Timeout::Write,
-                _ => Timeout::Close,
-            }))
-        }
-        _ => shared.flush().await,
+/// The messages received, as on [`WebSocket`]'s `Stream`.
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(match ready!(self.get_mut().poll_recv(cx)) {
+            Ok(Some(message)) => Some(Ok(message)),
+            Ok(None) | Err(Error::Closed) => None,
+            Err(err) => Some(Err(err)),
+        })
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Sends a message and waits until the stream has taken it. [`Error::Closed`] once the
-    /// connection is closing or the stream failed. Cancel-safe.
+    /// connection is closing or the stream failed. Cancel-safe: dropped after the message was
+    /// queued, it is written by the next call that writes (from either half).
     pub async fn send(&self, message: impl Outgoing) -> Result<(), Error> {
-        let mut shared = self.shared.lock().await;
-        shared.check_can_send()?;
-        let conn = shared.session.connection_mut();
-        conn.sender().send_message(message.kind(), message.bytes())?;
-        shared.flush().await
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues a message, waiting only while more than
+    /// [`Config::write_buffer_size`](crate::Config::write_buffer_size) bytes are queued.
+    pub async fn feed(&self, message: impl Outgoing) -> Result<(), Error> {
+        future::poll_fn(|cx| self.shared.poll(cx, |ws, cx| ws.poll_ready(cx))).await?;
+        self.shared.lock().start_send(message)
+    }
+
+    /// Writes all queued output. Cancel-safe.
+    pub async fn flush(&self) -> Result<(), Error> {
+        future::poll_fn(|cx| self.shared.poll(cx, |ws, cx| ws.poll_flush(cx))).await
     }
 
     /// Sends a ping.
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
-        let mut shared = self.shared.lock().await;
-        shared.check_can_send()?;
-        shared.session.connection_mut().send_ping(payload)?;
-        shared.flush().await
+        future::poll_fn(|cx| self.shared.poll(cx, |ws, cx| ws.poll_ready(cx))).await?;
+        self.shared.lock().queue_ping(payload)?;
+        self.flush().await
     }
 
     /// Sends a close frame (after a frame of ours that is half sent). The reader's `recv`
     /// returns `Ok(None)` when the peer answers, or gives up at the close timeout.
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let mut shared = self.shared.lock().await;
-        shared.check_can_send()?;
-        shared.session.close(code, reason, Instant::now())?;
-        let _ = shared.wake.try_send(());
-        shared.flush().await
+        self.begin_close(code, reason)?;
+        self.flush().await
+    }
+
+    /// Queues the close frame, and wakes the reader: the close timer now runs.
+    fn begin_close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.shared.lock().begin_close(code, reason)?;
+        self.shared.fanout.wake_all();
+        Ok(())
+    }
+}
+
+/// Sending [`Message`]s, as on [`WebSocket`]'s `Sink`, except `poll_close`: it sends the close
+/// frame (1000, Normal Closure) and flushes; the reader's stream ends when the peer answers.
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.poll(cx, |ws, cx| ws.poll_ready(cx))
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.shared.lock().start_send(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.poll(cx, |ws, cx| ws.poll_flush(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shared.lock().is_open() {
+            self.begin_close(CloseCode::NORMAL, "")?;
+        }
+        match ready!(self.shared.poll(cx, |ws, cx| ws.poll_flush(cx))) {
+            Ok(()) | Err(Error::Closed) => Poll::Ready(Ok(())),
+            Err(err) => Poll::Ready(Err(err)),
+        }
     }
 }

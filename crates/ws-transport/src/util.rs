@@ -3,11 +3,9 @@
 use std::future::Future;
 use std::time::Instant;
 
-use std::io;
-
 use async_io::Timer;
 use futures_lite::{AsyncWrite, AsyncWriteExt, future};
-use ws_proto::{Connection, MaskKeySource};
+use ws_proto::MaskKeySource;
 
 /// Runs `fut` until `deadline`; `None` if the deadline came first.
 pub(crate) async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
@@ -16,13 +14,6 @@ pub(crate) async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output 
         None
     })
     .await
-}
-
-/// One try to close `stream` (`poll_close` once, not waited for), for giving up on a stream
-/// whose peer may not be reading: over TLS, closing waits for the stream to take the
-/// `close_notify`. Errors are ignored.
-pub(crate) async fn close_now<S: AsyncWrite + Unpin>(stream: &mut S) {
-    let _ = future::poll_once(stream.close()).await;
 }
 
 /// Closes `stream`, giving up at `deadline`. Errors are ignored.
@@ -67,35 +58,4 @@ impl MaskKeySource for RandomKeys {
         self.pos += 4;
         key
     }
-}
-
-/// Writes the connection's pending output and then `payload` (the body of a frame whose
-/// header ends that output; empty for none) with vectored writes, and flushes. Returns the
-/// bytes written.
-pub(crate) async fn write_output<W: AsyncWrite + Unpin>(
-    stream: &mut W,
-    conn: &mut Connection,
-    payload: &[u8],
-) -> io::Result<u64> {
-    let mut written = 0u64;
-    let mut sent = 0;
-    while !conn.pending_output().is_empty() || sent < payload.len() {
-        let head = conn.pending_output();
-        let n = if sent == payload.len() {
-            stream.write(head).await?
-        } else {
-            stream
-                .write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(&payload[sent..])])
-                .await?
-        };
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        written += n as u64;
-        let from_head = n.min(head.len());
-        conn.consume_output(from_head);
-        sent += n - from_head;
-    }
-    stream.flush().await?;
-    Ok(written)
 }

@@ -5,11 +5,11 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
-use futures_util::{SinkExt, StreamExt, stream};
+use futures_util::{Sink, SinkExt, StreamExt, stream};
 use ws_proto::{CloseCode, Connection};
 use ws_transport::{Config, Error, Message, WebSocket, accept, connect_tcp};
 
@@ -189,4 +189,98 @@ fn feed_queues_up_to_the_write_buffer_size_and_flush_writes_it_in_one_write() ->
         assert_eq!(*writes.0.lock().unwrap(), [1020, 102]);
         Ok(())
     })
+}
+
+#[test]
+fn split_halves_are_a_stream_and_a_sink() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let server = smol::spawn(async move {
+            let (stream, _) = listener.accept().await?;
+            let ws = accept(smol::net::TcpStream::from(stream), Config::default()).await?;
+            let (reader, writer) = ws.split();
+            // The writer's sink closes with a close frame once the reader's stream ends.
+            reader.forward(writer).await?;
+            Ok::<_, Error>(())
+        });
+        let (ws, _) = connect_tcp(&format!("ws://{addr}/"), Config::default()).await?;
+        let (mut reader, mut writer) = ws.split();
+        for message in [Message::from("a"), Message::Binary(vec![5; 300_000])] {
+            SinkExt::send(&mut writer, message.clone()).await?;
+            assert_eq!(reader.next().await.transpose()?, Some(message));
+        }
+        SinkExt::close(&mut writer).await?;
+        // The server answers our close; our reader's stream then ends.
+        assert!(reader.next().await.is_none());
+        assert_eq!(reader.peer_close().map(|(code, _)| code), Some(CloseCode::NORMAL));
+        server.await?;
+        Ok(())
+    })
+}
+
+/// A stream that takes nothing and has nothing to read, and keeps the last waker each
+/// direction was polled with.
+#[derive(Clone, Default)]
+struct Stuck(Arc<Mutex<(Option<Waker>, Option<Waker>)>>);
+
+impl AsyncRead for Stuck {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().0 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Stuck {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A task's waker that counts its wake-ups.
+#[derive(Default)]
+struct Task(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Task {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn both_halves_wait_on_the_stream_with_one_waker_that_wakes_them_both() {
+    use std::sync::atomic::Ordering;
+    let stuck = Stuck::default();
+    let conn = Connection::server(Default::default());
+    let ws = WebSocket::from_parts(stuck.clone(), conn, Config::default(), &[]);
+    let (mut reader, mut writer) = ws.split();
+    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
+    let (waker_a, waker_b) = (Waker::from(Arc::clone(&a)), Waker::from(Arc::clone(&b)));
+    // Task A sends and waits for the stream to take it.
+    let mut cx = Context::from_waker(&waker_a);
+    Pin::new(&mut writer).start_send(Message::from("queued")).unwrap();
+    assert!(Pin::new(&mut writer).poll_flush(&mut cx).is_pending());
+    let seen_by_writer = stuck.0.lock().unwrap().1.clone().expect("the writer wrote");
+    // Task B receives: it writes what is owed first, and waits too.
+    let mut cx = Context::from_waker(&waker_b);
+    assert!(reader.poll_recv(&mut cx).is_pending());
+    let seen_by_reader = stuck.0.lock().unwrap().1.clone().expect("the reader wrote");
+    // The stream saw one waker (replacing it would wake the other task, which would replace
+    // it in turn, without end), and it wakes both tasks.
+    assert!(seen_by_writer.will_wake(&seen_by_reader));
+    assert!(!seen_by_reader.will_wake(&waker_a) && !seen_by_reader.will_wake(&waker_b));
+    seen_by_reader.wake();
+    assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (1, 1));
 }
