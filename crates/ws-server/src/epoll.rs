@@ -821,8 +821,9 @@ impl<H: Handler> Conn<H> {
         let conn = self.session.connection_mut();
         let input = conn.take_input_buffer();
         conn.release_idle_buffers();
+        let size = config.read_buffer_size.max(MIN_READ).max(self.wire.min_read());
         for buf in input.into_iter().chain(self.wire.take_idle_buffer()) {
-            if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * config.read_buffer_size {
+            if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * size {
                 pool.push(buf);
             }
         }

@@ -70,7 +70,7 @@ pub use budget::Budget;
 pub use handle::{ConnHandle, HandleError};
 pub use handler::{End, Handler, Reply};
 pub use options::{Engine, Options};
-pub use server::{Accept, App, Server, Summary};
+pub use server::{Accept, App, Server, Summary, TLS_HANDSHAKE_MEMORY};
 
 /// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.
 #[cfg(doctest)]

@@ -235,11 +235,14 @@ async fn answer_and_close(mut stream: Stream, response: Response) {
     .await;
 }
 
-/// What a TLS handshake in progress counts as in the memory budget: the TLS bytes held for
-/// rustls (a handshake message of up to 64 KiB and a record behind it,
-/// [`INPUT_MAX`](crate::tls::INPUT_MAX)), a read's room, the server's flight and rustls's
-/// state; the request head's buffer follows.
-pub(crate) const TLS_HANDSHAKE_MEMORY: usize = 96 << 10;
+/// What a TLS handshake in progress counts in the memory budget (then the request head's
+/// buffer follows, counted on its own): the TLS bytes held for rustls (a handshake message of
+/// up to 64 KiB and a record behind it) and a read of up to a record; rustls's own copies of
+/// a handshake message that long (parsed, and kept for the transcript until the hash is
+/// chosen); the server's flight and rustls's state (16 KiB, for a certificate chain of a few
+/// KiB). 240 KiB: a 512 MiB budget has room for over 2,000 at once.
+pub const TLS_HANDSHAKE_MEMORY: usize =
+    crate::tls::INPUT_MAX + crate::tls::RECORD_MAX + 2 * (64 << 10) + (16 << 10);
 
 /// A connection's stream during the opening handshake: TCP on smol's reactor, with TLS on a
 /// TLS port.

@@ -65,6 +65,8 @@ pub(crate) struct Tls {
     sent: usize,
     /// The peer sent `close_notify`: reads end.
     peer_closed: bool,
+    /// An error found after plaintext that came before it: reported once that is read.
+    failed: Option<io::Error>,
     close_queued: bool,
 }
 
@@ -79,6 +81,7 @@ impl Tls {
             output: Vec::new(),
             sent: 0,
             peer_closed: false,
+            failed: None,
             close_queued: false,
         })
     }
@@ -115,6 +118,8 @@ impl Tls {
     /// [`filled`](Self::filled). (What rustls leaves unconsumed is what [`INPUT_MAX`] bounds.)
     pub(crate) fn input_space(&mut self, want: usize) -> &mut [u8] {
         if self.input.len() - self.received < want {
+            // Exactly: the budget counts capacity, and doubling would hold up to twice it.
+            self.input.reserve_exact(self.received + want - self.input.len());
             self.input.resize(self.received + want, 0);
         }
         &mut self.input[self.received..]
@@ -170,7 +175,17 @@ impl Tls {
     /// stops when rustls needs more input. A fatal error leaves its alert in the output.
     pub(crate) fn process(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         let mut n = self.take_plaintext(dst);
-        let Self { conn, input, received, plain, plain_at, output, peer_closed, .. } = self;
+        if !self.has_plaintext() {
+            if let Some(err) = self.failed.take() {
+                return if n > 0 {
+                    self.failed = Some(err);
+                    Ok(n)
+                } else {
+                    Err(err)
+                };
+            }
+        }
+        let Self { conn, input, received, plain, plain_at, output, peer_closed, failed, .. } = self;
         let mut start = 0;
         let result = loop {
             let UnbufferedStatus { mut discard, state } =
@@ -203,7 +218,7 @@ impl Tls {
                     failed.map(Err)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    match encode(output, RECORD_MAX, |buf| data.encode(buf)) {
+                    match encode(output, 0, |buf| data.encode(buf)) {
                         Ok(_) => None,
                         Err(err) => Some(Err(rustls::Error::General(err.to_string()))),
                     }
@@ -235,12 +250,20 @@ impl Tls {
             Err(err) => {
                 // The alert that says why, into the output. (rustls is always given the bytes
                 // it left unconsumed: it may be joining a handshake message across them.)
-                let UnbufferedStatus { state, .. } =
+                let UnbufferedStatus { discard, state } =
                     conn.process_tls_records(&mut input[..*received]);
                 if let Ok(ConnectionState::EncodeTlsData(mut data)) = state {
-                    let _ = encode(output, RECORD_MAX, |buf| data.encode(buf));
+                    let _ = encode(output, 0, |buf| data.encode(buf));
                 }
-                Err(io::Error::new(io::ErrorKind::InvalidData, err))
+                input.copy_within(discard..*received, 0);
+                *received -= discard;
+                let err = io::Error::new(io::ErrorKind::InvalidData, err);
+                // Plaintext that came before the error is read first.
+                if n > 0 || *plain_at < plain.len() {
+                    *failed = Some(err);
+                    return Ok(n);
+                }
+                Err(err)
             }
             Ok(()) if *received >= INPUT_MAX => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -339,7 +362,7 @@ impl Tls {
                     failed.map(Err)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    match encode(output, RECORD_MAX, |buf| data.encode(buf)) {
+                    match encode(output, 0, |buf| data.encode(buf)) {
                         Ok(_) => None,
                         Err(err) => {
                             Some(Err(io::Error::new(io::ErrorKind::InvalidData, err.to_string())))
@@ -419,9 +442,11 @@ fn encode<E: TooSmall>(
     mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
 ) -> Result<usize, E> {
     let at = output.len();
+    output.reserve_exact(guess);
     output.resize(at + guess, 0);
     let mut result = f(&mut output[at..]);
     if let Some(required) = result.as_ref().err().and_then(TooSmall::required) {
+        output.reserve_exact(required.saturating_sub(guess));
         output.resize(at + required, 0);
         result = f(&mut output[at..]);
     }
@@ -465,8 +490,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             if ready!(self.poll_receive(cx, 0))? == 0 {
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
             }
-            // Plaintext that came with the handshake waits in `tls`.
-            self.tls.process(&mut [])?;
+            // Plaintext that came with the handshake waits in `tls`; an alert goes out before
+            // the error is returned.
+            if let Err(err) = self.tls.process(&mut []) {
+                let _ = self.poll_send(cx);
+                return Poll::Ready(Err(err));
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -485,7 +514,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     /// Reads TLS bytes once (at least `want`): `Ok(0)` at the end of the stream.
     fn poll_receive(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        let space = self.tls.input_space(want.clamp(READ_MIN, WRITE_MAX));
+        // At most a record's worth: what is held stays within INPUT_MAX and a record.
+        let space = self.tls.input_space(want.clamp(READ_MIN, RECORD_MAX));
         let n = ready!(Pin::new(&mut self.io).poll_read(cx, space))?;
         self.tls.filled(n);
         Poll::Ready(Ok(n))
@@ -506,14 +536,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
             let processed = this.tls.process(buf);
             // What rustls owes goes out first: the peer may wait for it (the end of the
             // handshake above all). A stream that takes no more now is left with it.
-            if let Poll::Ready(Err(err)) = this.poll_send(cx) {
+            let sent = this.poll_send(cx);
+            let n = processed?;
+            // Buffers that hold nothing are freed (part of a record stays where it is).
+            if this.tls.received() == 0 {
+                let _ = this.tls.take_idle_buffers();
+            }
+            if n > 0 {
+                // Plaintext first; a failed send is reported by the next call that sends.
+                return Poll::Ready(Ok(n));
+            }
+            if let Poll::Ready(Err(err)) = sent {
                 return Poll::Ready(Err(err));
             }
-            let n = processed?;
-            // Buffers that hold nothing are freed.
-            let _ = this.tls.take_idle_buffers();
-            if n > 0 || this.tls.peer_closed() {
-                return Poll::Ready(Ok(n));
+            if this.tls.peer_closed() {
+                return Poll::Ready(Ok(0));
             }
             let got = if this.tls.received() == 0 && buf.len() >= READ_MIN {
                 // Nothing held: read into `buf`, so that no buffer of ours is held while the
@@ -919,6 +956,38 @@ mod tests {
         pair.client.read_tls(&mut at).unwrap();
         let alert = pair.client.process_new_packets().unwrap_err();
         assert!(alert.to_string().contains("BadRecordMac"), "{alert}");
+    }
+
+    #[test]
+    fn plaintext_before_a_bad_record_is_read_before_the_error() {
+        let mut pair = Pair::new();
+        pair.client.writer().write_all(b"last words").unwrap();
+        let mut wire = Vec::new();
+        while pair.client.wants_write() {
+            pair.client.write_tls(&mut wire).unwrap();
+        }
+        // Then a record that does not decrypt, in the same read.
+        wire.extend_from_slice(&[23, 3, 3, 0, 40]);
+        wire.extend_from_slice(&[0xAA; 40]);
+        pair.server.input_space(wire.len())[..wire.len()].copy_from_slice(&wire);
+        pair.server.filled(wire.len());
+        let mut dst = [0; 64];
+        assert_eq!(pair.server.process(&mut dst).unwrap(), 10);
+        assert_eq!(&dst[..10], b"last words");
+        assert!(pair.server.owes(), "the alert waits for the socket");
+        let err = pair.server.process(&mut dst).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn buffers_grow_to_what_is_asked_and_no_more() {
+        let mut pair = Pair::new();
+        let _ = pair.server.take_idle_buffers();
+        let base = pair.server.memory();
+        for want in [5000, 9000, 20_000] {
+            pair.server.input_space(want);
+            assert_eq!(pair.server.memory(), base + want, "after asking for {want}");
+        }
     }
 
     #[test]
