@@ -16,14 +16,14 @@ use futures_lite::{AsyncRead, AsyncWrite, future};
 use futures_sink::Sink;
 use ws_proto::CloseCode;
 
-use crate::error::Error;
+use crate::error::{Error, Timeout};
 use crate::message::{Message, Outgoing};
 use crate::socket::WebSocket;
 
 /// What the halves share: the WebSocket, and the tasks waiting on it.
 #[derive(Debug)]
 struct Shared<S> {
-    ws: Mutex<WebSocket<S>>,
+    ws: Mutex<Inner<S>>,
     fanout: Arc<Fanout>,
     /// `fanout` as a waker, made once.
     waker: Waker,
@@ -59,21 +59,56 @@ impl Wake for Fanout {
     }
 }
 
+/// The WebSocket, and a failure of the writer's that the reader came upon.
+#[derive(Debug)]
+struct Inner<S> {
+    ws: WebSocket<S>,
+    /// The write timeout passed while the reader polled: the writer reports it (the reader
+    /// gets [`Error::Closed`]), as a write of its own that failed.
+    writer_failed: Option<Timeout>,
+}
+
+/// Which half polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Half {
+    Reader,
+    Writer,
+}
+
 impl<S> Shared<S> {
-    fn lock(&self) -> MutexGuard<'_, WebSocket<S>> {
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
         self.ws.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs a poll function of the WebSocket for the task `cx` belongs to, with the halves'
-    /// waker.
+    /// waker. A failure wakes every task waiting in a half: they have it to report.
     fn poll<R>(
         &self,
+        half: Half,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut WebSocket<S>, &mut Context<'_>) -> Poll<R>,
-    ) -> Poll<R> {
+        f: impl FnOnce(&mut WebSocket<S>, &mut Context<'_>) -> Poll<Result<R, Error>>,
+    ) -> Poll<Result<R, Error>> {
         self.fanout.add(cx.waker());
         let mut fanned = Context::from_waker(&self.waker);
-        f(&mut self.lock(), &mut fanned)
+        let mut inner = self.lock();
+        if half == Half::Writer {
+            if let Some(timeout) = inner.writer_failed.take() {
+                return Poll::Ready(Err(Error::Timeout(timeout)));
+            }
+        }
+        let result = ready!(f(&mut inner.ws, &mut fanned));
+        let result = match result {
+            Err(Error::Timeout(Timeout::Write)) if half == Half::Reader => {
+                inner.writer_failed = Some(Timeout::Write);
+                Err(Error::Closed)
+            }
+            other => other,
+        };
+        drop(inner);
+        if result.is_err() {
+            self.fanout.wake_all();
+        }
+        Poll::Ready(result)
     }
 }
 
@@ -100,7 +135,8 @@ impl<S> Clone for WsWriter<S> {
 pub(crate) fn split<S>(ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
     let fanout = Arc::new(Fanout::default());
     let waker = Waker::from(Arc::clone(&fanout));
-    let shared = Arc::new(Shared { ws: Mutex::new(ws), fanout, waker });
+    let inner = Inner { ws, writer_failed: None };
+    let shared = Arc::new(Shared { ws: Mutex::new(inner), fanout, waker });
     (WsReader { shared: Arc::clone(&shared) }, WsWriter { shared })
 }
 
@@ -114,12 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
 
     /// The poll function under [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
-        self.shared.poll(cx, |ws, cx| ws.poll_recv(cx))
+        self.shared.poll(Half::Reader, cx, |ws, cx| ws.poll_recv(cx))
     }
 
     /// The peer's close code and reason, once its close frame arrived.
     pub fn peer_close(&self) -> Option<(CloseCode, String)> {
-        self.shared.lock().peer_close().map(|(code, reason)| (code, reason.to_owned()))
+        self.shared.lock().ws.peer_close().map(|(code, reason)| (code, reason.to_owned()))
     }
 }
 
@@ -148,19 +184,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Queues a message, waiting only while more than
     /// [`Config::write_buffer_size`](crate::Config::write_buffer_size) bytes are queued.
     pub async fn feed(&self, message: impl Outgoing) -> Result<(), Error> {
-        future::poll_fn(|cx| self.shared.poll(cx, |ws, cx| ws.poll_ready(cx))).await?;
-        self.shared.lock().start_send(message)
+        future::poll_fn(|cx| self.shared.poll(Half::Writer, cx, |ws, cx| ws.poll_ready(cx)))
+            .await?;
+        self.shared.lock().ws.start_send(message)
     }
 
     /// Writes all queued output. Cancel-safe.
     pub async fn flush(&self) -> Result<(), Error> {
-        future::poll_fn(|cx| self.shared.poll(cx, |ws, cx| ws.poll_flush(cx))).await
+        future::poll_fn(|cx| self.shared.poll(Half::Writer, cx, |ws, cx| ws.poll_flush(cx))).await
     }
 
     /// Sends a ping.
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
-        future::poll_fn(|cx| self.shared.poll(cx, |ws, cx| ws.poll_ready(cx))).await?;
-        self.shared.lock().queue_ping(payload)?;
+        future::poll_fn(|cx| self.shared.poll(Half::Writer, cx, |ws, cx| ws.poll_ready(cx)))
+            .await?;
+        self.shared.lock().ws.queue_ping(payload)?;
         self.flush().await
     }
 
@@ -173,7 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
 
     /// Queues the close frame, and wakes the reader: the close timer now runs.
     fn begin_close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        self.shared.lock().begin_close(code, reason)?;
+        self.shared.lock().ws.begin_close(code, reason)?;
         self.shared.fanout.wake_all();
         Ok(())
     }
@@ -185,22 +223,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.shared.poll(cx, |ws, cx| ws.poll_ready(cx))
+        self.shared.poll(Half::Writer, cx, |ws, cx| ws.poll_ready(cx))
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        self.shared.lock().start_send(message)
+        self.shared.lock().ws.start_send(message)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.shared.poll(cx, |ws, cx| ws.poll_flush(cx))
+        self.shared.poll(Half::Writer, cx, |ws, cx| ws.poll_flush(cx))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.shared.lock().is_open() {
+        if self.shared.lock().ws.is_open() {
             self.begin_close(CloseCode::NORMAL, "")?;
         }
-        match ready!(self.shared.poll(cx, |ws, cx| ws.poll_flush(cx))) {
+        match ready!(self.shared.poll(Half::Writer, cx, |ws, cx| ws.poll_flush(cx))) {
             Ok(()) | Err(Error::Closed) => Poll::Ready(Ok(())),
             Err(err) => Poll::Ready(Err(err)),
         }
