@@ -8,6 +8,7 @@ use ws_proto::{Connection, Request, RequestParser, Response, Upgrade};
 
 use crate::config::Config;
 use crate::error::{Error, Timeout};
+use crate::runtime::Runtime;
 use crate::socket::WebSocket;
 use crate::util::{close_by, with_deadline};
 
@@ -30,7 +31,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
     /// Reads a request head within [`Config::handshake_timeout`]. A request over the limits or
     /// not HTTP gets its 4xx response (431 or 400) before the error is returned.
     pub async fn read(stream: S, config: Config) -> Result<Self, Error> {
-        let deadline = Instant::now() + config.handshake_timeout;
+        let deadline = config.runtime_or_default().now() + config.handshake_timeout;
         Self::read_by(stream, config, deadline).await
     }
 
@@ -54,13 +55,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
                 }
             }
         };
-        match with_deadline(deadline, read).await {
+        let runtime = config.runtime_or_default();
+        match with_deadline(&*runtime, deadline, read).await {
             None => Err(Error::Timeout(Timeout::Handshake)),
             Some(Err(err)) => Err(Error::Io(err)),
             Some(Ok(Err(err))) => {
                 let bytes = err.response().to_bytes();
-                write_within(&mut stream, &bytes, deadline).await?;
-                close_by(&mut stream, deadline).await;
+                write_within(&mut stream, &bytes, &*runtime, deadline).await?;
+                close_by(&mut stream, &*runtime, deadline).await;
                 Err(Error::Handshake(err))
             }
             Some(Ok(Ok(request))) => {
@@ -94,7 +96,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
         // configured and offered, the bytes after the head fed in.
         match upgrade.accept_connection(protocol, &self.config.setup(), &self.leftover) {
             Ok((response, conn)) => {
-                write_within(&mut self.stream, &response.to_bytes(), self.deadline).await?;
+                write_within(
+                    &mut self.stream,
+                    &response.to_bytes(),
+                    &*self.config.runtime_or_default(),
+                    self.deadline,
+                )
+                .await?;
                 Ok(WebSocket::from_parts(self.stream, conn, self.config, &[]))
             }
             Err(_) => {
@@ -106,15 +114,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
 
     /// Accepts with a 101 response built by [`Upgrade::accept`], with headers added.
     pub async fn accept_with_response(mut self, response: Response) -> Result<WebSocket<S>, Error> {
-        write_within(&mut self.stream, &response.to_bytes(), self.deadline).await?;
+        write_within(
+            &mut self.stream,
+            &response.to_bytes(),
+            &*self.config.runtime_or_default(),
+            self.deadline,
+        )
+        .await?;
         let conn = Connection::server(self.config.protocol.clone());
         Ok(WebSocket::from_parts(self.stream, conn, self.config, &self.leftover))
     }
 
     /// Answers with `response` (plain HTTP, or a refusal) and ends the stream.
     pub async fn respond(mut self, response: Response) -> Result<(), Error> {
-        write_within(&mut self.stream, &response.to_bytes(), self.deadline).await?;
-        close_by(&mut self.stream, self.deadline).await;
+        write_within(
+            &mut self.stream,
+            &response.to_bytes(),
+            &*self.config.runtime_or_default(),
+            self.deadline,
+        )
+        .await?;
+        close_by(&mut self.stream, &*self.config.runtime_or_default(), self.deadline).await;
         Ok(())
     }
 }
@@ -122,13 +142,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
 async fn write_within<S: AsyncWrite + Unpin>(
     stream: &mut S,
     bytes: &[u8],
+    runtime: &dyn Runtime,
     deadline: Instant,
 ) -> Result<(), Error> {
     let write = async {
         stream.write_all(bytes).await?;
         stream.flush().await
     };
-    match with_deadline(deadline, write).await {
+    match with_deadline(runtime, deadline, write).await {
         None => Err(Error::Timeout(Timeout::Handshake)),
         Some(result) => Ok(result?),
     }

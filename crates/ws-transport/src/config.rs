@@ -1,8 +1,11 @@
 //! Limits and timeouts of a WebSocket over a stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ws_proto::HandshakeLimits;
+
+use crate::runtime::{Runtime, default_runtime};
 
 /// Every limit and timeout of a [`WebSocket`](crate::WebSocket), each with a finite default
 /// (see `docs/limits.md`).
@@ -40,6 +43,10 @@ pub struct Config {
     /// client offers it. Default off.
     #[cfg(feature = "deflate")]
     pub compression: Option<ws_proto::DeflateConfig>,
+    /// The runtime whose timers and clock the WebSocket and its handshake use. Default `None`:
+    /// [`default_runtime`], chosen as the handshake starts (tokio's inside a tokio runtime,
+    /// with the `tokio` feature; smol's otherwise).
+    pub runtime: Option<Arc<dyn Runtime>>,
 }
 
 impl Config {
@@ -54,6 +61,11 @@ impl Config {
             setup.compression = self.compression;
         }
         setup
+    }
+
+    /// The runtime to use: [`runtime`](Self::runtime), or the default.
+    pub(crate) fn runtime_or_default(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone().unwrap_or_else(default_runtime)
     }
 
     /// The session timers' part of this configuration (close, keepalive, idle, write), for
@@ -84,6 +96,7 @@ impl Default for Config {
             write_buffer_size: 64 << 10,
             #[cfg(feature = "deflate")]
             compression: None,
+            runtime: None,
         }
     }
 }

@@ -120,7 +120,7 @@ pub async fn connect_with<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = config.runtime_or_default().now() + config.handshake_timeout;
     handshake(stream, request, config, deadline).await
 }
 
@@ -157,8 +157,9 @@ where
             }
         }
     };
-    let accepted =
-        with_deadline(deadline, exchange).await.ok_or(Error::Timeout(Timeout::Handshake))??;
+    let accepted = with_deadline(&*config.runtime_or_default(), deadline, exchange)
+        .await
+        .ok_or(Error::Timeout(Timeout::Handshake))??;
     // §4.1: a response that breaks the extension's rules fails the connection.
     let conn = handshake.into_connection(&accepted, &config.setup(), RandomKeys::new())?;
     let ws = WebSocket::from_parts(stream, conn, config, &[]);
@@ -228,7 +229,8 @@ pub async fn connect_tcp_with(
     connector: &Connector,
 ) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
     let url = WsUrl::parse(url)?;
-    let deadline = Instant::now() + config.handshake_timeout;
+    let runtime = config.runtime_or_default();
+    let deadline = runtime.now() + config.handshake_timeout;
     let request = ClientRequest::new(url.host_header(), url.path.clone());
     let open = async {
         let proxy = connector.proxy.for_url(&url)?;
@@ -252,8 +254,9 @@ pub async fn connect_tcp_with(
         let tls = rustls::ClientConnection::new(tls, name).map_err(Error::Tls)?;
         Ok(MaybeTls::Tls(Box::new(TlsStream::new(stream, tls))))
     };
-    let stream =
-        with_deadline(deadline, open).await.ok_or(Error::Timeout(Timeout::Handshake))??;
+    let stream = with_deadline(&*runtime, deadline, open)
+        .await
+        .ok_or(Error::Timeout(Timeout::Handshake))??;
     handshake(stream, request, config, deadline).await
 }
 

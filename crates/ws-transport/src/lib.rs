@@ -37,10 +37,13 @@ mod connect;
 mod error;
 mod message;
 mod proxy;
+mod runtime;
 mod socket;
 mod split;
 mod stream_sink;
 mod tls;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod util;
 
 pub use accept::{ServerHandshake, accept, accept_with};
@@ -51,6 +54,9 @@ pub use connect::{
 pub use error::{Error, Timeout};
 pub use message::{IN_PLACE_MIN, Message, Outgoing};
 pub use proxy::Proxy;
+#[cfg(feature = "tokio")]
+pub use runtime::Tokio;
+pub use runtime::{AsyncTimer, Runtime, Smol, default_runtime};
 /// rustls, re-exported for its configuration types ([`rustls::ClientConfig`],
 /// [`rustls::ServerConfig`]) and certificate types ([`rustls::pki_types`]).
 pub use rustls;

@@ -5,13 +5,12 @@
 //! the poll functions can be called again after any `Pending` and the async fns built on
 //! them are cancel-safe.
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncWrite, future};
 use ws_proto::{
     CloseCode, Connection, Deadline, Event, Session, State, TimerAction, TransportCommand,
@@ -20,6 +19,7 @@ use ws_proto::{
 use crate::config::Config;
 use crate::error::{End, Error, Timeout};
 use crate::message::{IN_PLACE_MIN, Message, Outgoing};
+use crate::runtime::{AsyncTimer, Runtime};
 
 /// The smallest read requested: enough for small messages in one read.
 const MIN_READ: usize = 2 << 10;
@@ -60,7 +60,9 @@ pub struct WebSocket<S> {
     session: Session,
     config: Config,
     /// The next deadline, armed at `timer_at`.
-    timer: Timer,
+    runtime: Arc<dyn Runtime>,
+    /// Made when a deadline is first waited for.
+    timer: Option<Pin<Box<dyn AsyncTimer>>>,
     timer_at: Option<Instant>,
     /// A message sent in place whose payload is still to be written; see [`InFlight`].
     in_flight: Option<InFlight>,
@@ -96,11 +98,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_parts(stream: S, conn: Connection, config: Config, already_read: &[u8]) -> Self {
         let mut conn = conn;
         conn.receive_data(already_read);
+        let runtime = config.runtime_or_default();
+        let now = runtime.now();
         Self {
             stream,
-            session: Session::new(conn, Instant::now()),
+            session: Session::new(conn, now),
+            runtime,
             config,
-            timer: Timer::never(),
+            timer: None,
             timer_at: None,
             in_flight: None,
             received: None,
@@ -125,6 +130,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn into_parts(self) -> (S, Connection) {
         assert!(self.in_flight.is_none(), "into_parts with a message still being written");
         (self.stream, self.session.into_connection())
+    }
+
+    /// The time now, on the runtime's clock.
+    fn now(&self) -> Instant {
+        self.runtime.now()
     }
 
     /// The protocol state machine.
@@ -268,7 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let buf = self.session.read_buffer(size);
             match Pin::new(&mut self.stream).poll_read(cx, buf) {
                 Poll::Ready(Ok(n)) => {
-                    self.session.received(n, Instant::now());
+                    self.session.received(n, self.now());
                     if n == 0 {
                         return Poll::Ready(Ok(false));
                     }
@@ -392,7 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // gone already. The session then reads until the peer's side ends too.
                 let closed = Pin::new(&mut self.stream).poll_close(cx);
                 if closed.is_pending() {
-                    self.session.write_blocked(Instant::now());
+                    self.session.write_blocked(self.now());
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
                     continue;
@@ -405,7 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         Poll::Ready(Ok(())) => self.unflushed = false,
                         Poll::Ready(Err(err)) => return Poll::Ready(Err(self.failed(err))),
                         Poll::Pending => {
-                            self.session.write_blocked(Instant::now());
+                            self.session.write_blocked(self.now());
                             let which = ready!(self.poll_deadline(cx));
                             self.on_deadline(which, cx)?;
                             continue;
@@ -426,7 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(self.failed(err))),
                 Poll::Pending => {
-                    self.session.write_blocked(Instant::now());
+                    self.session.write_blocked(self.now());
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
                 }
@@ -462,7 +472,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         self.bytes_written += n as u64;
         self.unflushed = true;
-        self.session.wrote(from_output, Instant::now());
+        self.session.wrote(from_output, self.now());
         Poll::Ready(Ok(()))
     }
 
@@ -495,7 +505,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Err(Error::Send(ws_proto::SendError::FrameInProgress));
         }
         if self.session.is_open() {
-            self.session.close(code, reason, Instant::now())?;
+            self.session.close(code, reason, self.now())?;
         }
         Ok(())
     }
@@ -569,7 +579,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         // Bounded: each turn either returns or finds the timer fired, so time has moved on
         // to the deadline.
         loop {
-            let now = Instant::now();
+            let now = self.now();
             let Some((at, which)) = self.session.poll_timeout(&settings, now) else {
                 return Poll::Pending;
             };
@@ -581,10 +591,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // deadlines later with every read, and re-arming a reactor timer per message costs
             // more than an early wake-up that finds the deadline moved and arms it again.
             if self.timer_at.is_none_or(|armed| at < armed) {
-                self.timer.set_at(at);
+                match &mut self.timer {
+                    Some(timer) => timer.as_mut().reset(at),
+                    None => self.timer = Some(self.runtime.new_timer(at)),
+                }
                 self.timer_at = Some(at);
             }
-            ready!(Pin::new(&mut self.timer).poll(cx));
+            if let Some(timer) = &mut self.timer {
+                ready!(timer.as_mut().poll(cx));
+            }
             self.timer_at = None;
         }
     }
@@ -592,7 +607,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Acts on a deadline that passed: `Ok` when frames were queued to write, the timeout
     /// when the session gave up (after one try to write a 1011 close frame).
     fn on_deadline(&mut self, which: Deadline, cx: &mut Context<'_>) -> Result<(), Error> {
-        match self.session.handle_timeout(which, Instant::now()) {
+        match self.session.handle_timeout(which, self.now()) {
             TimerAction::Abort(which) => {
                 // Not inside a payload sent in place: that frame would be corrupt.
                 if which == Deadline::Pong && self.in_flight.is_none() {

@@ -3,22 +3,32 @@
 use std::future::Future;
 use std::time::Instant;
 
-use async_io::Timer;
 use futures_lite::{AsyncWrite, AsyncWriteExt, future};
 use ws_proto::MaskKeySource;
 
-/// Runs `fut` until `deadline`; `None` if the deadline came first.
-pub(crate) async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+use crate::runtime::{Runtime, sleep};
+
+/// Runs `fut` until `deadline` (on `runtime`'s timers); `None` if the deadline came first.
+pub(crate) async fn with_deadline<T>(
+    runtime: &dyn Runtime,
+    deadline: Instant,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    let timer = runtime.new_timer(deadline);
     future::or(async { Some(fut.await) }, async {
-        Timer::at(deadline).await;
+        sleep(timer).await;
         None
     })
     .await
 }
 
 /// Closes `stream`, giving up at `deadline`. Errors are ignored.
-pub(crate) async fn close_by<S: AsyncWrite + Unpin>(stream: &mut S, deadline: Instant) {
-    let _ = with_deadline(deadline, stream.close()).await;
+pub(crate) async fn close_by<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    runtime: &dyn Runtime,
+    deadline: Instant,
+) {
+    let _ = with_deadline(runtime, deadline, stream.close()).await;
 }
 
 /// Fills `buf` from the operating system's random source.

@@ -1,0 +1,97 @@
+//! The runtime seam: a timer and a clock ([`Runtime`]), so that a WebSocket waits on the
+//! runtime it runs on and starts no other. smol's (async-io) always; tokio's with the
+//! `tokio` feature. The clock is the runtime's too, so that a runtime that can stop or
+//! advance time (tokio's `time::pause`) drives every deadline of a WebSocket in tests.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// A timer and a clock from an async runtime. [`Smol`] and (with the `tokio` feature)
+/// [`Tokio`] are provided; [`default_runtime`] picks one.
+pub trait Runtime: Send + Sync + fmt::Debug + 'static {
+    /// A timer that fires at `at`.
+    fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>>;
+    /// The time now, on this runtime's clock.
+    fn now(&self) -> Instant;
+}
+
+/// A timer made by a [`Runtime`].
+pub trait AsyncTimer: Send + fmt::Debug {
+    /// Fires at `at` instead.
+    fn reset(self: Pin<&mut Self>, at: Instant);
+    /// Ready once the time has come.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// smol's timers (async-io's reactor, which runs on a thread of its own) and the system's
+/// clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smol;
+
+impl Runtime for Smol {
+    fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        Box::pin(async_io::Timer::at(at))
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+impl AsyncTimer for async_io::Timer {
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        self.get_mut().set_at(at);
+    }
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Future::poll(self, cx).map(|_| ())
+    }
+}
+
+/// tokio's timers and clock (`tokio::time`): they need a tokio runtime with time enabled.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
+
+#[cfg(feature = "tokio")]
+impl Runtime for Tokio {
+    fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncTimer for tokio::time::Sleep {
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        tokio::time::Sleep::reset(self, tokio::time::Instant::from_std(at));
+    }
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Future::poll(self, cx)
+    }
+}
+
+/// The runtime a WebSocket uses when [`Config::runtime`](crate::Config::runtime) names none:
+/// tokio's when called inside a tokio runtime (with the `tokio` feature), smol's otherwise.
+pub fn default_runtime() -> Arc<dyn Runtime> {
+    #[cfg(feature = "tokio")]
+    if tokio::runtime::Handle::try_current().is_ok() {
+        static TOKIO: OnceLock<Arc<dyn Runtime>> = OnceLock::new();
+        return Arc::clone(TOKIO.get_or_init(|| Arc::new(Tokio)));
+    }
+    static SMOL: OnceLock<Arc<dyn Runtime>> = OnceLock::new();
+    Arc::clone(SMOL.get_or_init(|| Arc::new(Smol)))
+}
+
+/// Waits for `timer`.
+pub(crate) async fn sleep(mut timer: Pin<Box<dyn AsyncTimer>>) {
+    std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await
+}

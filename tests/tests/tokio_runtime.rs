@@ -1,0 +1,81 @@
+//! ws-transport on tokio (its `tokio` feature): tokio's streams, tokio's timers and clock,
+//! Stream and Sink, and no async-io thread. Nothing in this test binary uses smol, so the
+//! thread list is tokio's and the test harness's alone.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use ws_transport::ws_proto::CloseCode;
+use ws_transport::{Config, Error, Message};
+
+/// The names of this process's threads.
+fn threads() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let comm = task?.path().join("comm");
+        names.push(std::fs::read_to_string(comm)?.trim().to_owned());
+    }
+    Ok(names)
+}
+
+#[test]
+fn echo_on_tokio_streams_starts_no_async_io_thread() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await?;
+            // Keepalive pings every 20 ms: the session's timers run on tokio's.
+            let mut config = Config::default();
+            config.ping_interval = Some(Duration::from_millis(20));
+            let mut ws = ws_transport::tokio::accept(stream, config).await?;
+            while let Some(message) = ws.next().await {
+                SinkExt::send(&mut ws, message?).await?;
+            }
+            Ok::<_, Error>(ws.peer_close().map(|(code, _)| code))
+        });
+        let stream = TcpStream::connect(addr).await?;
+        let url = format!("ws://{addr}/");
+        let (mut ws, _) = ws_transport::tokio::connect(stream, &url, Config::default()).await?;
+        for message in [Message::from("over tokio"), Message::Binary(vec![1; 300_000])] {
+            SinkExt::send(&mut ws, message.clone()).await?;
+            assert_eq!(ws.next().await.transpose()?, Some(message));
+            // Time for a few of the server's pings, answered while we wait.
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        SinkExt::close(&mut ws).await?;
+        assert_eq!(ws.peer_close().map(|(code, _)| code), Some(CloseCode::NORMAL));
+        let closed = server.await.context("server task")??;
+        assert_eq!(closed, Some(CloseCode::NORMAL));
+        anyhow::Ok(())
+    })?;
+    let names = threads()?;
+    assert!(!names.iter().any(|name| name.starts_with("async-io")), "threads: {names:?}");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_runs_on_tokio_time() -> Result<()> {
+    // In memory, with tokio's clock paused: it moves only when every task waits, straight to
+    // the next timer.
+    let (client, server) = tokio::io::duplex(64 << 10);
+    let server = tokio::spawn(async move {
+        let mut config = Config::default();
+        config.idle_timeout = Some(Duration::from_secs(60));
+        let mut ws = ws_transport::tokio::accept(server, config).await?;
+        let started = tokio::time::Instant::now();
+        let end = ws.recv().await;
+        Ok::<_, Error>((end, started.elapsed()))
+    });
+    let (mut ws, _) = ws_transport::tokio::connect(client, "ws://test/", Config::default()).await?;
+    // We send nothing: the server closes with 1001 (Going Away) after a minute of tokio time.
+    assert!(ws.next().await.is_none());
+    assert_eq!(ws.peer_close().map(|(code, _)| code), Some(CloseCode::GOING_AWAY));
+    let (end, waited) = server.await??;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(61), "{waited:?}");
+    Ok(())
+}
