@@ -46,8 +46,11 @@ const RECORD_OVERHEAD: usize = 5 + 8 + 16;
 /// AES-256-GCM, ALPN), rounded up.
 const RUSTLS_HEAP: usize = 2560;
 
-/// The size of the reads [`TlsStream`] makes, at least.
+/// The size of the reads [`TlsStream`] makes into its own buffer, at least.
 const READ_MIN: usize = 4 << 10;
+
+/// The smallest buffer of the caller's that [`TlsStream`] reads TLS bytes into directly.
+const DIRECT_READ_MIN: usize = 512;
 
 /// A server's TLS connection: rustls's state, the TLS bytes received that it has yet to
 /// consume, the plaintext it decrypted that waits to be read, and the TLS bytes that wait for
@@ -552,9 +555,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
             if this.tls.peer_closed() {
                 return Poll::Ready(Ok(0));
             }
-            let got = if this.tls.received() == 0 && buf.len() >= READ_MIN {
+            let got = if this.tls.received() == 0 && buf.len() >= DIRECT_READ_MIN {
                 // Nothing held: read into `buf`, so that no buffer of ours is held while the
-                // stream has nothing to read, and copy what came.
+                // stream has nothing to read, and copy what came. (The WebSocket's reads
+                // start at 2 KiB and grow while they fill.)
                 let n = ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
                 this.tls.input_space(n)[..n].copy_from_slice(&buf[..n]);
                 this.tls.filled(n);
