@@ -181,7 +181,8 @@ fn session(mut script: Script<'_>) {
             _ => {
                 let _ = server.idle();
                 // Idle with nothing held: rustls's state and no buffer.
-                assert!(server.memory() < 4096, "idle, it holds {}", server.memory());
+                // (Its struct, rustls's heap and an output buffer of at most 256 bytes.)
+                assert!(server.memory() < 4608, "idle, it holds {}", server.memory());
             }
         }
     }

@@ -46,6 +46,9 @@ const RECORD_OVERHEAD: usize = 5 + 8 + 16;
 /// AES-256-GCM, ALPN), rounded up.
 const RUSTLS_HEAP: usize = 2560;
 
+/// The largest output buffer kept while a connection waits.
+const OUTPUT_KEPT: usize = 256;
+
 /// The size of the reads [`TlsStream`] makes into its own buffer, at least.
 const READ_MIN: usize = 4 << 10;
 
@@ -159,7 +162,11 @@ impl Tls {
             self.plain_at = 0;
         }
         if self.sent == self.output.len() {
-            self.output = Vec::new();
+            // A small one is kept: small messages then cost no allocation for their records.
+            if self.output.capacity() > OUTPUT_KEPT {
+                self.output = Vec::new();
+            }
+            self.output.clear();
             self.sent = 0;
         }
         if self.received == 0 {
@@ -294,15 +301,17 @@ impl Tls {
             return Ok(Some(0));
         }
         let first = parts.iter().find(|part| !part.is_empty()).map_or(&[][..], |part| part);
+        // Small messages (a header and its payload) are gathered on the stack.
+        let mut small = [0u8; GATHER_ON_STACK];
         let gathered;
         let data = if first.len() >= take {
             &first[..take]
+        } else if take <= GATHER_ON_STACK {
+            gather(parts, &mut small[..take]);
+            &small[..take]
         } else {
-            let mut all = Vec::with_capacity(take);
-            for part in parts {
-                let room = take - all.len();
-                all.extend_from_slice(&part[..part.len().min(room)]);
-            }
+            let mut all = vec![0; take];
+            gather(parts, &mut all);
             gathered = all;
             &gathered[..]
         };
@@ -411,6 +420,19 @@ impl Tls {
     /// TLS bytes wait for the socket.
     pub(crate) fn owes(&self) -> bool {
         self.sent < self.output.len()
+    }
+}
+
+/// The most plaintext [`Tls::encrypt`] gathers from several slices on the stack.
+const GATHER_ON_STACK: usize = 1024;
+
+/// Fills `into` from the start of `parts`, in order.
+fn gather(parts: &[IoSlice<'_>], into: &mut [u8]) {
+    let mut at = 0;
+    for part in parts {
+        let n = part.len().min(into.len() - at);
+        into[at..at + n].copy_from_slice(&part[..n]);
+        at += n;
     }
 }
 
