@@ -1,12 +1,15 @@
 //! WebSocket over async streams: drives a [`ws_proto::Session`] (a connection with its
 //! timers and transport policy) over any `futures-io` `AsyncRead + AsyncWrite` stream whose
-//! close ends the write side (smol's `smol::net::TcpStream`, async-std, or tokio through a
-//! compat layer; see "Ending the stream" on [`WebSocket`]).
+//! close ends the write side (smol's `smol::net::TcpStream`, async-std; see "Ending the
+//! stream" on [`WebSocket`]), or, with the `tokio` feature, over tokio's streams
+//! (`ws_transport::tokio`). Its timers are the runtime's ([`Runtime`]): under tokio no
+//! async-io thread starts.
 //!
 //! Start with:
 //! - [`accept`] / [`accept_with`] (server) or [`connect_tcp`] / [`connect`] (client), which
 //!   return a [`WebSocket`];
-//! - [`WebSocket::recv`], [`WebSocket::send`], [`WebSocket::close`];
+//! - [`WebSocket::recv`], [`WebSocket::send`], [`WebSocket::close`], or the WebSocket as a
+//!   `futures` `Stream` of messages and `Sink` of [`Message`]s;
 //! - [`Config`] for limits and timeouts, all finite by default.
 //!
 //! [`ServerHandshake`] routes plain HTTP and WebSocket requests on one port;
