@@ -164,6 +164,9 @@ enum Target {
     EchoAsync,
     /// The README's `recv`/`send` loop on ws-transport (its `echo_server` example).
     Transport,
+    /// ws-transport on tokio's streams and timers, as a Stream and a Sink
+    /// (`examples/tokio_echo.rs`).
+    TransportTokio,
 }
 
 impl Target {
@@ -172,6 +175,7 @@ impl Target {
             "ws-echo" => Self::Echo,
             "ws-echo-async" => Self::EchoAsync,
             "ws-transport" => Self::Transport,
+            "ws-transport-tokio" => Self::TransportTokio,
             _ => return None,
         })
     }
@@ -182,6 +186,7 @@ impl Target {
             Self::Echo => "server",
             Self::EchoAsync => "server-async",
             Self::Transport => "server-transport",
+            Self::TransportTokio => "server-transport-tokio",
         }
     }
 }
@@ -215,7 +220,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--server" => {
                 let name = args.next().context("--server needs a value")?;
                 options.server = Target::parse(name).with_context(|| {
-                    format!("--server {name:?}: one of ws-echo, ws-echo-async, ws-transport")
+                    format!(
+                        "--server {name:?}: one of ws-echo, ws-echo-async, ws-transport, \
+                         ws-transport-tokio"
+                    )
                 })?;
             }
             other => bail!("unknown conformance option {other:?}"),

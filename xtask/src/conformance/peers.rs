@@ -28,6 +28,11 @@ impl EchoServer {
                 "target/debug/examples/echo_server",
                 &["127.0.0.1:0"],
             ),
+            Target::TransportTokio => (
+                &["-p", "ws-examples", "--example", "tokio_echo"],
+                "target/debug/examples/tokio_echo",
+                &["127.0.0.1:0"],
+            ),
         };
         let status = Command::new(&cargo)
             .current_dir(workspace())
@@ -40,8 +45,8 @@ impl EchoServer {
         let mut command = Command::new(workspace().join(binary));
         command.args(args);
         if let Some(issued) = tls {
-            if target == Target::Transport {
-                bail!("--tls: the ws-transport example serves plain TCP only");
+            if matches!(target, Target::Transport | Target::TransportTokio) {
+                bail!("--tls: the ws-transport examples serve plain TCP only");
             }
             command.arg("--tls-cert").arg(&issued.cert).arg("--tls-key").arg(&issued.key);
         }
