@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ws_echo::{Engine, Options, Server, Summary};
 
+pub mod examples;
 pub mod tls;
 
 /// Every echo engine this platform has, for tests that run against each.

@@ -1,27 +1,19 @@
-//! The programs in `examples/`, built and run: the command-line client against ws-echo. (The
-//! tokio echo server is run by `cargo xtask conformance --server ws-transport-tokio`.)
+//! The programs in `examples/`, built and run: the command-line client against ws-echo, the
+//! axum chat room with several clients. (The conformance suite runs against the tokio echo
+//! server and the axum example's echo; tests/interop.rs runs Python, Node and Chromium
+//! against the axum example.)
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use ws_tests::TestServer;
-
-/// Builds the example `name` and returns its path.
-fn example(name: &str) -> Result<std::path::PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace")?;
-    let status = Command::new(env!("CARGO"))
-        .current_dir(workspace)
-        .args(["build", "--quiet", "-p", "ws-examples", "--example", name])
-        .status()?;
-    ensure!(status.success(), "building the {name} example failed");
-    Ok(workspace.join("target/debug/examples").join(name))
-}
+use ws_tests::examples::{self, ExampleServer};
+use ws_transport::{Config, Message, connect_tcp};
 
 #[test]
 fn the_client_example_sends_its_input_and_prints_the_echoes() -> Result<()> {
-    let client = example("client")?;
+    let client = examples::build("client")?;
     let server = TestServer::start_default()?;
     let mut child = Command::new(client)
         .arg(format!("ws://{}/", server.addr))
@@ -37,5 +29,46 @@ fn the_client_example_sends_its_input_and_prints_the_echoes() -> Result<()> {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\nwörld\n");
     assert!(stderr.contains(&format!("connected to ws://{}/", server.addr)), "{stderr}");
     assert!(stderr.contains("closed: 1000"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn the_axum_chat_room_sends_each_message_to_everyone_with_compression() -> Result<()> {
+    let server = ExampleServer::start("axum_chat")?;
+    smol::block_on(async {
+        let url = format!("ws://{}/chat", server.addr);
+        let mut config = Config::default();
+        config.compression = Some(Default::default());
+        let mut members = Vec::new();
+        for _ in 0..3 {
+            let (ws, accepted) = connect_tcp(&url, config.clone()).await?;
+            // The extractor negotiates permessage-deflate by default.
+            assert!(
+                accepted.extensions.iter().any(|e| e.name == "permessage-deflate"),
+                "{:?}",
+                accepted.extensions
+            );
+            members.push(ws);
+        }
+        // Everyone (the sender too) hears every message.
+        members[0].send("hello from 0").await?;
+        for ws in &mut members {
+            assert_eq!(ws.recv().await?, Some(Message::from("hello from 0")));
+        }
+        let large = Message::Binary((0..100_000u32).map(|i| (i % 251) as u8).collect());
+        members[2].send(large.clone()).await?;
+        for ws in &mut members {
+            let heard = ws.recv().await?;
+            assert!(heard.as_ref() == Some(&large), "a member heard something else");
+        }
+        for mut ws in members {
+            ws.close(ws_transport::ws_proto::CloseCode::NORMAL, "").await?;
+        }
+        anyhow::Ok(())
+    })?;
+    // On axum (tokio), the WebSockets ran on tokio's timers: no async-io thread started.
+    let threads = server.threads()?;
+    assert!(!threads.iter().any(|name| name.starts_with("async-io")), "threads: {threads:?}");
+    assert!(!threads.is_empty());
     Ok(())
 }

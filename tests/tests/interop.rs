@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use ws_echo::Options;
+use ws_tests::examples::ExampleServer;
 use ws_tests::tls::{Issued, TestPki};
 use ws_tests::{TestServer, in_ci};
 
@@ -235,4 +236,48 @@ fn our_client_against_a_python_websockets_tls_server() -> Result<()> {
     assert!(status.success(), "the Python server exited with {status}");
     eprintln!("ok: our client echoed 3 messages, with and without compression, over TLS");
     Ok(())
+}
+
+// The axum example (examples/axum_chat.rs): its `/` echoes, through ws-transport's extractor.
+
+#[test]
+fn python_websockets_client_against_the_axum_example() -> Result<()> {
+    let Some(python) = python() else {
+        return missing("the Python websockets library");
+    };
+    let server = ExampleServer::start("axum_chat")?;
+    let mut cmd = Command::new(python);
+    cmd.arg(workspace().join("tests/interop/python_client.py"))
+        .arg(format!("ws://{}/", server.addr));
+    run_client(cmd)
+}
+
+#[test]
+fn node_ws_client_against_the_axum_example() -> Result<()> {
+    let Some(modules) = node_modules() else {
+        return missing("node with the ws package");
+    };
+    let script = modules.parent().expect("in .ci").join("node_client_axum.mjs");
+    std::fs::copy(workspace().join("tests/interop/node_client.mjs"), &script)?;
+    let server = ExampleServer::start("axum_chat")?;
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(format!("ws://{}/", server.addr));
+    run_client(cmd)
+}
+
+#[test]
+fn chromium_websocket_against_the_axum_example() -> Result<()> {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        return missing("Chromium (/usr/bin/chromium)");
+    }
+    let Some(modules) = node_modules() else {
+        return missing("node with playwright-core");
+    };
+    let script = modules.parent().expect("in .ci").join("browser_socket.mjs");
+    std::fs::copy(workspace().join("tests/interop/browser_socket.mjs"), &script)?;
+    let server = ExampleServer::start("axum_chat")?;
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(format!("ws://{}/", server.addr)).arg(chromium);
+    run_client(cmd)
 }

@@ -1,5 +1,5 @@
 //! ws-transport on tokio (its `tokio` feature): tokio's streams, tokio's timers and clock,
-//! Stream and Sink, and no async-io thread. Nothing in this test binary uses smol, so the
+//! Stream and Sink, a hyper server upgrading with the `hyper` glue, and no async-io thread. Nothing in this test binary uses smol, so the
 //! thread list is tokio's and the test harness's alone.
 
 use std::time::Duration;
@@ -77,5 +77,84 @@ async fn the_idle_timeout_runs_on_tokio_time() -> Result<()> {
     let (end, waited) = server.await??;
     assert!(matches!(end, Ok(None)), "{end:?}");
     assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(61), "{waited:?}");
+    Ok(())
+}
+
+#[test]
+fn a_hyper_server_upgrades_with_a_subprotocol_and_refuses_plain_gets() -> Result<()> {
+    use http_body_util::Full;
+    use hyper::body::{Bytes, Incoming};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().await?;
+                let service =
+                    hyper::service::service_fn(|mut request: hyper::Request<Incoming>| {
+                        let mut config = Config::default();
+                        config.compression = Some(Default::default());
+                        let upgraded = ws_transport::hyper::upgrade::<_, Full<Bytes>, _>(
+                            &mut request,
+                            config,
+                            |_, up| Ok(up.protocols.iter().find(|p| *p == "chat").cloned()),
+                        );
+                        async move {
+                            Ok::<_, std::convert::Infallible>(match upgraded {
+                                Ok((response, upgrading)) => {
+                                    tokio::spawn(async move {
+                                        let mut ws = upgrading.await?;
+                                        while let Some(message) = ws.recv().await? {
+                                            ws.send(message).await?;
+                                        }
+                                        Ok::<(), Error>(())
+                                    });
+                                    response
+                                }
+                                Err(refused) => refused.response,
+                            })
+                        }
+                    });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .with_upgrades(),
+                );
+            }
+            anyhow::Ok(())
+        });
+        // An upgrade offering two subprotocols and permessage-deflate.
+        let stream = TcpStream::connect(addr).await?;
+        let request = ws_transport::ws_proto::ClientRequest::new(addr.to_string(), "/")
+            .protocol("superchat")
+            .protocol("chat");
+        let mut config = Config::default();
+        config.compression = Some(Default::default());
+        let (mut ws, accepted) =
+            ws_transport::connect_with(ws_transport::tokio::TokioIo::new(stream), request, config)
+                .await?;
+        assert_eq!(accepted.protocol.as_deref(), Some("chat"));
+        assert!(accepted.extensions.iter().any(|e| e.name == "permessage-deflate"));
+        for message in [Message::from("through hyper"), Message::Binary(vec![9; 200_000])] {
+            SinkExt::send(&mut ws, message.clone()).await?;
+            assert_eq!(ws.next().await.transpose()?, Some(message));
+        }
+        SinkExt::close(&mut ws).await?;
+        assert_eq!(ws.peer_close().map(|(code, _)| code), Some(CloseCode::NORMAL));
+        // A plain GET is no upgrade: 426 with the version we speak.
+        let mut plain = TcpStream::connect(addr).await?;
+        plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+        let mut answer = Vec::new();
+        plain.read_to_end(&mut answer).await?;
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 426"), "{answer}");
+        assert!(answer.contains("sec-websocket-version: 13"), "{answer}");
+        server.await.context("server task")??;
+        anyhow::Ok(())
+    })?;
     Ok(())
 }

@@ -62,7 +62,7 @@ fn print_help() {
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
-         conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport|ws-transport-tokio] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
+         conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
@@ -123,6 +123,10 @@ fn ci() -> Result<()> {
     run(
         "conformance, ws-transport on tokio (Stream + Sink)",
         cargo().args(["xtask", "conformance", "--server", "ws-transport-tokio"]),
+    )?;
+    run(
+        "conformance, ws-transport's axum extractor",
+        cargo().args(["xtask", "conformance", "--server", "ws-transport-axum"]),
     )?;
     run("conformance, client mode", cargo().args(["xtask", "conformance", "--client"]))?;
     run(

@@ -35,9 +35,15 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod config;
 mod connect;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod message;
 mod proxy;
 mod runtime;

@@ -167,6 +167,8 @@ enum Target {
     /// ws-transport on tokio's streams and timers, as a Stream and a Sink
     /// (`examples/tokio_echo.rs`).
     TransportTokio,
+    /// ws-transport's axum extractor (`examples/axum_chat.rs`, its `/` route).
+    TransportAxum,
 }
 
 impl Target {
@@ -176,6 +178,7 @@ impl Target {
             "ws-echo-async" => Self::EchoAsync,
             "ws-transport" => Self::Transport,
             "ws-transport-tokio" => Self::TransportTokio,
+            "ws-transport-axum" => Self::TransportAxum,
             _ => return None,
         })
     }
@@ -187,6 +190,7 @@ impl Target {
             Self::EchoAsync => "server-async",
             Self::Transport => "server-transport",
             Self::TransportTokio => "server-transport-tokio",
+            Self::TransportAxum => "server-transport-axum",
         }
     }
 }
@@ -222,7 +226,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                 options.server = Target::parse(name).with_context(|| {
                     format!(
                         "--server {name:?}: one of ws-echo, ws-echo-async, ws-transport, \
-                         ws-transport-tokio"
+                         ws-transport-tokio, ws-transport-axum"
                     )
                 })?;
             }

@@ -33,6 +33,11 @@ impl EchoServer {
                 "target/debug/examples/tokio_echo",
                 &["127.0.0.1:0"],
             ),
+            Target::TransportAxum => (
+                &["-p", "ws-examples", "--example", "axum_chat"],
+                "target/debug/examples/axum_chat",
+                &["127.0.0.1:0"],
+            ),
         };
         let status = Command::new(&cargo)
             .current_dir(workspace())
@@ -45,7 +50,8 @@ impl EchoServer {
         let mut command = Command::new(workspace().join(binary));
         command.args(args);
         if let Some(issued) = tls {
-            if matches!(target, Target::Transport | Target::TransportTokio) {
+            if matches!(target, Target::Transport | Target::TransportTokio | Target::TransportAxum)
+            {
                 bail!("--tls: the ws-transport examples serve plain TCP only");
             }
             command.arg("--tls-cert").arg(&issued.cert).arg("--tls-key").arg(&issued.key);
