@@ -53,6 +53,21 @@ fn servers(root: &Path, baseline: Option<&Path>) -> Vec<Server> {
     if let Some(binary) = baseline {
         servers.extend(ws_echo(binary, ["ws-echo (baseline)", "ws-echo (async, baseline)"]));
     }
+    // The library on tokio: ws-transport's WebSocket as a Stream and Sink, plain and behind
+    // axum's router and our extractor (examples/; one runtime thread each).
+    let examples = root.join("target/release/examples");
+    servers.extend([
+        Server {
+            name: "ws-transport (tokio)",
+            binary: examples.join("tokio_echo"),
+            args: vec!["127.0.0.1:0".into()],
+        },
+        Server {
+            name: "ws-transport (axum)",
+            binary: examples.join("axum_chat"),
+            args: vec!["127.0.0.1:0".into()],
+        },
+    ]);
     servers.extend([
         Server {
             name: "fastwebsockets",
@@ -164,6 +179,7 @@ pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
         Ok(())
     };
     build(&["build", "--release", "-p", "ws-echo", "-p", "xtask"])?;
+    build(&["build", "--release", "-p", "ws-examples", "--examples"])?;
     build(&["build", "--release", "--manifest-path", "bench/peers/Cargo.toml"])?;
     let status = Command::new("taskset")
         .args(["-c", "1"])
