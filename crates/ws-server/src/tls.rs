@@ -23,7 +23,7 @@ use std::task::{Context, Poll, ready};
 use futures_lite::{AsyncRead, AsyncWrite};
 use ws_transport::rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use ws_transport::rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
+    ConnectionState, EncodeError, EncryptError, ReadTraffic, UnbufferedStatus, WriteTraffic,
 };
 use ws_transport::rustls::{self, ServerConfig};
 
@@ -203,29 +203,13 @@ impl Tls {
             let done = match state {
                 Err(err) => Some(Err(err)),
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
-                    let mut failed = None;
-                    while let Some(record) = records.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                let take = record.payload.len().min(dst.len() - n);
-                                dst[n..n + take].copy_from_slice(&record.payload[..take]);
-                                n += take;
-                                if take < record.payload.len() {
-                                    if *plain_at == plain.len() {
-                                        plain.clear();
-                                        *plain_at = 0;
-                                    }
-                                    plain.extend_from_slice(&record.payload[take..]);
-                                }
-                            }
-                            Err(err) => {
-                                failed = Some(err);
-                                break;
-                            }
+                    match take_records(&mut records, dst, &mut n, plain, plain_at) {
+                        Ok(taken) => {
+                            discard += taken;
+                            None
                         }
+                        Err(err) => Some(Err(err)),
                     }
-                    failed.map(Err)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
                     match encode(output, 0, |buf| data.encode(buf)) {
@@ -354,24 +338,14 @@ impl Tls {
                     Some(write(&mut traffic, output).map(Some))
                 }
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
-                    let mut failed = None;
-                    while let Some(record) = records.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                if *plain_at == plain.len() {
-                                    plain.clear();
-                                    *plain_at = 0;
-                                }
-                                plain.extend_from_slice(record.payload);
-                            }
-                            Err(err) => {
-                                failed = Some(io::Error::new(io::ErrorKind::InvalidData, err));
-                                break;
-                            }
+                    // All of it waits for a read.
+                    match take_records(&mut records, &mut [], &mut 0, plain, plain_at) {
+                        Ok(taken) => {
+                            discard += taken;
+                            None
                         }
+                        Err(err) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, err))),
                     }
-                    failed.map(Err)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
                     match encode(output, 0, |buf| data.encode(buf)) {
@@ -421,6 +395,33 @@ impl Tls {
     pub(crate) fn owes(&self) -> bool {
         self.sent < self.output.len()
     }
+}
+
+/// Takes the application data records rustls decrypted: into `dst` from `*n` on, what does not
+/// fit after what already waits in `plain` (from `plain_at`). Returns the bytes to discard.
+fn take_records(
+    records: &mut ReadTraffic<'_, '_, ServerConnectionData>,
+    dst: &mut [u8],
+    n: &mut usize,
+    plain: &mut Vec<u8>,
+    plain_at: &mut usize,
+) -> Result<usize, rustls::Error> {
+    let mut discard = 0;
+    while let Some(record) = records.next_record() {
+        let record = record?;
+        discard += record.discard;
+        let take = record.payload.len().min(dst.len() - *n);
+        dst[*n..*n + take].copy_from_slice(&record.payload[..take]);
+        *n += take;
+        if take < record.payload.len() {
+            if *plain_at == plain.len() {
+                plain.clear();
+                *plain_at = 0;
+            }
+            plain.extend_from_slice(&record.payload[take..]);
+        }
+    }
+    Ok(discard)
 }
 
 /// The most plaintext [`Tls::encrypt`] gathers from several slices on the stack.

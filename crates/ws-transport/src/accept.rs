@@ -96,13 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
         // configured and offered, the bytes after the head fed in.
         match upgrade.accept_connection(protocol, &self.config.setup(), &self.leftover) {
             Ok((response, conn)) => {
-                write_within(
-                    &mut self.stream,
-                    &response.to_bytes(),
-                    &*self.config.runtime_or_default(),
-                    self.deadline,
-                )
-                .await?;
+                self.write_head(&response).await?;
                 Ok(WebSocket::from_parts(self.stream, conn, self.config, &[]))
             }
             Err(_) => {
@@ -114,28 +108,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
 
     /// Accepts with a 101 response built by [`Upgrade::accept`], with headers added.
     pub async fn accept_with_response(mut self, response: Response) -> Result<WebSocket<S>, Error> {
-        write_within(
-            &mut self.stream,
-            &response.to_bytes(),
-            &*self.config.runtime_or_default(),
-            self.deadline,
-        )
-        .await?;
+        self.write_head(&response).await?;
         let conn = Connection::server(self.config.protocol.clone());
         Ok(WebSocket::from_parts(self.stream, conn, self.config, &self.leftover))
     }
 
     /// Answers with `response` (plain HTTP, or a refusal) and ends the stream.
     pub async fn respond(mut self, response: Response) -> Result<(), Error> {
-        write_within(
-            &mut self.stream,
-            &response.to_bytes(),
-            &*self.config.runtime_or_default(),
-            self.deadline,
-        )
-        .await?;
+        self.write_head(&response).await?;
         close_by(&mut self.stream, &*self.config.runtime_or_default(), self.deadline).await;
         Ok(())
+    }
+
+    /// Writes `response` within the handshake's deadline.
+    async fn write_head(&mut self, response: &Response) -> Result<(), Error> {
+        let runtime = self.config.runtime_or_default();
+        write_within(&mut self.stream, &response.to_bytes(), &*runtime, self.deadline).await
     }
 }
 
