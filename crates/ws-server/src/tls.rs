@@ -276,8 +276,8 @@ impl Tls {
         n
     }
 
-    /// Encrypts plaintext from `parts` (at most [`WRITE_MAX`], gathered into one run of
-    /// records) into the output: the bytes taken, or `None` while the handshake runs.
+    /// Encrypts plaintext from `parts` (at most [`WRITE_MAX`]) into the output: the bytes
+    /// taken, or `None` while the handshake runs.
     pub(crate) fn encrypt(&mut self, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
         let total: usize = parts.iter().map(|part| part.len()).sum();
         let take = total.min(WRITE_MAX);
@@ -285,26 +285,40 @@ impl Tls {
             return Ok(Some(0));
         }
         let first = parts.iter().find(|part| !part.is_empty()).map_or(&[][..], |part| part);
-        // Small messages (a header and its payload) are gathered on the stack.
+        // A small message (a header and its payload) is gathered into one record on the stack;
+        // a larger one is encrypted slice by slice (its header in a record of its own) rather
+        // than copied whole first.
         let mut small = [0u8; GATHER_ON_STACK];
-        let gathered;
-        let data = if first.len() >= take {
-            &first[..take]
-        } else if take <= GATHER_ON_STACK {
+        let gathered = first.len() < take && take <= GATHER_ON_STACK;
+        if gathered {
             gather(parts, &mut small[..take]);
-            &small[..take]
-        } else {
-            let mut all = vec![0; take];
-            gather(parts, &mut all);
-            gathered = all;
-            &gathered[..]
-        };
-        let records = data.len().div_ceil(16 << 10);
+        }
         let wrote = self.with_traffic(|traffic, output| {
-            encode(output, data.len() + records * RECORD_OVERHEAD, |buf| traffic.encrypt(data, buf))
+            let mut seal = |data: &[u8]| {
+                let records = data.len().div_ceil(16 << 10);
+                encode(output, data.len() + records * RECORD_OVERHEAD, |buf| {
+                    traffic.encrypt(data, buf)
+                })
+                .map(|_| ())
                 .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))
+            };
+            if first.len() >= take {
+                return seal(&first[..take]);
+            }
+            if gathered {
+                return seal(&small[..take]);
+            }
+            let mut left = take;
+            for part in parts {
+                let n = part.len().min(left);
+                if n > 0 {
+                    seal(&part[..n])?;
+                }
+                left -= n;
+            }
+            Ok(())
         })?;
-        Ok(wrote.map(|_| data.len()))
+        Ok(wrote.map(|()| take))
     }
 
     /// Queues `close_notify` (once; nothing while the handshake runs).
@@ -909,6 +923,12 @@ mod tests {
         // TLS 1.3: a 5-byte header, then the plaintext, its content type and a 16-byte tag.
         assert_eq!(pair.server.output().len(), 5 + 7 + 1 + 16);
         assert_eq!(pair.server_sends(), b"\x81\x05hello");
+        // Past the stack's size, each slice goes in records of its own, in order.
+        let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let parts = [IoSlice::new(b"head"), IoSlice::new(&body)];
+        assert_eq!(pair.server.encrypt(&parts).unwrap(), Some(20_004));
+        let got = pair.server_sends();
+        assert!(got.starts_with(b"head") && got[4..] == body[..], "{} bytes", got.len());
         // One write takes at most WRITE_MAX.
         let big = vec![9u8; WRITE_MAX + 100];
         assert_eq!(pair.server.encrypt(&[IoSlice::new(&big)]).unwrap(), Some(WRITE_MAX));
