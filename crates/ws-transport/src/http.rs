@@ -9,16 +9,25 @@ use ws_proto::{Header, Request, Response};
 /// fails validation), later versions 1. RFC 8441's extended CONNECT (WebSockets over HTTP/2)
 /// is not supported: its method, `CONNECT`, fails validation.
 pub fn request_from_parts(parts: &http::request::Parts) -> Request {
-    let version = match parts.version {
+    request_from_head(&parts.method, &parts.uri, parts.version, &parts.headers)
+}
+
+/// [`request_from_parts`], from the head's pieces (of a whole `http::Request`, say).
+pub(crate) fn request_from_head(
+    method: &http::Method,
+    uri: &http::Uri,
+    version: http::Version,
+    headers: &http::HeaderMap,
+) -> Request {
+    let version = match version {
         http::Version::HTTP_09 | http::Version::HTTP_10 => 0,
         _ => 1,
     };
     Request {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path_and_query().map_or("/", |target| target.as_str()).to_owned(),
+        method: method.as_str().to_owned(),
+        path: uri.path_and_query().map_or("/", |target| target.as_str()).to_owned(),
         version,
-        headers: parts
-            .headers
+        headers: headers
             .iter()
             .map(|(name, value)| Header {
                 name: name.as_str().to_owned(),

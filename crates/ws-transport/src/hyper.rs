@@ -41,7 +41,7 @@ use ws_proto::{Connection, HandshakeError, Request, Response, Upgrade};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{into_http_response, request_from_parts};
+use crate::http::{into_http_response, request_from_head, request_from_parts};
 use crate::socket::WebSocket;
 use crate::tokio::TokioIo;
 
@@ -104,17 +104,9 @@ where
     R: From<Vec<u8>>,
     F: FnOnce(&Request, &Upgrade) -> Result<Option<String>, Response>,
 {
-    let head = http::Request::builder()
-        .method(request.method().clone())
-        .uri(request.uri().clone())
-        .version(request.version())
-        .body(())
-        .map(|mut head| {
-            *head.headers_mut() = request.headers().clone();
-            head.into_parts().0
-        })
-        .map_err(|_| refused(HandshakeError::MalformedHttp))?;
-    let accepted = accept(&head, config, decide)?;
+    let head =
+        request_from_head(request.method(), request.uri(), request.version(), request.headers());
+    let accepted = accept(head, config, decide)?;
     let on_upgrade = hyper::upgrade::on(request);
     Ok(accepted.finish(on_upgrade))
 }
@@ -130,7 +122,7 @@ where
     R: From<Vec<u8>>,
     F: FnOnce(&Request, &Upgrade) -> Result<Option<String>, Response>,
 {
-    let accepted = accept(parts, config, decide)?;
+    let accepted = accept(request_from_parts(parts), config, decide)?;
     let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
         // Not an HTTP/1.1 connection served with upgrades (or taken already).
         let response = Response::new(500).body(b"connection cannot be upgraded\n".to_vec());
@@ -153,16 +145,11 @@ impl Accepted {
     }
 }
 
-fn accept<R, F>(
-    parts: &http::request::Parts,
-    config: Config,
-    decide: F,
-) -> Result<Accepted, Refused<R>>
+fn accept<R, F>(request: Request, config: Config, decide: F) -> Result<Accepted, Refused<R>>
 where
     R: From<Vec<u8>>,
     F: FnOnce(&Request, &Upgrade) -> Result<Option<String>, Response>,
 {
-    let request = request_from_parts(parts);
     let upgrade = request.websocket().map_err(refused)?;
     let protocol = decide(&request, &upgrade)
         .map_err(|response| Refused { response: into_http_response(response), error: None })?;
