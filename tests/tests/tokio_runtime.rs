@@ -57,6 +57,75 @@ fn echo_on_tokio_streams_starts_no_async_io_thread() -> Result<()> {
     Ok(())
 }
 
+/// `ws_transport::tokio::connect_tcp`: tokio resolves `localhost` and opens the connection,
+/// for `ws://` directly and for `wss://` through an HTTP proxy, and still no async-io thread
+/// starts (blocking's pool neither: the trust store is not read, the test's roots are given).
+#[test]
+fn connect_tcp_on_tokio_opens_ws_and_wss_through_a_proxy_without_smol() -> Result<()> {
+    use ws_tests::tls::{ConnectProxy, TestPki};
+    use ws_transport::{Connector, Proxy, TlsStream, rustls};
+    let pki = TestPki::new()?;
+    let server_tls = TestPki::server_config(&pki.localhost()?)?;
+    let proxy = ConnectProxy::start(None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let port = runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        // Two connections: plain, then TLS; each echoes one message.
+        let server = tokio::spawn(async move {
+            for tls in [false, true] {
+                let (stream, _) = listener.accept().await?;
+                let stream = ws_transport::tokio::TokioIo::new(stream);
+                if tls {
+                    let conn = rustls::ServerConnection::new(std::sync::Arc::clone(&server_tls))
+                        .map_err(Error::Tls)?;
+                    let mut ws =
+                        ws_transport::accept(TlsStream::new(stream, conn), Config::default())
+                            .await?;
+                    let message = ws.recv().await?.context("a message")?;
+                    ws.send(message).await?;
+                    ws.close(CloseCode::NORMAL, "").await?;
+                } else {
+                    let mut ws = ws_transport::accept(stream, Config::default()).await?;
+                    let message = ws.recv().await?.context("a message")?;
+                    ws.send(message).await?;
+                    ws.close(CloseCode::NORMAL, "").await?;
+                }
+            }
+            anyhow::Ok(())
+        });
+        let direct = Connector::new().proxy(Proxy::None);
+        let url = format!("ws://localhost:{port}/plain");
+        let (mut ws, _) =
+            ws_transport::tokio::connect_tcp_with(&url, Config::default(), &direct).await?;
+        SinkExt::send(&mut ws, Message::from("plain")).await?;
+        assert_eq!(ws.next().await.transpose()?, Some(Message::from("plain")));
+        assert!(ws.next().await.is_none(), "the server closes");
+        let through = Connector::new()
+            .tls(pki.client_config()?)
+            .proxy(Proxy::Http(format!("http://{}", proxy.addr)));
+        let url = format!("wss://localhost:{port}/tls");
+        let (mut ws, _) =
+            ws_transport::tokio::connect_tcp_with(&url, Config::default(), &through).await?;
+        assert!(matches!(ws.get_ref(), ws_transport::MaybeTls::Tls(_)));
+        SinkExt::send(&mut ws, Message::from("over tls")).await?;
+        assert_eq!(ws.next().await.transpose()?, Some(Message::from("over tls")));
+        assert!(ws.next().await.is_none(), "the server closes");
+        assert_eq!(ws.peer_close().map(|(code, _)| code), Some(CloseCode::NORMAL));
+        server.await.context("server task")??;
+        anyhow::Ok(port)
+    })?;
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].starts_with(&format!("CONNECT localhost:{port} ")), "{requests:?}");
+    let names = threads()?;
+    assert!(
+        !names.iter().any(|name| name.starts_with("async-io") || name.starts_with("blocking")),
+        "threads: {names:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_idle_timeout_runs_on_tokio_time() -> Result<()> {
     // In memory, with tokio's clock paused: it moves only when every task waits, straight to

@@ -2,12 +2,13 @@
 //!
 //! - `ci`: everything CI checks, in the order a person would want to see failures: formatting,
 //!   lints, docs, the dependency rule for `ws-proto`, tests, conformance (every server path
-//!   and the client, whole and split; both engines and the client again over TLS), a
+//!   and the client, whole, split and on tokio; both engines and the client again over TLS), a
 //!   60-second soak, and every fuzz target for 45 seconds.
 //! - `soak`: ws-echo under a realistic mix of clients for a set time, every byte checked.
 //! - `fuzz`: every fuzz target for a bounded time, from the corpus kept in `fuzz/corpus`.
 //! - `conformance`: the Autobahn-style case catalogue against one of our servers
-//!   (`--server`, or any with `--url`), or with `--client [--split]` against our client;
+//!   (`--server`, or any with `--url`), or with `--client [--split] [--tokio]` against our
+//!   client;
 //!   `--tls` runs it over TLS.
 //! - `bench`: ws-echo against echo servers on peer crates (`bench/peers`), side by side.
 //! - `load`: a one-thread load generator against a running echo server.
@@ -62,7 +63,7 @@ fn print_help() {
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
-         conformance [--client [--split]] [--server ws-echo|ws-echo-async|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
+         conformance [--client [--split] [--tokio]] [--server ws-echo|ws-echo-async|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
@@ -105,10 +106,21 @@ fn ci() -> Result<()> {
         "docs",
         cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    check_proto_dependencies()?;
+    check_dependency_rules()?;
     run(
         "ws-proto without default features",
         cargo().args(["check", "-p", "ws-proto", "--no-default-features"]),
+    )?;
+    run(
+        "ws-transport for tokio alone",
+        cargo().args([
+            "check",
+            "-p",
+            "ws-transport",
+            "--no-default-features",
+            "--features",
+            "tokio,axum,deflate",
+        ]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
     run("conformance, ws-echo (epoll engine)", cargo().args(["xtask", "conformance"]))?;
@@ -134,6 +146,10 @@ fn ci() -> Result<()> {
         cargo().args(["xtask", "conformance", "--client", "--split"]),
     )?;
     run(
+        "conformance, client mode on tokio (Stream + Sink through StreamExt::split)",
+        cargo().args(["xtask", "conformance", "--client", "--tokio"]),
+    )?;
+    run(
         "conformance over TLS, ws-echo (epoll engine)",
         cargo().args(["xtask", "conformance", "--tls"]),
     )?;
@@ -156,26 +172,43 @@ fn ci() -> Result<()> {
 }
 
 /// `ws-proto` is sans-IO: no runtime or I/O crate may appear among its normal dependencies.
-fn check_proto_dependencies() -> Result<()> {
-    eprintln!("\n==> dependency rule: ws-proto has no runtime or I/O dependencies");
+/// And `ws-transport` built for tokio alone (`--no-default-features --features
+/// tokio,axum,deflate`) compiles no second runtime.
+fn check_dependency_rules() -> Result<()> {
+    check_dependencies(
+        "ws-proto has no runtime or I/O dependencies",
+        &["-p", "ws-proto"],
+        &["smol", "async-io", "tokio", "futures-io", "async-std", "mio"],
+    )?;
+    check_dependencies(
+        "ws-transport for tokio compiles no smol",
+        &["-p", "ws-transport", "--no-default-features", "--features", "tokio,axum,deflate"],
+        &["smol", "async-io", "async-net", "async-executor", "blocking", "polling"],
+    )
+}
+
+/// Fails if any of `forbidden` is among the normal dependencies `cargo tree ARGS` lists.
+fn check_dependencies(rule: &str, args: &[&str], forbidden: &[&str]) -> Result<()> {
+    eprintln!("\n==> dependency rule: {rule}");
     let output = cargo()
-        .args(["tree", "-p", "ws-proto", "-e", "normal", "--prefix", "none"])
+        .arg("tree")
+        .args(args)
+        .args(["-e", "normal", "--prefix", "none"])
         .output()
         .context("running cargo tree")?;
     if !output.status.success() {
         bail!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let tree = String::from_utf8(output.stdout).context("cargo tree output is not utf-8")?;
-    const FORBIDDEN: [&str; 6] = ["smol", "async-io", "tokio", "futures-io", "async-std", "mio"];
     let found: Vec<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| FORBIDDEN.contains(name))
+        .filter(|name| forbidden.contains(name))
         .collect();
     if !found.is_empty() {
-        bail!("ws-proto depends on {found:?}");
+        bail!("{rule}: it depends on {found:?}");
     }
-    eprintln!("ok: {} crates, none of {FORBIDDEN:?}", tree.lines().count());
+    eprintln!("ok: {} crates, none of {forbidden:?}", tree.lines().count());
     Ok(())
 }
 

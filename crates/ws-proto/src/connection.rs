@@ -47,6 +47,7 @@ struct InFrame {
     remaining: u64,
     mask_offset: usize,
     /// A chunk of it has been reported (compressed frames, whose input is taken in steps).
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     reported: bool,
 }
 
@@ -339,6 +340,7 @@ impl Connection {
     /// counts for it.
     pub fn memory(&self) -> usize {
         let deferred = |frame: &Option<Vec<u8>>| frame.as_ref().map_or(0, Vec::capacity);
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut bytes = self.buffer_capacity()
             + deferred(&self.out.deferred_pong)
             + deferred(&self.out.deferred_close);

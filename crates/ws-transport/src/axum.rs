@@ -57,6 +57,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
             into_http_response(Response::new(500).body(b"connection cannot be upgraded\n".to_vec()))
         })?;
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut config = Config::default();
         #[cfg(feature = "deflate")]
         {

@@ -1,11 +1,9 @@
 //! The client side of the opening handshake over a stream.
 
 use std::io;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_io::Async;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use ws_proto::{Accepted, ClientRequest};
 
@@ -13,7 +11,9 @@ use crate::config::Config;
 use crate::error::{Error, Timeout};
 use crate::proxy::Proxy;
 use crate::socket::WebSocket;
-use crate::tls::{MaybeTls, TlsStream, default_client_config};
+#[cfg(feature = "smol")]
+use crate::tls::default_client_config;
+use crate::tls::{MaybeTls, TlsStream};
 use crate::util::{RandomKeys, random_bytes, with_deadline};
 
 /// The parts of a `ws://` or `wss://` URL a client needs, parsed by the `url` crate (WHATWG
@@ -168,6 +168,7 @@ where
 
 /// The stream [`connect_tcp`] opens: async-net's TCP stream (whose close ends the write
 /// side), with TLS for `wss://`.
+#[cfg(feature = "smol")]
 pub type ClientStream = MaybeTls<async_net::TcpStream, rustls::ClientConnection>;
 
 /// How [`connect_tcp_with`] reaches a server: the TLS settings for `wss://` and the HTTP
@@ -201,33 +202,44 @@ impl Connector {
     }
 }
 
-/// Opens a TCP connection (with `TCP_NODELAY`) to a `ws://` or `wss://` URL, with TLS for
-/// `wss://` (SNI, ALPN `http/1.1`, the system's trust store), and runs the handshake, all
-/// within [`Config::handshake_timeout`]. Host names are resolved on a thread pool, not on the
-/// executor; an HTTP proxy named by the environment is used (see [`Proxy::Env`]). The
-/// stream is async-net's (smol's), whose close ends the write side.
-///
-/// ```no_run
-/// # smol::block_on(async {
-/// let (mut ws, _) = ws_transport::connect_tcp("wss://example.com/", Default::default()).await?;
-/// ws.send("hello").await?;
-/// let echo = ws.recv().await?;
-/// ws.close(ws_proto::CloseCode::NORMAL, "").await?;
-/// # Ok::<(), ws_transport::Error>(()) });
-/// ```
-pub async fn connect_tcp(
-    url: &str,
-    config: Config,
-) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
-    connect_tcp_with(url, config, &Connector::default()).await
+/// What opening a connection needs from a runtime: a TCP stream to a host and port (names
+/// resolved off the executor), and the system's trust store read off the executor.
+pub(crate) trait Net {
+    /// A TCP stream whose close ends the write side (FIN), as the close handshake needs.
+    type Tcp: AsyncRead + AsyncWrite + Unpin;
+
+    /// Resolves `host`, then connects to its addresses in turn, with `TCP_NODELAY`.
+    async fn tcp(host: &str, port: u16) -> Result<Self::Tcp, Error>;
+
+    /// [`default_client_config`], run where blocking is allowed.
+    async fn default_tls() -> Result<Arc<rustls::ClientConfig>, Error>;
 }
 
-/// [`connect_tcp`] with TLS settings or a proxy of the caller's.
-pub async fn connect_tcp_with(
+/// Tries `addrs` in turn with `connect`; the last error when none answers.
+pub(crate) async fn first_to_answer<A, T, F>(
+    addrs: impl IntoIterator<Item = A>,
+    mut connect: impl FnMut(A) -> F,
+) -> Result<T, Error>
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+    for addr in addrs {
+        match connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last_err = err,
+        }
+    }
+    Err(Error::Io(last_err))
+}
+
+/// [`connect_tcp_with`] on the runtime `N`: the proxy tunnel, TLS for `wss://` and the
+/// handshake, all within [`Config::handshake_timeout`].
+pub(crate) async fn connect_tcp_on<N: Net>(
     url: &str,
     config: Config,
     connector: &Connector,
-) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
+) -> Result<(WebSocket<MaybeTls<N::Tcp, rustls::ClientConnection>>, Accepted), Error> {
     let url = WsUrl::parse(url)?;
     let runtime = config.runtime_or_default();
     let deadline = runtime.now() + config.handshake_timeout;
@@ -236,18 +248,18 @@ pub async fn connect_tcp_with(
         let proxy = connector.proxy.for_url(&url)?;
         let stream = match &proxy {
             Some(proxy) => {
-                let mut stream = tcp(&proxy.host, proxy.port).await?;
+                let mut stream = N::tcp(&proxy.host, proxy.port).await?;
                 proxy.tunnel(&mut stream, &url).await?;
                 stream
             }
-            None => tcp(&url.host, url.port).await?,
+            None => N::tcp(&url.host, url.port).await?,
         };
         if !url.secure {
-            return Ok::<ClientStream, Error>(MaybeTls::Plain(stream));
+            return Ok::<_, Error>(MaybeTls::Plain(stream));
         }
         let tls = match &connector.tls {
             Some(config) => Arc::clone(config),
-            None => blocking::unblock(default_client_config).await?,
+            None => N::default_tls().await?,
         };
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|err| Error::InvalidUrl(format!("{}: {err}", url.host)))?;
@@ -260,23 +272,62 @@ pub async fn connect_tcp_with(
     handshake(stream, request, config, deadline).await
 }
 
-/// A TCP connection to `host:port`, tried address by address. Names are resolved on
-/// blocking's thread pool (the system resolver blocks).
-async fn tcp(host: &str, port: u16) -> Result<async_net::TcpStream, Error> {
-    let addrs = async_net::resolve((host, port)).await?;
-    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-    for addr in addrs {
-        match Async::<TcpStream>::connect(addr).await {
-            Ok(stream) => {
-                stream.get_ref().set_nodelay(true)?;
-                // async-net's stream ends its write side on close (FIN), as the close
-                // handshake needs; async-io's only flushes.
-                return Ok(async_net::TcpStream::from(stream));
-            }
-            Err(err) => last_err = err,
-        }
+/// Opens a TCP connection (with `TCP_NODELAY`) to a `ws://` or `wss://` URL, with TLS for
+/// `wss://` (SNI, ALPN `http/1.1`, the system's trust store), and runs the handshake, all
+/// within [`Config::handshake_timeout`]. Host names are resolved on a thread pool, not on the
+/// executor; an HTTP proxy named by the environment is used (see [`Proxy::Env`]). The
+/// stream is async-net's (smol's), whose close ends the write side; on tokio, use
+/// `ws_transport::tokio::connect_tcp`.
+///
+/// ```no_run
+/// # smol::block_on(async {
+/// let (mut ws, _) = ws_transport::connect_tcp("wss://example.com/", Default::default()).await?;
+/// ws.send("hello").await?;
+/// let echo = ws.recv().await?;
+/// ws.close(ws_proto::CloseCode::NORMAL, "").await?;
+/// # Ok::<(), ws_transport::Error>(()) });
+/// ```
+#[cfg(feature = "smol")]
+pub async fn connect_tcp(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
+    connect_tcp_with(url, config, &Connector::default()).await
+}
+
+/// [`connect_tcp`] with TLS settings or a proxy of the caller's.
+#[cfg(feature = "smol")]
+pub async fn connect_tcp_with(
+    url: &str,
+    config: Config,
+    connector: &Connector,
+) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
+    connect_tcp_on::<SmolNet>(url, config, connector).await
+}
+
+/// smol's TCP streams, names resolved and the trust store read on blocking's thread pool.
+#[cfg(feature = "smol")]
+struct SmolNet;
+
+#[cfg(feature = "smol")]
+impl Net for SmolNet {
+    type Tcp = async_net::TcpStream;
+
+    async fn tcp(host: &str, port: u16) -> Result<async_net::TcpStream, Error> {
+        let addrs = async_net::resolve((host, port)).await?;
+        first_to_answer(addrs, |addr| async move {
+            let stream = async_io::Async::<std::net::TcpStream>::connect(addr).await?;
+            stream.get_ref().set_nodelay(true)?;
+            // async-net's stream ends its write side on close (FIN), as the close
+            // handshake needs; async-io's only flushes.
+            Ok(async_net::TcpStream::from(stream))
+        })
+        .await
     }
-    Err(Error::Io(last_err))
+
+    async fn default_tls() -> Result<Arc<rustls::ClientConfig>, Error> {
+        blocking::unblock(default_client_config).await
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,12 @@
 //! [`ServerHandshake`] routes plain HTTP and WebSocket requests on one port;
 //! [`WebSocket::split`] gives a reader and a writer half.
 //!
+//! Features: `deflate` (permessage-deflate) and `smol` (smol's timers, and [`connect_tcp`]
+//! on smol's sockets) are on by default; `tokio` adds `ws_transport::tokio` (tokio's
+//! streams, timers and `connect_tcp`); `http`, `hyper` and `axum` the glue for those crates.
+//! A tokio program may turn `smol` off (`default-features = false, features = ["tokio",
+//! "deflate"]`): then no part of smol is compiled. One of `smol` and `tokio` is needed.
+//!
 //! ```no_run
 //! # smol::block_on(async {
 //! let listener = smol::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -33,6 +39,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+
+#[cfg(not(any(feature = "smol", feature = "tokio")))]
+compile_error!("ws-transport needs a runtime: its `smol` feature (a default one) or `tokio`");
 
 mod accept;
 #[cfg(feature = "axum")]
@@ -57,15 +66,17 @@ mod util;
 
 pub use accept::{ServerHandshake, accept, accept_with};
 pub use config::Config;
-pub use connect::{
-    ClientStream, Connector, WsUrl, connect, connect_tcp, connect_tcp_with, connect_with,
-};
+#[cfg(feature = "smol")]
+pub use connect::{ClientStream, connect_tcp, connect_tcp_with};
+pub use connect::{Connector, WsUrl, connect, connect_with};
 pub use error::{Error, Timeout};
 pub use message::{IN_PLACE_MIN, Message, Outgoing};
 pub use proxy::Proxy;
+#[cfg(feature = "smol")]
+pub use runtime::Smol;
 #[cfg(feature = "tokio")]
 pub use runtime::Tokio;
-pub use runtime::{AsyncTimer, Runtime, Smol, default_runtime};
+pub use runtime::{AsyncTimer, Runtime, default_runtime};
 /// rustls, re-exported for its configuration types ([`rustls::ClientConfig`],
 /// [`rustls::ServerConfig`]) and certificate types ([`rustls::pki_types`]).
 pub use rustls;

@@ -4,7 +4,6 @@
 //! advance time (tokio's `time::pause`) drives every deadline of a WebSocket in tests.
 
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -29,9 +28,11 @@ pub trait AsyncTimer: Send + fmt::Debug {
 
 /// smol's timers (async-io's reactor, which runs on a thread of its own) and the system's
 /// clock.
+#[cfg(feature = "smol")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Smol;
 
+#[cfg(feature = "smol")]
 impl Runtime for Smol {
     fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>> {
         Box::pin(async_io::Timer::at(at))
@@ -42,13 +43,14 @@ impl Runtime for Smol {
     }
 }
 
+#[cfg(feature = "smol")]
 impl AsyncTimer for async_io::Timer {
     fn reset(self: Pin<&mut Self>, at: Instant) {
         self.get_mut().set_at(at);
     }
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Future::poll(self, cx).map(|_| ())
+        std::future::Future::poll(self, cx).map(|_| ())
     }
 }
 
@@ -75,20 +77,34 @@ impl AsyncTimer for tokio::time::Sleep {
     }
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Future::poll(self, cx)
+        std::future::Future::poll(self, cx)
     }
 }
 
 /// The runtime a WebSocket uses when [`Config::runtime`](crate::Config::runtime) names none:
-/// tokio's when called inside a tokio runtime (with the `tokio` feature), smol's otherwise.
+/// tokio's when called inside a tokio runtime (with the `tokio` feature), smol's otherwise
+/// (with the `smol` feature, a default one).
+///
+/// # Panics
+///
+/// Without the `smol` feature, when called outside a tokio runtime: there is no runtime to
+/// wait on then (set [`Config::runtime`](crate::Config::runtime)).
 pub fn default_runtime() -> Arc<dyn Runtime> {
     #[cfg(feature = "tokio")]
     if tokio::runtime::Handle::try_current().is_ok() {
         static TOKIO: OnceLock<Arc<dyn Runtime>> = OnceLock::new();
         return Arc::clone(TOKIO.get_or_init(|| Arc::new(Tokio)));
     }
-    static SMOL: OnceLock<Arc<dyn Runtime>> = OnceLock::new();
-    Arc::clone(SMOL.get_or_init(|| Arc::new(Smol)))
+    #[cfg(feature = "smol")]
+    {
+        static SMOL: OnceLock<Arc<dyn Runtime>> = OnceLock::new();
+        Arc::clone(SMOL.get_or_init(|| Arc::new(Smol)))
+    }
+    #[cfg(not(feature = "smol"))]
+    panic!(
+        "ws-transport: no runtime for this WebSocket: not inside a tokio runtime, and the \
+         `smol` feature is off (set Config::runtime)"
+    )
 }
 
 /// Waits for `timer`.

@@ -327,8 +327,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Ready to queue a message: nothing is being written in place, and no more than
     /// [`Config::write_buffer_size`] bytes are queued (writing them until that is so).
+    ///
+    /// [`Error::Closed`] once the connection is closing. When the peer closed it or broke
+    /// the protocol, that answer waits until the close handshake has finished (within
+    /// [`Config::close_timeout`]): a program that drops the WebSocket at a failed send, as
+    /// `forward` and `?` do, then ends TCP cleanly instead of resetting it under the peer's
+    /// close frame. What is left to receive is kept for [`recv`](Self::recv).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.check_can_send()?;
+        if !self.session.is_open() {
+            if self.end.is_some() {
+                ready!(self.poll_finish(cx));
+            }
+            return Poll::Ready(Err(Error::Closed));
+        }
         if self.in_flight.is_some()
             || self.session.pending_output().len() > self.config.write_buffer_size
         {

@@ -1,7 +1,9 @@
 //! WebSockets on tokio's streams (the `tokio` feature): [`accept`] and [`connect`] take any
 //! `tokio::io::AsyncRead + AsyncWrite` stream (a `tokio::net::TcpStream`, a TLS stream from
 //! tokio-rustls, hyper's upgraded connection through `hyper_util::rt::TokioIo`) and run the
-//! WebSocket's timers on tokio's clock: no async-io thread starts.
+//! WebSocket's timers on tokio's clock: no async-io thread starts. [`connect_tcp`] opens the
+//! connection too (tokio's resolver and TCP, TLS for `wss://`, the proxy from the
+//! environment), as [`crate::connect_tcp`] does on smol.
 //!
 //! ```no_run
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,8 +31,10 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use ws_proto::{Accepted, Request, Response, Upgrade};
 
 use crate::config::Config;
+use crate::connect::{Connector, Net, connect_tcp_on, first_to_answer};
 use crate::error::Error;
 use crate::socket::WebSocket;
+use crate::tls::{MaybeTls, default_client_config};
 
 /// A tokio stream as a futures-io one, for [`WebSocket`]. Closing it shuts its write side
 /// down (`poll_shutdown`), as the close handshake needs.
@@ -126,4 +130,60 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     crate::connect(TokioIo(stream), url, config).await
+}
+
+/// The stream [`connect_tcp`] opens: tokio's TCP stream, with TLS for `wss://`.
+pub type ClientStream = MaybeTls<TokioIo<tokio::net::TcpStream>, rustls::ClientConnection>;
+
+/// [`crate::connect_tcp`] on tokio: tokio resolves the name (on its blocking pool) and opens
+/// the TCP connection (with `TCP_NODELAY`); TLS for `wss://` with the system's trust store;
+/// the HTTP proxy the environment names. Everything, handshake included, within
+/// [`Config::handshake_timeout`] on tokio's clock.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ws_transport::Error> {
+/// let (mut ws, _) = ws_transport::tokio::connect_tcp("wss://example.com/", Default::default())
+///     .await?;
+/// ws.send("hello").await?;
+/// let echo = ws.recv().await?;
+/// ws.close(ws_transport::ws_proto::CloseCode::NORMAL, "").await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_tcp(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
+    connect_tcp_with(url, config, &Connector::default()).await
+}
+
+/// [`connect_tcp`] with TLS settings or a proxy of the caller's.
+pub async fn connect_tcp_with(
+    url: &str,
+    config: Config,
+    connector: &Connector,
+) -> Result<(WebSocket<ClientStream>, Accepted), Error> {
+    connect_tcp_on::<TokioNet>(url, config, connector).await
+}
+
+/// tokio's resolver, TCP streams and blocking pool.
+struct TokioNet;
+
+impl Net for TokioNet {
+    type Tcp = TokioIo<tokio::net::TcpStream>;
+
+    async fn tcp(host: &str, port: u16) -> Result<Self::Tcp, Error> {
+        let addrs = tokio::net::lookup_host((host, port)).await?;
+        first_to_answer(addrs, |addr| async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo(stream))
+        })
+        .await
+    }
+
+    async fn default_tls() -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+        tokio::task::spawn_blocking(default_client_config)
+            .await
+            .map_err(|err| Error::Io(io::Error::other(err)))?
+    }
 }

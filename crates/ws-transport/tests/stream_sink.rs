@@ -136,6 +136,96 @@ fn a_protocol_error_is_yielded_once_then_the_stream_ends() -> Result {
     })
 }
 
+/// A stream that reads what the test gives it and records what is written to it.
+#[derive(Clone, Default)]
+struct Scripted(Arc<Mutex<Script>>);
+
+#[derive(Default)]
+struct Script {
+    input: Vec<u8>,
+    eof: bool,
+    written: Vec<u8>,
+    closed: bool,
+}
+
+impl AsyncRead for Scripted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut script = self.0.lock().unwrap();
+        let n = buf.len().min(script.input.len());
+        if n == 0 && !script.eof {
+            // The test polls again after giving more.
+            return Poll::Pending;
+        }
+        buf[..n].copy_from_slice(&script.input[..n]);
+        script.input.drain(..n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Scripted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().written.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.lock().unwrap().closed = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// `forward` over `StreamExt::split` stops at the sink's first error. A sink that refused at
+/// once when the peer broke the protocol would make `forward` drop the WebSocket before the
+/// peer's close frame came back: TCP reset under it. The refusal waits for the close
+/// handshake instead, so `forward` ends only after the peer's close and the end of its side.
+/// (The echo of "hi" is lost: `StreamExt::split`'s sink holds one message of its own, which
+/// `forward` drops at the error.)
+#[test]
+fn forward_ends_after_the_close_handshake_when_the_peer_breaks_the_protocol() {
+    use std::future::Future;
+    let script = Scripted::default();
+    // A masked "hi" (key 0), then a frame with the reserved opcode 3, in one read.
+    script.0.lock().unwrap().input =
+        vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i', 0x83, 0x80, 0, 0, 0, 0];
+    let conn = Connection::server(Default::default());
+    let ws = WebSocket::from_parts(script.clone(), conn, Config::default(), &[]);
+    let (sink, stream) = StreamExt::split(ws);
+    let mut forward = std::pin::pin!(stream.forward(sink));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(forward.as_mut().poll(&mut cx).is_pending(), "forward ended before the close");
+    {
+        // Our close frame, and the end of our side (FIN) after it: the WebSocket reads on.
+        let script = script.0.lock().unwrap();
+        assert!(script.written.ends_with(&[0x88, 0x02, 0x03, 0xea]), "{:?}", script.written);
+        assert!(script.closed);
+    }
+    // The peer's close frame (masked, key 0), and the end of its side.
+    {
+        let mut script = script.0.lock().unwrap();
+        script.input.extend_from_slice(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xea]);
+        script.eof = true;
+    }
+    // One wake-up for the two: the stream reports the failure, or the sink its refusal.
+    match forward.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(Error::Protocol(_) | Error::Closed)) => {}
+        other => panic!("forward: {other:?}"),
+    }
+    let script = script.0.lock().unwrap();
+    assert!(script.input.is_empty(), "forward ended before reading the peer's close");
+}
+
 /// A stream that takes every write and records each one, and never has anything to read.
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<usize>>>);

@@ -2,8 +2,9 @@
 //!
 //! Server mode (default) starts one of our servers from this workspace (`--server ws-echo`,
 //! `ws-echo-async` or `ws-transport`; or targets `--url`) and plays the fuzzing client
-//! against it. Client mode (`--client`, `--split` for the halves) plays the fuzzing server
-//! against a small echo client built on `ws-transport`. Frames on the wire are built and checked by the
+//! against it. Client mode (`--client`, `--split` for the halves, `--tokio` for the client on
+//! tokio as a `Stream` and `Sink`) plays the fuzzing server against a small echo client built
+//! on `ws-transport`. Frames on the wire are built and checked by the
 //! suite itself ([`wire`]), never by the code under test.
 //!
 //! Here: the CLI, the run loops and the expected-results diff; `cases` is the catalogue,
@@ -35,7 +36,7 @@ use cases::{Case, Expected, Outcome, Step};
 use execute::execute;
 use judge::judge;
 pub(crate) use peers::read_head;
-use peers::{EchoServer, client_connect, server_handshake, testee_client};
+use peers::{EchoServer, client_connect, server_handshake, testee_client, testee_client_tokio};
 use wire::{BINARY, CLOSE, CONT, Frame, PING, PONG, TEXT};
 
 /// A verdict, as Autobahn gives them.
@@ -151,6 +152,8 @@ struct Options {
     server: Target,
     /// Client mode: drive the client through its split halves.
     split: bool,
+    /// Client mode: the client on tokio, as a `Stream` and `Sink`.
+    tokio: bool,
     /// Run over TLS, through [`relay`].
     tls: bool,
 }
@@ -208,6 +211,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         bless: false,
         server: Target::Echo,
         split: false,
+        tokio: false,
         tls: false,
     };
     let mut args = args.iter();
@@ -220,6 +224,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             }
             "--bless" => options.bless = true,
             "--split" => options.split = true,
+            "--tokio" => options.tokio = true,
             "--tls" => options.tls = true,
             "--server" => {
                 let name = args.next().context("--server needs a value")?;
@@ -247,13 +252,17 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let results = match options.mode {
         Mode::Server => run_against_server(&options, &catalogue)?,
-        Mode::Client => run_against_client(&catalogue, options.split, options.tls)?,
+        Mode::Client => run_against_client(&catalogue, &options)?,
     };
     let elapsed = started.elapsed();
     let report = match options.mode {
         Mode::Server => options.server.report_name(),
-        Mode::Client if options.split => "client-split",
-        Mode::Client => "client",
+        Mode::Client => match (options.tokio, options.split) {
+            (false, false) => "client",
+            (false, true) => "client-split",
+            (true, false) => "client-tokio",
+            (true, true) => "client-tokio-split",
+        },
     };
     let report = if options.tls { format!("{report}-tls") } else { report.to_string() };
     let out_dir = workspace().join("target/conformance").join(report);
@@ -374,13 +383,15 @@ fn print_progress(result: &CaseResult) {
     }
 }
 
-fn run_against_client(catalogue: &[Case], split: bool, tls: bool) -> Result<Vec<CaseResult>> {
+fn run_against_client(catalogue: &[Case], options: &Options) -> Result<Vec<CaseResult>> {
+    let (split, tls, on_tokio) = (options.split, options.tls, options.tokio);
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?;
     let addr = listener.get_ref().local_addr()?;
     let halves = if split { " (split halves)" } else { "" };
     let over = if tls { " over TLS" } else { "" };
+    let runtime = if on_tokio { " on tokio (Stream + Sink)" } else { "" };
     println!(
-        "conformance (client mode): {} cases against the ws-transport client{halves}{over}",
+        "conformance (client mode): {} cases against the ws-transport client{runtime}{halves}{over}",
         catalogue.len()
     );
     let count = catalogue.len();
@@ -392,7 +403,13 @@ fn run_against_client(catalogue: &[Case], split: bool, tls: bool) -> Result<Vec<
     } else {
         (addr, None)
     };
-    let testee = std::thread::spawn(move || testee_client(connect_to, count, split, client_tls));
+    let testee = std::thread::spawn(move || {
+        if on_tokio {
+            testee_client_tokio(connect_to, count, split, client_tls)
+        } else {
+            testee_client(connect_to, count, split, client_tls)
+        }
+    });
     let mut results = Vec::new();
     for (i, case) in catalogue.iter().enumerate() {
         let result = smol::block_on(async {

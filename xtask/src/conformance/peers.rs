@@ -238,3 +238,51 @@ pub(super) fn testee_client(
         Ok(())
     })
 }
+
+/// [`testee_client`] on tokio: `ws_transport::tokio::connect_tcp_with` (tokio's resolver and
+/// TCP, tokio's timers), and the echo through futures' traits: `StreamExt::next` and
+/// `SinkExt::send` on the whole WebSocket, or, with `split`, `forward` from ws-transport's
+/// reader half (a `Stream`) to its writer half (a `Sink`).
+pub(super) fn testee_client_tokio(
+    addr: SocketAddr,
+    count: usize,
+    split: bool,
+    tls: Option<std::sync::Arc<ws_transport::rustls::ClientConfig>>,
+) -> Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    let mut connector = ws_transport::Connector::new().proxy(ws_transport::Proxy::None);
+    let base = match tls {
+        Some(config) => {
+            connector = connector.tls(config);
+            format!("wss://localhost:{}", addr.port())
+        }
+        None => format!("ws://{addr}"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        for case in 1..=count {
+            let url = format!("{base}/runCase?case={case}&agent=ws-transport-tokio");
+            let connect = ws_transport::tokio::connect_tcp_with(&url, testee_config(), &connector);
+            let mut ws = match connect.await {
+                Ok((ws, _)) => ws,
+                Err(err) => {
+                    println!("  testee: case {case}: connect failed: {err}");
+                    continue;
+                }
+            };
+            if split {
+                // Ends at the end of the stream (the close handshake) by closing the writer,
+                // or at the first error.
+                let (reader, writer) = ws.split();
+                let _ = reader.forward(writer).await;
+                continue;
+            }
+            while let Some(Ok(message)) = ws.next().await {
+                if SinkExt::send(&mut ws, message).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
+}
