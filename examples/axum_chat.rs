@@ -1,7 +1,9 @@
 //! A chat room on axum: every message a client sends goes to every client connected to
-//! `/chat`. `/` echoes (what `cargo xtask conformance --server ws-transport-axum` runs the
-//! suite against). The extractor is ws-transport's (`axum` feature): permessage-deflate is
-//! negotiated when offered, and the WebSocket is a `Stream` and a `Sink` on tokio's timers.
+//! `/chat`. `/` serves the room's page to a browser (open <http://127.0.0.1:9001/> in two
+//! tabs) and echoes to a WebSocket (what `cargo xtask conformance --server
+//! ws-transport-axum` runs the suite against): `Option<WebSocketUpgrade>` tells the two
+//! apart. The extractor is ws-transport's (`axum` feature): permessage-deflate is negotiated
+//! when offered, and the WebSocket is a `Stream` and a `Sink` on tokio's timers.
 //!
 //! ```sh
 //! cargo run --example axum_chat -- 127.0.0.1:9001
@@ -11,7 +13,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
@@ -22,6 +24,9 @@ use ws_transport::axum::WebSocketUpgrade;
 /// the oldest (and is told how many).
 const BACKLOG: usize = 64;
 
+/// The room's page: no script or font from elsewhere.
+const PAGE: &str = include_str!("axum_chat.html");
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let addr: SocketAddr = match std::env::args().nth(1) {
@@ -29,14 +34,19 @@ async fn main() -> anyhow::Result<()> {
         None => ([127, 0, 0, 1], 9001).into(),
     };
     let (room, _) = broadcast::channel::<Message>(BACKLOG);
-    let app = Router::new().route("/", get(echo)).route("/chat", get(chat)).with_state(room);
+    let app =
+        Router::new().route("/", get(page_or_echo)).route("/chat", get(chat)).with_state(room);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-async fn echo(upgrade: WebSocketUpgrade) -> Response {
+/// The page for a plain GET; an echo for a WebSocket.
+async fn page_or_echo(upgrade: Option<WebSocketUpgrade>) -> Response {
+    let Some(upgrade) = upgrade else {
+        return Html(PAGE).into_response();
+    };
     upgrade.on_upgrade(|mut ws| async move {
         while let Some(Ok(message)) = ws.next().await {
             if ws.send(message).await.is_err() {

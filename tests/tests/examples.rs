@@ -72,3 +72,32 @@ fn the_axum_chat_room_sends_each_message_to_everyone_with_compression() -> Resul
     assert!(!threads.is_empty());
     Ok(())
 }
+
+/// `Option<WebSocketUpgrade>` on the axum example's `/`: a plain GET gets the room's page, a
+/// bad upgrade its 400 (not the page), a good one the echo.
+#[test]
+fn the_axum_example_serves_its_page_to_a_plain_get_and_refuses_a_bad_upgrade() -> Result<()> {
+    use std::io::Read;
+    let server = ExampleServer::start("axum_chat")?;
+    let ask = |head: &str| -> Result<String> {
+        let mut stream = std::net::TcpStream::connect(server.addr)?;
+        stream.write_all(head.as_bytes())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    let page = ask("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<title>Chat room</title>") && page.contains("/chat"), "{page}");
+    let bad = ask("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n")?;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(!bad.contains("Chat room"), "{bad}");
+    smol::block_on(async {
+        let (mut ws, _) = connect_tcp(&format!("ws://{}/", server.addr), Config::default()).await?;
+        ws.send("echo?").await?;
+        assert_eq!(ws.recv().await?, Some(Message::from("echo?")));
+        ws.close(ws_transport::ws_proto::CloseCode::NORMAL, "").await?;
+        anyhow::Ok(())
+    })
+}

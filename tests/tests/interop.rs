@@ -238,7 +238,8 @@ fn our_client_against_a_python_websockets_tls_server() -> Result<()> {
     Ok(())
 }
 
-// The axum example (examples/axum_chat.rs): its `/` echoes, through ws-transport's extractor.
+// The axum example (examples/axum_chat.rs): its `/` echoes, through ws-transport's extractor,
+// and serves the chat room's page to a plain GET.
 
 #[test]
 fn python_websockets_client_against_the_axum_example() -> Result<()> {
@@ -279,5 +280,22 @@ fn chromium_websocket_against_the_axum_example() -> Result<()> {
     let server = ExampleServer::start("axum_chat")?;
     let mut cmd = Command::new("node");
     cmd.arg(&script).arg(format!("ws://{}/", server.addr)).arg(chromium);
+    run_client(cmd)
+}
+
+#[test]
+fn chromium_pages_chat_through_the_axum_example() -> Result<()> {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        return missing("Chromium (/usr/bin/chromium)");
+    }
+    let Some(modules) = node_modules() else {
+        return missing("node with playwright-core");
+    };
+    let script = modules.parent().expect("in .ci").join("browser_chat.mjs");
+    std::fs::copy(workspace().join("tests/interop/browser_chat.mjs"), &script)?;
+    let server = ExampleServer::start("axum_chat")?;
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(format!("http://{}/", server.addr)).arg(chromium);
     run_client(cmd)
 }

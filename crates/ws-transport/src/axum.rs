@@ -18,17 +18,19 @@
 //! ```
 //!
 //! A request that is not a valid upgrade is rejected with the handshake's 4xx (400, or 426
-//! with `Sec-WebSocket-Version: 13`). permessage-deflate is on by default (negotiated when
+//! with `Sec-WebSocket-Version: 13`). As `Option<WebSocketUpgrade>`, a request that is no
+//! upgrade at all (no `Upgrade: websocket`) is `None`, so that one route can serve a page to
+//! a browser and a WebSocket to the page; a bad upgrade is still rejected. permessage-deflate is on by default (negotiated when
 //! the client offers it); [`WebSocketUpgrade::config`] sets every limit. RFC 8441's extended
 //! CONNECT (WebSockets over HTTP/2) is not supported: it is not a GET, and hyper's HTTP/2
 //! server offers no upgraded stream for it through this path.
 
 use std::future::Future;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::Response as AxumResponse;
 use hyper::upgrade::OnUpgrade;
-use ws_proto::{Request, Response, Upgrade};
+use ws_proto::{HandshakeError, Request, Response, Upgrade};
 
 use crate::config::Config;
 use crate::http::{into_http_response, request_from_parts};
@@ -52,22 +54,49 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
+        match Self::extract(parts) {
+            Ok(Some(upgrade)) => Ok(upgrade),
+            Ok(None) => Err(into_http_response(HandshakeError::NotWebSocket.response())),
+            Err(refusal) => Err(into_http_response(refusal)),
+        }
+    }
+}
+
+/// `None` for a request that is no upgrade at all; a bad upgrade is rejected.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for WebSocketUpgrade {
+    type Rejection = AxumResponse;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Self::extract(parts).map_err(into_http_response)
+    }
+}
+
+impl WebSocketUpgrade {
+    /// The upgrade in `parts`: `None` if it is no upgrade at all, the response to reject it
+    /// with if it is a bad one.
+    fn extract(parts: &mut http::request::Parts) -> Result<Option<Self>, Response> {
         let request = request_from_parts(parts);
-        let upgrade = request.websocket().map_err(|err| into_http_response(err.response()))?;
-        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
-            into_http_response(Response::new(500).body(b"connection cannot be upgraded\n".to_vec()))
-        })?;
+        let upgrade = match request.websocket() {
+            Ok(upgrade) => upgrade,
+            Err(HandshakeError::NotWebSocket) => return Ok(None),
+            Err(err) => return Err(err.response()),
+        };
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or_else(|| Response::new(500).body(b"connection cannot be upgraded\n".to_vec()))?;
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut config = Config::default();
         #[cfg(feature = "deflate")]
         {
             config.compression = Some(ws_proto::DeflateConfig::default());
         }
-        Ok(Self { request, upgrade, on_upgrade, config, protocol: None })
+        Ok(Some(Self { request, upgrade, on_upgrade, config, protocol: None }))
     }
-}
 
-impl WebSocketUpgrade {
     /// The request head.
     pub fn request(&self) -> &Request {
         &self.request
