@@ -77,7 +77,12 @@ impl Server {
     /// (their epoll sets are created here, so running out of descriptors is an error at
     /// start, not later).
     pub fn bind(addr: SocketAddr, options: Options) -> io::Result<Self> {
-        Ok(Self(ws_server::Server::bind(addr, options.0, EchoApp)?))
+        Self::bind_app(addr, options, EchoApp::default())
+    }
+
+    /// [`bind`](Self::bind) with routes of the caller's ([`EchoApp::path`]).
+    pub fn bind_app(addr: SocketAddr, options: Options, app: EchoApp) -> io::Result<Self> {
+        Ok(Self(ws_server::Server::bind(addr, options.0, app)?))
     }
 
     /// The bound address (useful after binding port 0).
@@ -101,18 +106,56 @@ impl Server {
     }
 }
 
-/// The echo application: routes plain HTTP, accepts every valid upgrade with an [`Echo`].
-#[derive(Debug)]
-pub struct EchoApp;
+/// The echo application: routes plain HTTP, accepts every valid upgrade (or only those to
+/// one path, see [`path`](Self::path)) with an [`Echo`].
+#[derive(Debug, Clone)]
+pub struct EchoApp {
+    path: Option<String>,
+    page: String,
+}
+
+impl Default for EchoApp {
+    fn default() -> Self {
+        Self { path: None, page: PAGE.to_owned() }
+    }
+}
+
+impl EchoApp {
+    /// Upgrades only requests for `path` (the query aside); others get 404. The demo page
+    /// connects to it. A path starts with `/` and holds visible ASCII other than `"`, `\`,
+    /// `<`, `>`, `?` and `#`.
+    pub fn path(mut self, path: &str) -> Result<Self, String> {
+        let allowed = |b: u8| b.is_ascii_graphic() && !b"\"\\<>?#".contains(&b);
+        if !path.starts_with('/') || !path.bytes().all(allowed) {
+            return Err(format!("{path:?}: a path is / then visible ASCII without \"\\<>?#"));
+        }
+        self.page = PAGE.replace(PAGE_PATH, &format!("const WS_PATH = \"{path}\";"));
+        self.path = Some(path.to_owned());
+        Ok(self)
+    }
+}
+
+/// The line of the demo page that names the path its WebSocket connects to.
+const PAGE_PATH: &str = "const WS_PATH = \"/\";";
 
 impl App for EchoApp {
     type Handler = Echo;
 
     fn http(&self, request: &Request, _: SocketAddr) -> Response {
-        route(request)
+        route(request, &self.page)
     }
 
-    fn upgrade(&self, _: &Request, _: &Upgrade, _: SocketAddr) -> Result<Accept<Echo>, Response> {
+    fn upgrade(
+        &self,
+        request: &Request,
+        _: &Upgrade,
+        _: SocketAddr,
+    ) -> Result<Accept<Echo>, Response> {
+        if let Some(path) = &self.path {
+            if request.path.split('?').next() != Some(path.as_str()) {
+                return Err(not_found());
+            }
+        }
         Ok(Accept::new(Echo::default()))
     }
 }
@@ -145,8 +188,12 @@ impl Handler for Echo {
     }
 }
 
-/// The response to a plain HTTP request.
-fn route(request: &Request) -> Response {
+fn not_found() -> Response {
+    Response::new(404).header("Content-Type", "text/plain").body("not found\n")
+}
+
+/// The response to a plain HTTP request; `page` is the demo page.
+fn route(request: &Request, page: &str) -> Response {
     let path = request.path.split('?').next().unwrap_or("");
     if request.method != "GET" && request.method != "HEAD" {
         return Response::new(405).header("Allow", "GET, HEAD").body("method not allowed\n");
@@ -155,9 +202,9 @@ fn route(request: &Request) -> Response {
         "/" | "/index.html" => Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
             .header("Cache-Control", "no-cache")
-            .body(PAGE),
+            .body(page),
         "/healthz" => Response::new(200).header("Content-Type", "text/plain").body("ok\n"),
-        _ => Response::new(404).header("Content-Type", "text/plain").body("not found\n"),
+        _ => not_found(),
     };
     let response = response.header("Connection", "close");
     if request.method == "HEAD" {
@@ -175,16 +222,31 @@ mod tests {
         Request { method: method.into(), path: path.into(), version: 1, headers: vec![] }
     }
 
+    fn route_default(request: &Request) -> Response {
+        route(request, PAGE)
+    }
+
     #[test]
     fn routes() {
-        let page = route(&get("/", "GET"));
+        let page = route_default(&get("/", "GET"));
         assert_eq!(page.status, 200);
         assert!(String::from_utf8_lossy(&page.body).contains("new WebSocket"));
-        assert_eq!(route(&get("/healthz", "GET")).status, 200);
-        assert_eq!(route(&get("/nope", "GET")).status, 404);
-        assert_eq!(route(&get("/", "POST")).status, 405);
-        let head = route(&get("/healthz", "HEAD"));
+        assert_eq!(route_default(&get("/healthz", "GET")).status, 200);
+        assert_eq!(route_default(&get("/nope", "GET")).status, 404);
+        assert_eq!(route_default(&get("/", "POST")).status, 405);
+        let head = route_default(&get("/healthz", "HEAD"));
         assert!(head.body.is_empty());
+    }
+
+    #[test]
+    fn a_path_is_checked_and_the_page_connects_to_it() {
+        assert!(PAGE.contains(PAGE_PATH));
+        let app = EchoApp::default().path("/ws/echo").unwrap();
+        assert!(app.page.contains("const WS_PATH = \"/ws/echo\";"));
+        assert!(!app.page.contains(PAGE_PATH));
+        for bad in ["ws", "/a b", "/\"x", "/a?b", "/<script>", "/é", ""] {
+            assert!(EchoApp::default().path(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

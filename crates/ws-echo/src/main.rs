@@ -11,7 +11,7 @@ use clap::Parser;
 use futures_lite::StreamExt;
 use smol::Executor;
 use tracing::{info, warn};
-use ws_echo::{Certificates, Engine, Options, Server};
+use ws_echo::{Certificates, EchoApp, Engine, Options, Server};
 
 /// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/ and /healthz
 /// (https:// and wss:// with --tls-cert and --tls-key).
@@ -86,17 +86,43 @@ struct Args {
     /// The private key of --tls-cert: a PEM file (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert", value_name = "PATH")]
     tls_key: Option<PathBuf>,
+    /// Upgrade only requests for this path (say `/ws`); WebSocket requests for any other
+    /// path get 404. The demo page connects to it. [default: every path upgrades]
+    #[arg(long, value_name = "PATH")]
+    path: Option<String>,
+    /// Set SO_REUSEPORT on the listening socket, so that several ws-echo processes can
+    /// listen on one port and the kernel spreads connections among them (Linux).
+    #[arg(long)]
+    reuse_port: bool,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
-    /// `ws_echo=debug`.
+    /// `ws_echo=debug`. At info, every connection logs one line as it ends (target
+    /// `ws_server::access`: peer, duration, bytes, messages, close code, who closed);
+    /// `ws_server::access=off` turns those off.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `2026-12-01T20:00:00Z  INFO ws_server::access: closed with 1000 peer=... code=1000`
+    Text,
+    /// `{"timestamp":"...","level":"INFO","fields":{"message":"closed with 1000","code":1000,...},"target":"ws_server::access"}`
+    Json,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("invalid --log filter {:?}", args.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     // The echo's defaults, and the engine's settings under them.
     let mut echo = Options::default();
@@ -133,6 +159,11 @@ fn main() -> anyhow::Result<()> {
         .map_or(1, NonZeroUsize::get);
     options.engine = args.engine;
     options.threads = threads;
+    options.reuse_port = args.reuse_port;
+    let app = match &args.path {
+        Some(path) => EchoApp::default().path(path).map_err(anyhow::Error::msg)?,
+        None => EchoApp::default(),
+    };
     let certificates = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let certificates = Certificates::load(cert, key).context("reading the certificate")?;
@@ -141,7 +172,8 @@ fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let server = Server::bind(args.bind, echo).with_context(|| format!("binding {}", args.bind))?;
+    let server =
+        Server::bind_app(args.bind, echo, app).with_context(|| format!("binding {}", args.bind))?;
     let addr = server.local_addr().context("reading the bound address")?;
     let (ws, http) = if certificates.is_some() { ("wss", "https") } else { ("ws", "http") };
     println!("listening on {ws}://{addr}");

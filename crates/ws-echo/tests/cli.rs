@@ -26,11 +26,16 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Result<Self> {
+        Self::start_with(&["--bind", "127.0.0.1:0", "--log", "warn"], args, Stdio::inherit())
+    }
+
+    /// Started with `base` then `args`, its log going to `log`.
+    fn start_with(base: &[&str], args: &[&str], log: impl Into<Stdio>) -> Result<Self> {
         let mut child = Command::new(BIN)
-            .args(["--bind", "127.0.0.1:0", "--log", "warn"])
+            .args(base)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .context("starting ws-echo")?;
         let stdout = child.stdout.take().context("stdout")?;
@@ -225,5 +230,125 @@ fn tls_flags_serve_wss_and_https_and_sighup_reads_the_certificate_again() -> Res
     })?;
     server.signal("TERM")?;
     assert_eq!(server.wait(Duration::from_secs(10))?, 0);
+    Ok(())
+}
+
+/// A file for a process's log, removed when dropped.
+struct LogFile(std::path::PathBuf);
+
+impl LogFile {
+    fn new(name: &str) -> Result<(Self, std::fs::File)> {
+        let path = std::env::temp_dir().join(format!("ws-echo-{}-{name}.log", std::process::id()));
+        let file = std::fs::File::create(&path)?;
+        Ok((Self(path), file))
+    }
+
+    /// The `ws_server::access` lines, parsed.
+    fn access_lines(&self) -> Result<Vec<serde_json::Value>> {
+        let text = std::fs::read_to_string(&self.0)?;
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            let value: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("not JSON: {line:?}"))?;
+            if value["target"] == "ws_server::access" {
+                lines.push(value);
+            }
+        }
+        Ok(lines)
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `--log-format json`: one JSON object per line, and one access line per connection with
+/// exact counts. `--path`: only that path upgrades.
+#[test]
+fn the_access_log_has_one_json_line_per_connection_and_path_restricts_upgrades() -> Result<()> {
+    let (log, file) = LogFile::new("access")?;
+    let base = ["--bind", "127.0.0.1:0", "--log", "info", "--log-format", "json"];
+    let mut server = Running::start_with(&base, &["--path", "/ws"], file)?;
+    let no_proxy = Connector::new().proxy(Proxy::None);
+    smol::block_on(async {
+        let url = format!("ws://{}/ws?room=1", server.addr);
+        let (mut ws, _) = connect_tcp_with(&url, Default::default(), &no_proxy).await?;
+        for text in ["one", "two", "six"] {
+            ws.send(text).await?;
+            assert_eq!(ws.recv().await?, Some(text.into()));
+        }
+        ws.close(CloseCode::NORMAL, "").await?;
+        // Another path is not upgraded.
+        let url = format!("ws://{}/elsewhere", server.addr);
+        match connect_tcp_with(&url, Default::default(), &no_proxy).await {
+            Err(ws_transport::Error::Response(err)) => assert!(err.to_string().contains("404")),
+            other => bail!("upgraded /elsewhere: {:?}", other.map(|_| ())),
+        }
+        anyhow::Ok(())
+    })?;
+    // A client that breaks the protocol: the server closes, with 1002.
+    let mut raw = RawClient::connect_tcp(server.addr)?;
+    let request = ws_tests::upgrade_request(server.addr).replacen("GET / ", "GET /ws ", 1);
+    raw.stream.write_all(request.as_bytes())?;
+    assert!(raw.read_head()?.starts_with("HTTP/1.1 101 "));
+    raw.send_raw(&ws_tests::unmasked_frame(0x81, b"hi"))?;
+    raw.read_to_end()?;
+    server.signal("TERM")?;
+    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
+    let lines = log.access_lines()?;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let fields = |i: usize, names: &[&str]| -> Vec<serde_json::Value> {
+        names.iter().map(|name| lines[i]["fields"][name].clone()).collect()
+    };
+    let counts = ["messages_in", "messages_out", "bytes_in", "bytes_out", "code", "closed_by"];
+    // Three masked 3-byte texts (9 bytes each) and a masked close (8) in; three unmasked
+    // echoes (5 each) and the close (4) out.
+    assert_eq!(
+        fields(0, &counts),
+        serde_json::json!([3, 3, 35, 19, 1000, "client"]).as_array().unwrap()[..]
+    );
+    assert_eq!(lines[0]["level"], "INFO");
+    // The unmasked 4-byte frame in, the close with 1002 out.
+    assert_eq!(
+        fields(1, &counts),
+        serde_json::json!([0, 0, 4, 4, 1002, "server"]).as_array().unwrap()[..]
+    );
+    assert_eq!(lines[1]["level"], "WARN");
+    for line in &lines {
+        assert!(line["fields"]["peer"].as_str().is_some_and(|peer| peer.starts_with("127.0.0.1:")));
+        assert!(line["fields"]["duration_ms"].as_u64().is_some(), "{line}");
+    }
+    Ok(())
+}
+
+/// `--reuse-port`: a second process listens on the same port, and the kernel gives each some
+/// of the connections (without the flag the second bind fails: see above).
+#[test]
+fn reuse_port_lets_two_processes_share_a_port() -> Result<()> {
+    let (log_a, file_a) = LogFile::new("reuse-a")?;
+    let (log_b, file_b) = LogFile::new("reuse-b")?;
+    let flags = ["--log", "info", "--log-format", "json", "--reuse-port"];
+    let mut first = Running::start_with(&["--bind", "127.0.0.1:0"], &flags, file_a)?;
+    let addr = first.addr.to_string();
+    let mut second = Running::start_with(&["--bind", &addr], &flags, file_b)?;
+    assert_eq!(second.addr, first.addr);
+    // 32 connections from different ports: all in one process has odds of 2 in 2^32.
+    for _ in 0..32 {
+        let mut client = RawClient::connect(first.addr)?;
+        client.send(0x81, b"hello")?;
+        assert_eq!(client.read_message()?, (0x1, b"hello".to_vec()));
+        client.send(0x88, &1000u16.to_be_bytes())?;
+        client.read_to_end()?;
+    }
+    for server in [&first, &second] {
+        server.signal("TERM")?;
+    }
+    assert_eq!(first.wait(Duration::from_secs(10))?, 0);
+    assert_eq!(second.wait(Duration::from_secs(10))?, 0);
+    let (a, b) = (log_a.access_lines()?.len(), log_b.access_lines()?.len());
+    assert_eq!(a + b, 32);
+    assert!(a > 0 && b > 0, "one process served all: {a} and {b}");
     Ok(())
 }

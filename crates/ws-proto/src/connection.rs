@@ -142,6 +142,10 @@ pub struct Connection {
     eof: bool,
     /// Pong frames received, whoever polled them; see [`Connection::pongs_received`].
     pongs: u64,
+    /// Data messages received whole (their last frame or chunk reported).
+    messages_received: u64,
+    /// The peer's close frame came while we were open: the peer closed first.
+    peer_closed_first: bool,
 
     /// Read buffer: `input[in_start..in_end]` is unprocessed. Kept fully initialised so reads
     /// can go straight into it.
@@ -201,6 +205,8 @@ impl Connection {
             failed: false,
             eof: false,
             pongs: 0,
+            messages_received: 0,
+            peer_closed_first: false,
             input: Vec::new(),
             in_start: 0,
             in_end: 0,
@@ -228,6 +234,8 @@ impl Connection {
                 deflate: None,
                 sending_compressed: false,
                 scratch: Vec::new(),
+                messages_sent: 0,
+                closed_first: false,
             },
         }
     }
@@ -454,7 +462,43 @@ impl Connection {
     #[must_use = "events report messages and failures"]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let ev = self.advance()?;
+        self.count(&ev);
         Some(make_event(ev, &self.input, &self.assembly, &self.inflated))
+    }
+
+    /// Counts a data message received once its last piece is reported.
+    #[inline]
+    fn count(&mut self, ev: &Ev) {
+        if matches!(ev, Ev::Message { .. } | Ev::Chunk { last: true, .. }) {
+            self.messages_received += 1;
+        }
+    }
+
+    /// Data messages received whole so far (in chunk delivery, counted at their last chunk).
+    pub fn messages_received(&self) -> u64 {
+        self.messages_received
+    }
+
+    /// Data messages sent so far (counted as their last frame is queued).
+    pub fn messages_sent(&self) -> u64 {
+        self.out.messages_sent
+    }
+
+    /// Which end started the close: ours if we sent a close frame (or failed the connection)
+    /// while it was open, the peer's if its close frame came first; `None` while open, and
+    /// when the transport ended with no close frame either way.
+    pub fn closed_by(&self) -> Option<Role> {
+        let peer = match self.role {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        if self.out.closed_first {
+            Some(self.role)
+        } else if self.peer_closed_first {
+            Some(peer)
+        } else {
+            None
+        }
     }
 
     fn advance(&mut self) -> Option<Ev> {
@@ -492,6 +536,7 @@ impl Connection {
         // problem to the user" after sending a close frame with an appropriate code.
         if self.state == State::Open {
             self.queue_close_frame(err.close_code(), "");
+            self.out.closed_first = true;
         }
         self.state = State::Closed;
         self.failed = true;
@@ -820,6 +865,7 @@ impl Connection {
                 let code = close.code;
                 let reason = range.start + 2.min(range.len())..range.end;
                 if self.state == State::Open {
+                    self.peer_closed_first = true;
                     // §5.5.1: "the endpoint MUST send a Close frame in response ... typically
                     // echoing the status code it received".
                     if code == CloseCode::NO_STATUS {
@@ -915,6 +961,7 @@ impl Connection {
     #[must_use = "events report messages and failures"]
     pub fn poll_event_with_sender(&mut self) -> Option<(Event<'_>, Sender<'_>)> {
         let ev = self.advance()?;
+        self.count(&ev);
         let event = make_event(ev, &self.input, &self.assembly, &self.inflated);
         Some((event, Sender { out: &mut self.out, state: &mut self.state }))
     }

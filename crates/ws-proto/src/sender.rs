@@ -38,6 +38,10 @@ pub(crate) struct Output {
     pub(crate) sending_compressed: bool,
     /// Compressed payload before it is framed.
     pub(crate) scratch: Vec<u8>,
+    /// Data messages whose last frame has been queued.
+    pub(crate) messages_sent: u64,
+    /// Our close frame was queued while the connection was open: we closed first.
+    pub(crate) closed_first: bool,
 }
 
 /// The state of a frame being sent in pieces.
@@ -117,6 +121,15 @@ impl Output {
         }
     }
 
+    /// Writes a frame header to the output, counting a data message when it is its last.
+    #[inline]
+    fn encode_header(&mut self, header: &FrameHeader) {
+        header.encode_to_vec(&mut self.buf);
+        if header.fin && !header.opcode.is_control() {
+            self.messages_sent += 1;
+        }
+    }
+
     pub(crate) fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
         self.queue_frame_rsv(opcode, fin, 0, payload);
     }
@@ -125,7 +138,7 @@ impl Output {
         // §5.3: a client masks every frame with a fresh key.
         let mask = self.keys.as_mut().map(|keys| keys.next_key());
         let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
-        header.encode_to_vec(&mut self.buf);
+        self.encode_header(&header);
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
         if let Some(key) = mask {
@@ -231,6 +244,7 @@ impl Sender<'_> {
             return Err(SendError::ReasonTooLong);
         }
         self.out.queue_close_frame(code, reason);
+        self.out.closed_first = true;
         *self.state = State::CloseSent;
         Ok(())
     }
@@ -276,7 +290,7 @@ impl Sender<'_> {
         self.out.sending = if fin { None } else { Some(kind) };
         let mask = self.out.keys.as_mut().map(|keys| keys.next_key());
         let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len };
-        header.encode_to_vec(&mut self.out.buf);
+        self.out.encode_header(&header);
         if payload_len > 0 {
             self.out.open_frame = Some(OpenFrame { remaining: payload_len, mask, mask_offset: 0 });
         }
@@ -398,7 +412,7 @@ impl Sender<'_> {
             mask,
             payload_len: payload.len() as u64,
         };
-        header.encode_to_vec(&mut self.out.buf);
+        self.out.encode_header(&header);
         if let Some(key) = mask {
             apply_mask(payload, key, 0);
         }

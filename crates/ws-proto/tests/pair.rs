@@ -92,3 +92,59 @@ fn simultaneous_close() {
     assert!(server.pending_output().is_empty() && client.pending_output().is_empty());
     assert_eq!((client.state(), server.state()), (State::Closed, State::Closed));
 }
+
+#[test]
+fn messages_are_counted_each_way_once_whole() {
+    use ws_proto::Delivery;
+    let mut client = client(ProtocolConfig::default());
+    let mut config = ProtocolConfig::default();
+    config.delivery = Delivery::Chunks;
+    let mut server = server_with(config);
+    client.send_text("one").unwrap();
+    client.send_fragment(MessageKind::Binary, &[1; 100], false).unwrap();
+    // Half a message is not one yet, on either side.
+    assert_eq!(client.messages_sent(), 1);
+    transfer(&mut client, &mut server);
+    assert_eq!(server.messages_received(), 1);
+    client.send_fragment(MessageKind::Binary, &[2; 100], true).unwrap();
+    client.send_ping(b"not a message").unwrap();
+    transfer(&mut client, &mut server);
+    assert_eq!((client.messages_sent(), server.messages_received()), (2, 2));
+    // A frame sent in pieces counts once, when its header says it is the last.
+    let mut sender = server.sender();
+    sender.begin_frame(MessageKind::Binary, true, 4).unwrap();
+    sender.send_frame_data(b"ab").unwrap();
+    sender.send_frame_data(b"cd").unwrap();
+    server.send_text("two").unwrap();
+    transfer(&mut server, &mut client);
+    assert_eq!((server.messages_sent(), client.messages_received()), (2, 2));
+}
+
+#[test]
+fn the_end_that_closed_first_is_known_to_both() {
+    use ws_proto::Role;
+    // The client closes; the server answers.
+    let mut client = common::client(ProtocolConfig::default());
+    let mut server = common::server();
+    assert_eq!((client.closed_by(), server.closed_by()), (None, None));
+    client.close(CloseCode::NORMAL, "bye").unwrap();
+    transfer(&mut client, &mut server);
+    transfer(&mut server, &mut client);
+    assert_eq!(server.state(), State::Closed);
+    assert_eq!((client.closed_by(), server.closed_by()), (Some(Role::Client), Some(Role::Client)));
+    // The server closes first.
+    let mut client = common::client(ProtocolConfig::default());
+    let mut server = common::server();
+    server.close(CloseCode::GOING_AWAY, "").unwrap();
+    transfer(&mut server, &mut client);
+    assert_eq!(client.closed_by(), Some(Role::Server));
+    // A protocol failure is a close by the end that failed it.
+    let mut server = common::server();
+    feed(&mut server, &frame(0x81, b"unmasked", None));
+    assert_eq!(server.closed_by(), Some(Role::Server));
+    // The transport ending without a close frame: nobody closed.
+    let mut server = common::server();
+    server.receive_eof();
+    drain(&mut server);
+    assert_eq!(server.closed_by(), None);
+}

@@ -252,6 +252,8 @@ struct Conn<H> {
     end: Option<End>,
     bytes_read: u64,
     bytes_written: u64,
+    /// When it opened, for the access log.
+    opened: Instant,
     /// What it holds, as counted in the memory budget.
     held: Held,
     /// It waits for the budget to read, in the engine's `stalled` list.
@@ -471,6 +473,7 @@ impl<H: Handler> Engine<H> {
             end: None,
             bytes_read: 0,
             bytes_written: 0,
+            opened: now,
             held: self.budget.connection(),
             stalled: false,
         }));
@@ -638,7 +641,8 @@ impl<H: Handler> Engine<H> {
         let mut c = c;
         c.held.release(&self.budget);
         let end = result.unwrap_or_else(End::Error);
-        log_end(c.peer, &end, c.bytes_read, c.bytes_written);
+        let open_for = c.opened.elapsed();
+        log_end(c.peer, &end, c.session.connection(), open_for, c.bytes_read, c.bytes_written);
         c.handler.on_close(&end);
         // Dropping the stream closes the socket, which also takes it out of the epoll set.
     }

@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::budget::Budget;
 use crate::handle::ConnHandle;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 use ws_proto::{
     Chunk, CloseCode, Connection, DIRECT_WRITE_MIN, DirectWrite, Event, Forwarder, ProtocolError,
     SendError, Sender,
@@ -90,15 +90,52 @@ impl fmt::Display for End {
     }
 }
 
-/// Logs how a session ended: at debug when it ended normally, at warn when it failed.
-pub(crate) fn log_end(peer: SocketAddr, end: &End, read: u64, written: u64) {
-    match end {
-        End::Closed(code) => debug!(%peer, code = code.0, read, written, "closed"),
-        End::Failed(err) => {
-            warn!(%peer, code = err.close_code().0, read, written, "failed the connection: {err}");
+impl End {
+    /// The close code the session ended with: the one in the close handshake (the peer's, or
+    /// ours when its never came), the code we failed it with, or 1006 (Abnormal Closure)
+    /// when it ended with no close frame.
+    pub fn code(&self) -> CloseCode {
+        match self {
+            Self::Closed(code) => *code,
+            Self::Failed(err) => err.close_code(),
+            Self::Disconnected | Self::Error(_) => CloseCode::ABNORMAL,
         }
-        End::Disconnected => debug!(%peer, code = 1006, read, written, "peer went away"),
-        End::Error(err) => warn!(%peer, read, written, "connection error: {err}"),
+    }
+}
+
+/// The access log: one line per connection as it ends, under the target `ws_server::access`
+/// (at info, or warn when the session failed or errored): the peer, how long it was open,
+/// bytes read and written on the socket (TLS included), data messages each way, the close
+/// code, which end closed first (`client`, `server`, or `none` when the stream just ended)
+/// and how it ended.
+pub(crate) fn log_end(
+    peer: SocketAddr,
+    end: &End,
+    conn: &Connection,
+    duration: std::time::Duration,
+    read: u64,
+    written: u64,
+) {
+    let closed_by = match conn.closed_by() {
+        Some(ws_proto::Role::Client) => "client",
+        Some(ws_proto::Role::Server) => "server",
+        None => "none",
+    };
+    let duration_ms = duration.as_millis() as u64;
+    let (messages_in, messages_out) = (conn.messages_received(), conn.messages_sent());
+    let code = end.code().0;
+    macro_rules! access {
+        ($level:ident) => {
+            $level!(
+                target: "ws_server::access",
+                %peer, duration_ms, bytes_in = read, bytes_out = written, messages_in,
+                messages_out, code, closed_by, "{end}"
+            )
+        };
+    }
+    match end {
+        End::Closed(_) | End::Disconnected => access!(info),
+        End::Failed(_) | End::Error(_) => access!(warn),
     }
 }
 

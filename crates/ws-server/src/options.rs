@@ -72,6 +72,10 @@ pub struct Options {
     /// opening handshake. Plain HTTP sent to the port gets a 400 in plain text; any other
     /// bad TLS input is answered with a TLS alert and the connection closed. Default none.
     pub tls: Option<Arc<ws_transport::rustls::ServerConfig>>,
+    /// Bind the listening socket with `SO_REUSEPORT` (Linux), so that several processes can
+    /// listen on one port and the kernel spreads new connections among them. Default off:
+    /// a second server on a port in use fails to bind.
+    pub reuse_port: bool,
 }
 
 impl Default for Options {
@@ -86,6 +90,7 @@ impl Default for Options {
             max_memory: 512 << 20,
             budget_timeout: std::time::Duration::from_secs(10),
             tls: None,
+            reuse_port: false,
         }
     }
 }

@@ -59,6 +59,7 @@ pub(crate) fn run<'a, H: Handler + 'a>(
 ) -> impl Future<Output = ()> + 'a {
     async move {
         debug!(%peer, "open");
+        let opened = std::time::Instant::now();
         let ServerContext { options, budget, stop } = context;
         let mut stop = pin!(stop);
         let mailbox = Arc::new(TaskMailbox::new(options.max_backlog));
@@ -74,7 +75,7 @@ pub(crate) fn run<'a, H: Handler + 'a>(
             Err(err) => End::Error(std::io::Error::other(err.to_string())),
         };
         let (read, written) = ws.byte_counts();
-        log_end(peer, &end, read, written);
+        log_end(peer, &end, ws.connection(), opened.elapsed(), read, written);
         handler.on_close(&end);
     }
 }

@@ -88,7 +88,7 @@ impl<A: App> Server<A> {
     /// (their epoll sets are created here, so running out of descriptors is an error at
     /// start, not later).
     pub fn bind(addr: SocketAddr, options: Options, app: A) -> io::Result<Self> {
-        let listener = Async::<TcpListener>::bind(addr)?;
+        let listener = Async::new(listen(addr, options.reuse_port)?)?;
         let budget = Arc::new(Budget::new(options.max_memory));
         let engines = Engines::start(&options, &budget)?;
         Ok(Self { listener, options: Arc::new(options), app: Arc::new(app), engines, budget })
@@ -434,4 +434,27 @@ impl<H: Handler> Engines<H> {
             pool.join();
         }
     }
+}
+
+/// A listening socket on `addr`; with `reuse_port`, `SO_REUSEPORT` (and `SO_REUSEADDR`) set
+/// before it binds.
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    if !reuse_port {
+        return TcpListener::bind(addr);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+        let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+        let socket =
+            rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+        sockopt::set_socket_reuseaddr(&socket, true)?;
+        sockopt::set_socket_reuseport(&socket, true)?;
+        rustix::net::bind(&socket, &addr)?;
+        // The kernel caps it at net.core.somaxconn.
+        rustix::net::listen(&socket, 4096)?;
+        Ok(TcpListener::from(socket))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(io::Error::new(io::ErrorKind::Unsupported, "reuse_port is supported on Linux only"))
 }
