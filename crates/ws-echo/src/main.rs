@@ -161,7 +161,9 @@ fn main() -> anyhow::Result<()> {
     options.threads = threads;
     options.reuse_port = args.reuse_port;
     let app = match &args.path {
-        Some(path) => EchoApp::default().path(path).map_err(anyhow::Error::msg)?,
+        Some(path) => {
+            EchoApp::default().path(path).map_err(|why| anyhow::anyhow!("invalid --path {why}"))?
+        }
         None => EchoApp::default(),
     };
     let certificates = match (&args.tls_cert, &args.tls_key) {

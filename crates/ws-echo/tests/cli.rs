@@ -108,7 +108,10 @@ fn help_explains_every_flag() -> Result<()> {
         "--engine",
         "--tls-cert",
         "--tls-key",
+        "--path",
+        "--reuse-port",
         "--log",
+        "--log-format",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -129,6 +132,9 @@ fn bad_flags_get_a_message_and_a_non_zero_exit() -> Result<()> {
         &["--tls-cert", "cert.pem"],
         &["--tls-key", "key.pem"],
         &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
+        &["--path", "no-slash"],
+        &["--path", "/a\"b"],
+        &["--log-format", "xml"],
     ] {
         let output = Command::new(BIN).args(args).output()?;
         assert!(!output.status.success(), "{args:?} was accepted");

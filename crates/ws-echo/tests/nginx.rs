@@ -45,7 +45,8 @@ fn ws_echo(log: &Path) -> Result<(Process, SocketAddr)> {
     Ok((Process(child), addr))
 }
 
-/// A port nothing listens on now (nginx needs one in its configuration).
+/// A port nothing listens on now (nginx needs one in its configuration; another process
+/// could take it before nginx binds, which would fail the test loudly, not wrongly).
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -59,43 +60,56 @@ fn nginx() -> Option<PathBuf> {
     on_path.chain([PathBuf::from("/usr/sbin/nginx")]).find(|path| path.is_file())
 }
 
-/// The configuration of docs/deploy.md ("Behind nginx"), with a test's paths and ports, in
-/// the foreground as one process (`daemon off`, `master_process off`) with its files in
-/// `dir`.
-fn config(dir: &Path, port: u16, backends: &[SocketAddr], cert: &Path, key: &Path) -> String {
+/// The configuration docs/deploy.md gives ("Behind nginx"), taken from the page itself so
+/// that what is tested is what is documented, with a test's ports and certificate, and with
+/// what a test needs around it: nginx in the foreground as one process (`daemon off`,
+/// `master_process off`), its files in `dir`.
+fn config(
+    dir: &Path,
+    port: u16,
+    backends: &[SocketAddr],
+    cert: &Path,
+    key: &Path,
+) -> Result<String> {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy.md");
+    let page = std::fs::read_to_string(&docs)?;
+    let start = page.find("```nginx\n").context("no nginx block in docs/deploy.md")? + 9;
+    let documented = &page[start..start + page[start..].find("```").context("unclosed block")?];
+    let mut http = documented.to_owned();
+    for (from, to) in [
+        ("server 127.0.0.1:9001;", format!("server {};", backends[0])),
+        ("server 127.0.0.1:9002;", format!("server {};", backends[1])),
+        ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
+        ("/etc/ssl/ws.example/fullchain.pem", cert.display().to_string()),
+        ("/etc/ssl/ws.example/privkey.pem", key.display().to_string()),
+    ] {
+        ensure!(http.contains(from), "docs/deploy.md's nginx block has no {from:?}");
+        http = http.replacen(from, &to, 1);
+    }
     let d = dir.display();
-    let servers: String = backends.iter().map(|addr| format!("        server {addr};\n")).collect();
-    format!(
+    // Inside `http {`: its logs and temporary files in `dir`.
+    let http = http.replacen(
+        "http {\n",
+        &format!(
+            "http {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    \
+             proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
+             uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n"
+        ),
+        1,
+    );
+    Ok(format!(
         "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
-         http {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    \
-         proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    \
-         uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\n\
-         {proxy}",
-        proxy = deploy_config(port, &servers, cert, key),
-    )
+         error_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n{http}"
+    ))
 }
 
-/// The `http` block's body that docs/deploy.md shows, for `servers` behind `port`.
-fn deploy_config(port: u16, servers: &str, cert: &Path, key: &Path) -> String {
-    format!(
-        "    upstream ws_echo {{\n{servers}    }}\n\n\
-         # Connection: upgrade when the client asks for one, close otherwise.\n    \
-         map $http_upgrade $connection_upgrade {{\n        default upgrade;\n        '' close;\n    }}\n\n    \
-         server {{\n        listen 127.0.0.1:{port} ssl;\n        \
-         ssl_certificate {cert};\n        ssl_certificate_key {key};\n\n        \
-         location / {{\n            proxy_pass http://ws_echo;\n            \
-         proxy_http_version 1.1;\n            \
-         proxy_set_header Upgrade $http_upgrade;\n            \
-         proxy_set_header Connection $connection_upgrade;\n            \
-         proxy_set_header Host $host;\n            \
-         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            \
-         # WebSockets stay open: longer than ws-echo's keepalive (a ping per 30 s).\n            \
-         proxy_read_timeout 300s;\n            proxy_send_timeout 300s;\n            \
-         proxy_buffering off;\n        }}\n    }}\n}}\n",
-        cert = cert.display(),
-        key = key.display(),
-    )
+/// The `ws_server::access` lines in a JSON log so far.
+fn access_lines(log: &Path) -> Result<Vec<serde_json::Value>> {
+    Ok(std::fs::read_to_string(log)?
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "ws_server::access")
+        .collect())
 }
 
 /// Waits until something accepts connections on `port`.
@@ -132,7 +146,7 @@ fn echoes_through_nginx_terminating_tls_in_front_of_two_processes() -> Result<()
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
-        config(&dir, port, &[first_addr, second_addr], &issued.cert, &issued.key),
+        config(&dir, port, &[first_addr, second_addr], &issued.cert, &issued.key)?,
     )?;
     let mut nginx = Process(
         Command::new(&nginx_bin)
@@ -168,17 +182,23 @@ fn echoes_through_nginx_terminating_tls_in_front_of_two_processes() -> Result<()
         }
         anyhow::Ok(())
     })?;
+    // Each process served two connections, each closed by the client with 4001. A line is
+    // written as its connection ends, once nginx has ended its side too: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logs
+        .iter()
+        .map(|log| access_lines(log).map(|lines| lines.len()))
+        .sum::<Result<usize>>()?
+        < 4
+    {
+        ensure!(Instant::now() < deadline, "the access lines did not all come within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(nginx);
     drop((first, second));
-    // Each process served two connections, each closed by the client with 4001.
     for log in &logs {
-        let text = std::fs::read_to_string(log)?;
-        let ends: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|line| line["target"] == "ws_server::access")
-            .collect();
-        assert_eq!(ends.len(), 2, "{}: {text}", log.display());
+        let ends = access_lines(log)?;
+        assert_eq!(ends.len(), 2, "{}: {ends:#?}", log.display());
         for end in &ends {
             assert_eq!(end["fields"]["code"], 4001, "{end}");
             assert_eq!(end["fields"]["closed_by"], "client", "{end}");

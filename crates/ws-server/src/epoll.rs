@@ -457,6 +457,8 @@ impl<H: Handler> Engine<H> {
         // Plaintext rustls decrypted with the handshake raises no edge: the first turn
         // reads it.
         let readable = tls.is_some();
+        // Frame bytes that came with the handshake count as read.
+        let already_read = conn.buffered_input() as u64;
         slot.conn = Some(Box::new(Conn {
             wire: Wire::new(stream, tls),
             session: Session::new(conn, now),
@@ -471,7 +473,7 @@ impl<H: Handler> Engine<H> {
             peer_ended: false,
             timer_at: None,
             end: None,
-            bytes_read: 0,
+            bytes_read: already_read,
             bytes_written: 0,
             opened: now,
             held: self.budget.connection(),

@@ -92,8 +92,9 @@ impl fmt::Display for End {
 
 impl End {
     /// The close code the session ended with: the one in the close handshake (the peer's, or
-    /// ours when its never came), the code we failed it with, or 1006 (Abnormal Closure)
-    /// when it ended with no close frame.
+    /// ours when the peer's never came), the code we failed it with, or 1006 (Abnormal
+    /// Closure) when it ended without a close handshake: the peer went away, the stream
+    /// failed, or a deadline passed (a keepalive timeout's 1011 is sent, not waited for).
     pub fn code(&self) -> CloseCode {
         match self {
             Self::Closed(code) => *code,
@@ -105,9 +106,9 @@ impl End {
 
 /// The access log: one line per connection as it ends, under the target `ws_server::access`
 /// (at info, or warn when the session failed or errored): the peer, how long it was open,
-/// bytes read and written on the socket (TLS included), data messages each way, the close
-/// code, which end closed first (`client`, `server`, or `none` when the stream just ended)
-/// and how it ended.
+/// WebSocket bytes read and written after the opening handshake (plaintext, under TLS),
+/// data messages received and queued to send, the close code ([`End::code`]), which end
+/// closed first (`client`, `server`, or `none` when the stream just ended) and how it ended.
 pub(crate) fn log_end(
     peer: SocketAddr,
     end: &End,

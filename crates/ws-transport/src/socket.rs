@@ -24,6 +24,10 @@ use crate::runtime::{AsyncTimer, Runtime};
 /// The smallest read requested: enough for small messages in one read.
 const MIN_READ: usize = 2 << 10;
 
+/// Reads per poll while the close handshake finishes (what the peer sends then is dropped):
+/// a peer that keeps sending cannot hold the task.
+const FINISH_READS: usize = 16;
+
 /// A WebSocket over a stream `S` (any `futures-io` `AsyncRead + AsyncWrite`), after the opening
 /// handshake. Get one from [`accept`](crate::accept) or [`connect`](crate::connect).
 ///
@@ -98,6 +102,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn from_parts(stream: S, conn: Connection, config: Config, already_read: &[u8]) -> Self {
         let mut conn = conn;
         conn.receive_data(already_read);
+        // Frame bytes that came with the handshake count as read.
+        let bytes_read = conn.buffered_input() as u64;
         let runtime = config.runtime_or_default();
         let now = runtime.now();
         Self {
@@ -113,7 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             peer_close: None,
             shutting_down: false,
             unflushed: false,
-            bytes_read: 0,
+            bytes_read,
             bytes_written: 0,
             read_size: MIN_READ,
         }
@@ -319,7 +325,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Queues a message, waiting only while more than [`Config::write_buffer_size`] bytes are
-    /// queued (backpressure). Call [`flush`](Self::flush) after a batch.
+    /// queued (backpressure), or, once the peer has closed or broken the protocol, for the
+    /// close handshake to finish before it refuses (see [`poll_ready`](Self::poll_ready)).
+    /// Call [`flush`](Self::flush) after a batch.
     pub async fn feed(&mut self, message: impl Outgoing) -> Result<(), Error> {
         future::poll_fn(|cx| self.poll_ready(cx)).await?;
         self.start_send(message)
@@ -335,7 +343,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// close frame. What is left to receive is kept for [`recv`](Self::recv).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.session.is_open() {
-            if self.end.is_some() {
+            // A frame of ours begun in pieces holds the close reply back: no wait can end.
+            if self.end.is_some() && !self.session.connection().frame_in_progress() {
                 ready!(self.poll_finish(cx));
             }
             return Poll::Ready(Err(Error::Closed));
@@ -554,19 +563,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// After the close handshake or a failure: writes what is queued, ends our side, and
-    /// reads (dropping it) until the peer ends its side, within the close timeout.
+    /// reads (dropping it) until the peer ends its side, within the close timeout. A peer
+    /// that keeps sending meanwhile is read [`FINISH_READS`] times per poll, then the task
+    /// yields; the close deadline is looked at on every pass, not only when a read waits.
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
+        for _ in 0..FINISH_READS {
             if ready!(self.poll_flush(cx)).is_err() || self.session.is_closed() {
                 return Poll::Ready(());
             }
             if !self.session.wants_read() {
                 return Poll::Ready(());
             }
+            if let Poll::Ready(which) = self.poll_deadline(cx) {
+                if self.on_deadline(which, cx).is_err() {
+                    return Poll::Ready(());
+                }
+                continue;
+            }
             if ready!(self.poll_read_more(cx)).is_err() {
                 return Poll::Ready(());
             }
         }
+        // Other tasks run before this one reads on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Gives up on the stream now, without the close handshake: one try to close it

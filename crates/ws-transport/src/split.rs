@@ -174,7 +174,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// Sends a message and waits until the stream has taken it. [`Error::Closed`] once the
-    /// connection is closing or the stream failed. Cancel-safe: dropped after the message was
+    /// connection is closing or the stream failed (when the peer closed or broke the
+    /// protocol, after the close handshake has finished, as
+    /// [`WebSocket::poll_ready`] does). Cancel-safe: dropped after the message was
     /// queued, it is written by the next call that writes (from either half).
     pub async fn send(&self, message: impl Outgoing) -> Result<(), Error> {
         self.feed(message).await?;

@@ -374,3 +374,120 @@ fn both_halves_wait_on_the_stream_with_one_waker_that_wakes_them_both() {
     seen_by_reader.wake();
     assert_eq!((a.0.load(Ordering::Relaxed), b.0.load(Ordering::Relaxed)), (1, 1));
 }
+
+/// A clock the test moves, and timers on it.
+#[derive(Debug, Clone)]
+struct ManualClock(Arc<Mutex<std::time::Instant>>);
+
+impl ManualClock {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(std::time::Instant::now())))
+    }
+
+    fn advance(&self, by: std::time::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+#[derive(Debug)]
+struct ManualTimer(ManualClock, std::time::Instant);
+
+impl ws_transport::AsyncTimer for ManualTimer {
+    fn reset(self: Pin<&mut Self>, at: std::time::Instant) {
+        self.get_mut().1 = at;
+    }
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if *self.0.0.lock().unwrap() >= self.1 { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+impl ws_transport::Runtime for ManualClock {
+    fn new_timer(&self, at: std::time::Instant) -> Pin<Box<dyn ws_transport::AsyncTimer>> {
+        Box::pin(ManualTimer(self.clone(), at))
+    }
+
+    fn now(&self) -> std::time::Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A server that sends its close frame, then floods: every read returns 4 KiB more, up to
+/// `limit` reads.
+struct Flood {
+    close: Option<Vec<u8>>,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+}
+
+impl AsyncRead for Flood {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(close) = this.close.take() {
+            buf[..close.len()].copy_from_slice(&close);
+            return Poll::Ready(Ok(close.len()));
+        }
+        if this.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= this.limit {
+            return Poll::Pending;
+        }
+        let n = buf.len().min(4096);
+        buf[..n].fill(0x82);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Flood {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// After the close handshake a client reads (and drops) until the server ends TCP. A server
+/// that floods instead gets a bounded number of reads per poll (the task yields), and the
+/// close timeout ends it, on the runtime's clock, though reads never wait.
+#[test]
+fn a_peer_that_floods_after_its_close_cannot_hold_the_task_past_the_close_timeout() {
+    let clock = ManualClock::new();
+    let mut config = Config::default();
+    config.close_timeout = std::time::Duration::from_secs(5);
+    config.runtime = Some(Arc::new(clock.clone()));
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = Flood {
+        close: Some(vec![0x88, 0x02, 0x03, 0xe8]),
+        reads: Arc::clone(&reads),
+        limit: 100_000,
+    };
+    let conn = Connection::client(Default::default(), || [0u8; 4]);
+    let mut ws = WebSocket::from_parts(flood, conn, config, &[]);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(ws.poll_recv(&mut cx).is_pending(), "ended before the server's end or the timeout");
+    let read = reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(read <= 32, "{read} reads in one poll");
+    // Still flooding a second later: the task reads a bounded amount again and yields.
+    clock.advance(std::time::Duration::from_secs(1));
+    assert!(ws.poll_recv(&mut cx).is_pending());
+    // Past the close timeout the WebSocket gives up on the server's end of TCP.
+    clock.advance(std::time::Duration::from_secs(5));
+    match ws.poll_recv(&mut cx) {
+        Poll::Ready(Ok(None)) => {}
+        other => panic!("after the close timeout: {other:?}"),
+    }
+    assert_eq!(ws.peer_close().map(|(code, _)| code), Some(CloseCode::NORMAL));
+    assert!(reads.load(std::sync::atomic::Ordering::Relaxed) < 100, "it read on after the timeout");
+}
