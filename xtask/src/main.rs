@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("conformance-all") => conformance_runs(CI_CONFORMANCE),
         Some("conformance") => conformance::main(&args[1..]),
         Some("bench") => bench::main(&root(), &args[1..]),
         Some("soak") => soak::main(&root(), &args[1..]),
@@ -63,6 +64,7 @@ fn print_help() {
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
+         conformance-all   every conformance run ci makes, two at a time\n  \
          conformance [--client [--split] [--tokio]] [--server ws-echo|ws-echo-async|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
@@ -96,6 +98,73 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// The conformance runs of `ci` (and `cargo xtask conformance-all`): every server path,
+/// the client whole, split and on tokio, then over TLS; as (what, `xtask conformance` flags).
+const CI_CONFORMANCE: &[(&str, &[&str])] = &[
+    ("ws-echo (epoll engine)", &[]),
+    ("ws-echo (portable engine)", &["--server", "ws-echo-async"]),
+    ("ws-transport recv/send server", &["--server", "ws-transport"]),
+    ("ws-transport on tokio (Stream + Sink)", &["--server", "ws-transport-tokio"]),
+    ("ws-transport's axum extractor", &["--server", "ws-transport-axum"]),
+    ("client mode", &["--client"]),
+    ("client mode (split halves)", &["--client", "--split"]),
+    ("client mode on tokio (StreamExt::next, SinkExt::send)", &["--client", "--tokio"]),
+    ("client mode on tokio (forward over the halves)", &["--client", "--tokio", "--split"]),
+    ("over TLS, ws-echo (epoll engine)", &["--tls"]),
+    ("over TLS, ws-echo (portable engine)", &["--server", "ws-echo-async", "--tls"]),
+    ("over TLS, client mode", &["--client", "--tls"]),
+];
+
+/// Conformance runs at once in `ci`. A run mostly waits (on its cases' pauses and deadlines):
+/// two share the machine's two cores and take about the time of one and a half.
+const CONFORMANCE_AT_ONCE: usize = 2;
+
+/// Runs `cargo xtask conformance ARGS` for each `(name, ARGS)`, [`CONFORMANCE_AT_ONCE`] at a
+/// time, each one's output kept in `target/conformance/ci-N.log` and shown when it ends
+/// (whole if it failed, else its summary); fails after all have run if any failed.
+fn conformance_runs(runs: &[(&str, &[&str])]) -> Result<()> {
+    let logs = root().join("target/conformance");
+    std::fs::create_dir_all(&logs)?;
+    eprintln!("\n==> conformance: {} runs, {CONFORMANCE_AT_ONCE} at a time", runs.len());
+    let mut failed = Vec::new();
+    for (batch, chunk) in runs.chunks(CONFORMANCE_AT_ONCE).enumerate() {
+        let mut running = Vec::new();
+        for (i, (name, args)) in chunk.iter().enumerate() {
+            let log = logs.join(format!("ci-{}.log", batch * CONFORMANCE_AT_ONCE + i + 1));
+            let out = std::fs::File::create(&log)?;
+            let child = cargo()
+                .args(["xtask", "conformance"])
+                .args(*args)
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+                .with_context(|| format!("starting conformance, {name}"))?;
+            running.push((name, args, log, child));
+        }
+        for (name, args, log, mut child) in running {
+            let status = child.wait()?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!("\n==> conformance, {name} (xtask conformance {}):", args.join(" "));
+            if status.success() {
+                // The summary line ("Conformance, server mode: 517 cases in 46.3 s") and the
+                // verdict count.
+                let lines: Vec<&str> = text.lines().collect();
+                let summary = lines.iter().filter(|line| line.starts_with("Conformance,"));
+                for line in summary.chain(lines.last()) {
+                    eprintln!("{line}");
+                }
+            } else {
+                eprintln!("{text}");
+                failed.push(*name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("conformance failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
 /// Seconds `ci` fuzzes each target for.
 const CI_FUZZ_SECONDS: u64 = 45;
 
@@ -123,48 +192,7 @@ fn ci() -> Result<()> {
         ]),
     )?;
     run("tests", cargo().args(["test", "--workspace"]))?;
-    run("conformance, ws-echo (epoll engine)", cargo().args(["xtask", "conformance"]))?;
-    run(
-        "conformance, ws-echo (portable engine)",
-        cargo().args(["xtask", "conformance", "--server", "ws-echo-async"]),
-    )?;
-    run(
-        "conformance, ws-transport recv/send server",
-        cargo().args(["xtask", "conformance", "--server", "ws-transport"]),
-    )?;
-    run(
-        "conformance, ws-transport on tokio (Stream + Sink)",
-        cargo().args(["xtask", "conformance", "--server", "ws-transport-tokio"]),
-    )?;
-    run(
-        "conformance, ws-transport's axum extractor",
-        cargo().args(["xtask", "conformance", "--server", "ws-transport-axum"]),
-    )?;
-    run("conformance, client mode", cargo().args(["xtask", "conformance", "--client"]))?;
-    run(
-        "conformance, client mode (split halves)",
-        cargo().args(["xtask", "conformance", "--client", "--split"]),
-    )?;
-    run(
-        "conformance, client mode on tokio (StreamExt::next, SinkExt::send)",
-        cargo().args(["xtask", "conformance", "--client", "--tokio"]),
-    )?;
-    run(
-        "conformance, client mode on tokio (forward from the reader half to the writer half)",
-        cargo().args(["xtask", "conformance", "--client", "--tokio", "--split"]),
-    )?;
-    run(
-        "conformance over TLS, ws-echo (epoll engine)",
-        cargo().args(["xtask", "conformance", "--tls"]),
-    )?;
-    run(
-        "conformance over TLS, ws-echo (portable engine)",
-        cargo().args(["xtask", "conformance", "--server", "ws-echo-async", "--tls"]),
-    )?;
-    run(
-        "conformance over TLS, client mode",
-        cargo().args(["xtask", "conformance", "--client", "--tls"]),
-    )?;
+    conformance_runs(CI_CONFORMANCE)?;
     run(
         "fuzz targets build",
         cargo().args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),

@@ -192,6 +192,19 @@ fn testee_config() -> ws_transport::Config {
     config
 }
 
+/// How the client under test reaches the suite at `addr`: no proxy, and with `tls`, TLS
+/// trusting those settings' roots; and the URL's start.
+fn testee_target(
+    addr: SocketAddr,
+    tls: Option<std::sync::Arc<ws_transport::rustls::ClientConfig>>,
+) -> (ws_transport::Connector, String) {
+    let connector = ws_transport::Connector::new().proxy(ws_transport::Proxy::None);
+    match tls {
+        Some(config) => (connector.tls(config), format!("wss://localhost:{}", addr.port())),
+        None => (connector, format!("ws://{addr}")),
+    }
+}
+
 /// The client under test: connects once per case and echoes every message until closed,
 /// through the whole `WebSocket` or, with `split`, its reader and writer halves. With `tls`,
 /// it connects to `wss://localhost:PORT/` trusting those settings' roots.
@@ -201,14 +214,7 @@ pub(super) fn testee_client(
     split: bool,
     tls: Option<std::sync::Arc<ws_transport::rustls::ClientConfig>>,
 ) -> Result<()> {
-    let mut connector = ws_transport::Connector::new().proxy(ws_transport::Proxy::None);
-    let base = match tls {
-        Some(config) => {
-            connector = connector.tls(config);
-            format!("wss://localhost:{}", addr.port())
-        }
-        None => format!("ws://{addr}"),
-    };
+    let (connector, base) = testee_target(addr, tls);
     smol::block_on(async {
         for case in 1..=count {
             let url = format!("{base}/runCase?case={case}&agent=ws-transport");
@@ -250,14 +256,7 @@ pub(super) fn testee_client_tokio(
     tls: Option<std::sync::Arc<ws_transport::rustls::ClientConfig>>,
 ) -> Result<()> {
     use futures_util::{SinkExt, StreamExt};
-    let mut connector = ws_transport::Connector::new().proxy(ws_transport::Proxy::None);
-    let base = match tls {
-        Some(config) => {
-            connector = connector.tls(config);
-            format!("wss://localhost:{}", addr.port())
-        }
-        None => format!("ws://{addr}"),
-    };
+    let (connector, base) = testee_target(addr, tls);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         for case in 1..=count {
