@@ -10,6 +10,7 @@ use crate::extensions::{Decompressor, DeflateParams, INFLATE_STEP, InflateError}
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
 use crate::mask::apply_mask;
 use crate::sender::{Output, RETAINED_BUFFER, Sender};
+use crate::traffic::{Counts, Traffic};
 use crate::utf8::Utf8Validator;
 use crate::vocab::{
     Chunk, Delivery, MaskKeySource, MessageKind, MessageRef, ProtocolConfig, Role, State,
@@ -146,6 +147,8 @@ pub struct Connection {
     messages_received: u64,
     /// The peer's close frame came while we were open: the peer closed first.
     peer_closed_first: bool,
+    /// What the peer sent since the last [`Connection::take_traffic`].
+    received: Counts,
 
     /// Read buffer: `input[in_start..in_end]` is unprocessed. Kept fully initialised so reads
     /// can go straight into it.
@@ -207,6 +210,7 @@ impl Connection {
             pongs: 0,
             messages_received: 0,
             peer_closed_first: false,
+            received: Counts::default(),
             input: Vec::new(),
             in_start: 0,
             in_end: 0,
@@ -236,6 +240,8 @@ impl Connection {
                 scratch: Vec::new(),
                 messages_sent: 0,
                 closed_first: false,
+                sent: Counts::default(),
+                data_opcode: OpCode::Binary,
             },
         }
     }
@@ -484,6 +490,21 @@ impl Connection {
         self.out.messages_sent
     }
 
+    /// What went each way, by opcode, since the last call (see [`Tally`](crate::Tally)): for
+    /// metrics. The
+    /// counts restart from zero; [`messages_received`](Self::messages_received) and
+    /// [`messages_sent`](Self::messages_sent) do not.
+    pub fn take_traffic(&mut self) -> Traffic {
+        #[cfg(feature = "deflate")]
+        let (inflated, deflated) = (
+            self.inflate.as_deref_mut().map(|d| &mut d.tally),
+            self.out.deflate.as_deref_mut().map(|c| &mut c.tally),
+        );
+        #[cfg(not(feature = "deflate"))]
+        let (inflated, deflated) = (None, None);
+        Traffic { received: self.received.take(inflated), sent: self.out.sent.take(deflated) }
+    }
+
     /// Which end started the close: ours if we sent a close frame (or failed the connection)
     /// while it was open, the peer's if its close frame came first; `None` while open, and
     /// when the transport ended with no close frame either way.
@@ -584,6 +605,7 @@ impl Connection {
             }
             let start = self.in_start + header_len;
             self.in_start = start + len;
+            self.received.frame(header.opcode, true, len as u64);
             return self.control_frame(header, start..start + len);
         }
         self.data_header(header, header_len)
@@ -614,6 +636,11 @@ impl Connection {
             return self.fail(ProtocolError::MessageTooLarge);
         }
         self.in_start += header_len;
+        self.received.frame(message.kind.opcode(), header.fin, len);
+        #[cfg(feature = "deflate")]
+        if let Some(inflate) = self.inflate.as_mut().filter(|_| message.compressed) {
+            inflate.tally.compressed += len;
+        }
         let frame = InFrame {
             fin: header.fin,
             mask: header.mask,
@@ -740,6 +767,7 @@ impl Connection {
         }
         let new = base..buf.len();
         message.inflated += new.len();
+        inflate.tally.uncompressed += new.len() as u64;
         let verdict = inflated_verdict(&mut self.utf8, message.kind, &buf[new], last, result);
         if let Err(err) = verdict {
             return self.fail(err);
@@ -810,6 +838,9 @@ impl Connection {
         let frame_done = all_arrived && drained && (!frame.fin || last);
 
         message.inflated += self.inflated.len();
+        if let Some(inflate) = self.inflate.as_mut() {
+            inflate.tally.uncompressed += self.inflated.len() as u64;
+        }
         if result.is_ok() && message.inflated > self.config.max_message_size {
             result = Err(InflateError::TooLarge);
         }
@@ -863,6 +894,7 @@ impl Connection {
                     Err(err) => return self.fail(err),
                 };
                 let code = close.code;
+                self.received.close = Some(code);
                 let reason = range.start + 2.min(range.len())..range.end;
                 if self.state == State::Open {
                     self.peer_closed_first = true;

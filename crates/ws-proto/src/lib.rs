@@ -53,6 +53,7 @@ mod mask;
 mod sender;
 mod session;
 mod timers;
+mod traffic;
 mod utf8;
 mod vocab;
 
@@ -78,6 +79,7 @@ pub use mask::apply_mask_bytewise;
 pub use sender::Sender;
 pub use session::{Session, TransportCommand};
 pub use timers::{Deadline, TimerAction, TimerSettings, Timers};
+pub use traffic::{TALLIED_OPCODES, Tally, Traffic};
 pub use utf8::Utf8Validator;
 pub use vocab::{
     Chunk, Delivery, MaskKeySource, MessageKind, MessageRef, ProtocolConfig, Role, State,

@@ -10,6 +10,7 @@ use crate::extensions::Compressor;
 use crate::frame::RSV1;
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
+use crate::traffic::Counts;
 use crate::vocab::{MaskKeySource, MessageKind, State};
 
 /// Output buffers above this capacity are released once drained, so that one large message
@@ -42,6 +43,10 @@ pub(crate) struct Output {
     pub(crate) messages_sent: u64,
     /// Our close frame was queued while the connection was open: we closed first.
     pub(crate) closed_first: bool,
+    /// What was queued since the last [`Connection::take_traffic`](crate::Connection::take_traffic).
+    pub(crate) sent: Counts,
+    /// The opcode of the last data message begun: what its continuations count under.
+    pub(crate) data_opcode: OpCode,
 }
 
 /// The state of a frame being sent in pieces.
@@ -75,6 +80,8 @@ impl Output {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 scratch.clear();
                 deflate.compress_fragment(data, fin, &mut scratch);
+                deflate.tally.uncompressed += data.len() as u64;
+                deflate.tally.compressed += scratch.len() as u64;
                 let rsv = if opcode == OpCode::Continuation { 0 } else { RSV1 };
                 self.queue_frame_rsv(opcode, fin, rsv, &scratch);
                 if scratch.capacity() <= RETAINED_BUFFER {
@@ -121,13 +128,22 @@ impl Output {
         }
     }
 
-    /// Writes a frame header to the output, counting a data message when it is its last.
+    /// Writes a frame header to the output, counting it in the tally and a data message when
+    /// it is its last.
     #[inline]
     fn encode_header(&mut self, header: &FrameHeader) {
         header.encode_to_vec(&mut self.buf);
-        if header.fin && !header.opcode.is_control() {
-            self.messages_sent += 1;
+        let opcode = match header.opcode {
+            OpCode::Continuation => self.data_opcode,
+            opcode => opcode,
+        };
+        if !opcode.is_control() {
+            self.data_opcode = opcode;
+            if header.fin {
+                self.messages_sent += 1;
+            }
         }
+        self.sent.frame(opcode, header.fin, header.payload_len);
     }
 
     pub(crate) fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
@@ -139,6 +155,12 @@ impl Output {
         let mask = self.keys.as_mut().map(|keys| keys.next_key());
         let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
         self.encode_header(&header);
+        if opcode == OpCode::Close {
+            self.sent.close = Some(match payload {
+                [hi, lo, ..] => CloseCode(u16::from_be_bytes([*hi, *lo])),
+                _ => CloseCode::NO_STATUS,
+            });
+        }
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
         if let Some(key) = mask {

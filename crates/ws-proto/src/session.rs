@@ -292,6 +292,12 @@ impl Session {
         action
     }
 
+    /// The round trip of the last keepalive ping answered since the last call (see
+    /// [`Timers::take_ping_rtt`]).
+    pub fn take_ping_rtt(&mut self) -> Option<std::time::Duration> {
+        self.timers.take_ping_rtt()
+    }
+
     /// Whether the connection is still open for messages both ways.
     #[inline]
     pub fn is_open(&self) -> bool {

@@ -95,12 +95,16 @@ pub struct Timers {
     /// When the keepalive ping went out, and the pongs received by then.
     ping_sent: Option<(Instant, u64)>,
     closing_since: Option<Instant>,
+    /// The round trip of the last keepalive ping answered, in microseconds (at least 1), until
+    /// taken; 0 for none. Four bytes rather than an `Option<Duration>`'s sixteen: every
+    /// connection has timers.
+    rtt_micros: u32,
 }
 
 impl Timers {
     /// Timers for a connection that opened at `now`.
     pub fn new(now: Instant) -> Self {
-        Self { last_received: now, ping_sent: None, closing_since: None }
+        Self { last_received: now, ping_sent: None, closing_since: None, rtt_micros: 0 }
     }
 
     /// Records that input arrived at `now` (it pushes the keepalive and idle deadlines back).
@@ -120,6 +124,14 @@ impl Timers {
         self.closing_since
     }
 
+    /// The round trip of the last keepalive ping answered since the last call: from the ping
+    /// being queued to the first [`poll_timeout`](Self::poll_timeout) that saw a pong (drivers
+    /// poll right after input, so this is when the pong was read).
+    pub fn take_ping_rtt(&mut self) -> Option<Duration> {
+        let micros = std::mem::take(&mut self.rtt_micros);
+        (micros > 0).then(|| Duration::from_micros(u64::from(micros)))
+    }
+
     /// The next deadline and its timer under `settings`, given the connection's state at
     /// `now`: once the
     /// connection is no longer open only the close timer runs; a pong received since the
@@ -133,8 +145,12 @@ impl Timers {
         if conn.state() != State::Open {
             self.start_closing(now);
         }
-        if self.ping_sent.is_some_and(|(_, pongs)| conn.pongs_received() > pongs) {
-            self.ping_sent = None;
+        if let Some((sent, pongs)) = self.ping_sent {
+            if conn.pongs_received() > pongs {
+                self.ping_sent = None;
+                let micros = now.saturating_duration_since(sent).as_micros();
+                self.rtt_micros = u32::try_from(micros).unwrap_or(u32::MAX).max(1);
+            }
         }
         let s = settings;
         if let Some(since) = self.closing_since {

@@ -59,6 +59,7 @@ fn an_answered_ping_keeps_the_connection_and_an_unanswered_one_fails_it_with_101
     assert_eq!(take_output(&mut conn), b"\x89\x09keepalive");
     // The pong deadline runs from the ping.
     assert_eq!(timers.poll_timeout(&settings, &conn, at), Some((t0 + 30 * S, Deadline::Pong)));
+    assert_eq!(timers.take_ping_rtt(), None);
     // A pong arrives (whoever polls the event): the next ping is due 10 s after it.
     conn.receive_data(&client_frame(0x8a, b"keepalive"));
     timers.received(t0 + 12 * S);
@@ -67,6 +68,9 @@ fn an_answered_ping_keeps_the_connection_and_an_unanswered_one_fails_it_with_101
         timers.poll_timeout(&settings, &conn, t0 + 12 * S),
         Some((t0 + 22 * S, Deadline::Ping))
     );
+    // Its round trip is reported once: 2 s from ping to pong.
+    assert_eq!(timers.take_ping_rtt(), Some(2 * S));
+    assert_eq!(timers.take_ping_rtt(), None);
     // This time nothing answers.
     timers.handle_timeout(Deadline::Ping, &mut conn, t0 + 22 * S);
     take_output(&mut conn);

@@ -153,6 +153,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.session.connection_mut()
     }
 
+    /// The round trip of the last keepalive ping answered since the last call (see
+    /// [`Session::take_ping_rtt`]).
+    pub fn take_ping_rtt(&mut self) -> Option<std::time::Duration> {
+        self.session.take_ping_rtt()
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.stream

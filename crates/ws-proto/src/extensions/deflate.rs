@@ -304,6 +304,8 @@ pub struct Compressor {
     window_bits: u8,
     no_context_takeover: bool,
     level: Compression,
+    /// What a connection compressed, until it takes the figures for its traffic tally.
+    pub(crate) tally: crate::traffic::CompressedBytes,
 }
 
 impl std::fmt::Debug for Compressor {
@@ -325,6 +327,7 @@ impl Compressor {
             window_bits: window_bits.clamp(9, 15),
             no_context_takeover,
             level: Compression::new(level.min(9)),
+            tally: Default::default(),
         }
     }
 
@@ -425,6 +428,8 @@ pub struct Decompressor {
     /// The data ended a DEFLATE stream (BFINAL): the rest of the message is ignored and the
     /// next one starts a new stream.
     ended: bool,
+    /// What a connection inflated, until it takes the figures for its traffic tally.
+    pub(crate) tally: crate::traffic::CompressedBytes,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -465,6 +470,7 @@ impl Decompressor {
             fed: false,
             trailer: 0,
             ended: false,
+            tally: Default::default(),
         }
     }
 
