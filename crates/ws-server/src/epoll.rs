@@ -39,6 +39,7 @@ use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::{LiveGuard, Options};
+use crate::stats::{Shard, Stats};
 use crate::wire::Wire;
 
 /// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
@@ -215,6 +216,8 @@ struct Engine<H: Handler> {
     /// When connections holding their share are next looked for, while the budget is
     /// under pressure.
     next_pressure_scan: Instant,
+    /// Where this thread counts, with [`Options::stats`].
+    stats: Option<(Arc<Stats>, Arc<Shard>)>,
 }
 
 struct Slot<H> {
@@ -293,6 +296,7 @@ impl<H: Handler> Engine<H> {
             pool_held: Held::default(),
             stalled: Vec::new(),
             next_pressure_scan: Instant::now(),
+            stats: options.stats.as_ref().map(|stats| (Arc::clone(stats), stats.shard())),
         }
     }
 
@@ -480,6 +484,9 @@ impl<H: Handler> Engine<H> {
             stalled: false,
         }));
         self.live += 1;
+        if let Some((_, shard)) = &self.stats {
+            shard.opened();
+        }
         let handle =
             ConnHandle::new(HandleInner::Epoll { mailbox: Arc::clone(&self.inbox.mailbox), key });
         if let Some(c) = self.get(key) {
@@ -508,6 +515,9 @@ impl<H: Handler> Engine<H> {
         let config = &self.config;
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
         let turn = c.turn(now, config, &mut self.pool, &self.budget);
+        if let Some((_, shard)) = &self.stats {
+            shard.take(c.session.connection_mut());
+        }
         if !matches!(turn, Turn::Done(_)) {
             c.held.update(&self.budget, c.memory());
         }
@@ -527,7 +537,13 @@ impl<H: Handler> Engine<H> {
     /// Puts the connection's next deadline in the heap, unless an earlier one is there.
     fn schedule(&mut self, key: u64, now: Instant) {
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
-        if let Some((at, _)) = c.session.poll_timeout(&self.timer_settings, now) {
+        let next = c.session.poll_timeout(&self.timer_settings, now);
+        if let Some((stats, _)) = &self.stats {
+            if let Some(rtt) = c.session.take_ping_rtt() {
+                stats.ping_rtt(rtt);
+            }
+        }
+        if let Some((at, _)) = next {
             if c.timer_at.is_none_or(|scheduled| at < scheduled) {
                 c.timer_at = Some(at);
                 self.timers.push(Reverse((at, key)));
@@ -643,6 +659,10 @@ impl<H: Handler> Engine<H> {
         let mut c = c;
         c.held.release(&self.budget);
         let end = result.unwrap_or_else(End::Error);
+        if let Some((_, shard)) = &self.stats {
+            shard.take(c.session.connection_mut());
+            shard.closed();
+        }
         let open_for = c.opened.elapsed();
         log_end(c.peer, &end, c.session.connection(), open_for, c.bytes_read, c.bytes_written);
         c.handler.on_close(&end);

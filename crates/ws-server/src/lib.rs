@@ -57,7 +57,10 @@ mod handle;
 mod handler;
 mod options;
 mod portable;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod server;
+mod stats;
 mod tls;
 #[cfg(target_os = "linux")]
 mod wire;
@@ -71,6 +74,10 @@ pub use handle::{ConnHandle, HandleError};
 pub use handler::{End, Handler, Reply};
 pub use options::{Engine, Options};
 pub use server::{Accept, App, Server, Summary, TLS_HANDSHAKE_MEMORY};
+pub use stats::{
+    CLOSE_LABELS, HANDSHAKE_BUCKETS, HistogramSnapshot, PING_RTT_BUCKETS, Refusal, Snapshot, Stats,
+    WaySnapshot,
+};
 
 /// The examples in `README.md`, compiled (and the sans-IO one run) as doctests.
 #[cfg(doctest)]

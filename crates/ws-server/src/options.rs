@@ -76,6 +76,10 @@ pub struct Options {
     /// listen on one port and the kernel spreads new connections among them. Default off:
     /// a second server on a port in use fails to bind.
     pub reuse_port: bool,
+    /// Where the server counts what it does (connections, refusals, handshake times,
+    /// messages and bytes by opcode, close codes, keepalive round trips, memory held), read
+    /// with [`Stats::snapshot`](crate::Stats::snapshot). Default none: nothing is counted.
+    pub stats: Option<Arc<crate::Stats>>,
 }
 
 impl Default for Options {
@@ -91,6 +95,7 @@ impl Default for Options {
             budget_timeout: std::time::Duration::from_secs(10),
             tls: None,
             reuse_port: false,
+            stats: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
 use crate::handler::{End, Handler, log_end, pump};
 use crate::options::Options;
 use crate::server::Context as ServerContext;
+use crate::stats::Stats;
 
 /// A connection's stream on the portable engine: TCP, with TLS or without.
 type TcpOrTls = crate::tls::Stream<smol::net::TcpStream>;
@@ -64,6 +65,10 @@ pub(crate) fn run<'a, H: Handler + 'a>(
         let mut stop = pin!(stop);
         let mailbox = Arc::new(TaskMailbox::new(options.max_backlog));
         let mut held = budget.connection();
+        let stats = options.stats.as_deref();
+        if let Some(stats) = stats {
+            stats.tasks().opened();
+        }
         handler.on_open(&ConnHandle::new(HandleInner::Task(Arc::clone(&mailbox))));
         let shared = Shared { options, budget, mailbox: &mailbox };
         let end = drive(&mut ws, &mut handler, &shared, stop.as_mut(), &mut held).await;
@@ -74,9 +79,21 @@ pub(crate) fn run<'a, H: Handler + 'a>(
             Err(Error::Io(err)) => End::Error(err),
             Err(err) => End::Error(std::io::Error::other(err.to_string())),
         };
+        if let Some(stats) = stats {
+            count(stats, &mut ws);
+            stats.tasks().closed();
+        }
         let (read, written) = ws.byte_counts();
         log_end(peer, &end, ws.connection(), opened.elapsed(), read, written);
         handler.on_close(&end);
+    }
+}
+
+/// Adds what the connection did since the last count to the tasks' shard.
+fn count(stats: &Stats, ws: &mut Ws) {
+    stats.tasks().take(ws.connection_mut());
+    if let Some(rtt) = ws.take_ping_rtt() {
+        stats.ping_rtt(rtt);
     }
 }
 
@@ -127,6 +144,9 @@ async fn drive<H: Handler>(
         }
         task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, budget, None);
+        if let Some(stats) = options.stats.as_deref() {
+            count(stats, ws);
+        }
         held.update(budget, holds(ws) + handler.memory());
         if pass.end.is_some() || pass.more {
             // Backpressure: nothing more is taken until what we owe the peer is written; the

@@ -20,6 +20,7 @@ use crate::tls::{Tls, TlsStream};
 use crate::budget::{Budget, Held};
 use crate::handler::Handler;
 use crate::options::{Engine, LiveGuard, Options};
+use crate::stats::Refusal;
 
 /// How the opening handshake of an upgrade request is answered.
 #[derive(Debug)]
@@ -90,6 +91,9 @@ impl<A: App> Server<A> {
     pub fn bind(addr: SocketAddr, options: Options, app: A) -> io::Result<Self> {
         let listener = Async::new(listen(addr, options.reuse_port)?)?;
         let budget = Arc::new(Budget::new(options.max_memory));
+        if let Some(stats) = &options.stats {
+            stats.set_budget(&budget);
+        }
         let engines = Engines::start(&options, &budget)?;
         Ok(Self { listener, options: Arc::new(options), app: Arc::new(app), engines, budget })
     }
@@ -124,8 +128,13 @@ impl<A: App> Server<A> {
                 match self.listener.accept().await {
                     Ok((stream, peer)) => {
                         accepted += 1;
+                        let stats = self.options.stats.as_deref();
+                        if let Some(stats) = stats {
+                            stats.accepted();
+                        }
                         let full = live.load(Ordering::Acquire) >= self.options.max_connections;
                         if full || self.budget.exhausted() {
+                            let why = if full { Refusal::Capacity } else { Refusal::Memory };
                             if refusing.fetch_add(1, Ordering::AcqRel)
                                 < self.options.max_connections
                             {
@@ -136,7 +145,13 @@ impl<A: App> Server<A> {
                                     // memory budget is spent. The connection just closes.
                                     drop((stream, guard));
                                     debug!(%peer, "memory budget spent: closed (TLS port)");
+                                    if let Some(stats) = stats {
+                                        stats.refused(why, None);
+                                    }
                                     continue;
+                                }
+                                if let Some(stats) = stats {
+                                    stats.refused(why, Some(503));
                                 }
                                 ex.spawn(async move {
                                     refuse(stream, tls).await;
@@ -145,6 +160,9 @@ impl<A: App> Server<A> {
                                 .detach();
                             } else {
                                 refusing.fetch_sub(1, Ordering::AcqRel);
+                                if let Some(stats) = stats {
+                                    stats.refused(why, None);
+                                }
                             }
                             debug!(%peer, full, "at capacity or memory budget: refused with 503");
                             continue;
@@ -264,7 +282,9 @@ async fn serve<A: App>(
 ) {
     let _ = stream.get_ref().set_nodelay(true);
     // TLS and HTTP together get the handshake timeout.
-    let deadline = Instant::now() + context.options.transport.handshake_timeout;
+    let accepted = Instant::now();
+    let deadline = accepted + context.options.transport.handshake_timeout;
+    let stats = context.options.stats.as_deref();
     // A TLS handshake counts in the memory budget for what rustls may buffer meanwhile.
     let mut handshake = Held::default();
     let stream = match &context.options.tls {
@@ -272,9 +292,12 @@ async fn serve<A: App>(
         Some(config) => {
             handshake.update(context.budget, TLS_HANDSHAKE_MEMORY);
             match Box::pin(start_tls(stream, config, peer, deadline)).await {
-                Some(stream) => stream,
-                None => {
+                Ok(stream) => stream,
+                Err((why, status)) => {
                     handshake.release(context.budget);
+                    if let Some(stats) = stats {
+                        stats.refused(why, status);
+                    }
                     return;
                 }
             }
@@ -282,8 +305,25 @@ async fn serve<A: App>(
     };
     let opened = Box::pin(open(stream, peer, context.options, app, deadline)).await;
     handshake.release(context.budget);
-    let Some((ws, handler)) = opened else {
-        return;
+    let (ws, handler) = match opened {
+        Opened::WebSocket(ws, handler) => {
+            if let Some(stats) = stats {
+                stats.handshake(accepted.elapsed());
+            }
+            (ws, handler)
+        }
+        Opened::Http(status) => {
+            if let Some(stats) = stats {
+                stats.http(status);
+            }
+            return;
+        }
+        Opened::Refused(why, status) => {
+            if let Some(stats) = stats {
+                stats.refused(why, status);
+            }
+            return;
+        }
     };
     match engines {
         Engines::Async => {
@@ -308,14 +348,17 @@ pub(crate) struct Context<'a> {
     pub(crate) stop: async_channel::Receiver<()>,
 }
 
+/// Why a connection ended before it became a WebSocket, and the status it was answered with.
+type Refused = (Refusal, Option<u16>);
+
 /// The start of a connection to a TLS port: TLS if the client's first byte could begin it;
-/// plain HTTP gets a 400 that says to use TLS. `None` when the connection is done with.
+/// plain HTTP gets a 400 that says to use TLS. `Err` when the connection is done with.
 async fn start_tls(
     stream: Async<TcpStream>,
     config: &Arc<ServerConfig>,
     peer: SocketAddr,
     deadline: Instant,
-) -> Option<Stream> {
+) -> Result<Stream, Refused> {
     let mut first = [0u8; 1];
     let peek = async { Some(stream.peek(&mut first).await) };
     let timeout = async {
@@ -324,10 +367,10 @@ async fn start_tls(
     };
     match peek.or(timeout).await {
         Some(Ok(1)) => {}
-        Some(_) => return None,
+        Some(_) => return Err((Refusal::Closed, None)),
         None => {
             debug!(%peer, "no TLS handshake before the handshake timeout");
-            return None;
+            return Err((Refusal::Timeout, None));
         }
     }
     // A TLS record starts with its type (22 for a handshake); an HTTP request with its
@@ -339,15 +382,27 @@ async fn start_tls(
             .header("Connection", "close")
             .body("this port speaks TLS: use https:// or wss://\n");
         answer_and_close(Stream::Plain(stream), response).await;
-        return None;
+        return Err((Refusal::Tls, Some(400)));
     }
     match Tls::new(Arc::clone(config)) {
-        Ok(tls) => Some(Stream::Tls(Box::new(TlsStream::new(stream, tls)))),
+        Ok(tls) => Ok(Stream::Tls(Box::new(TlsStream::new(stream, tls)))),
         Err(err) => {
             warn!(%peer, "cannot start TLS: {err}");
-            None
+            Err((Refusal::Tls, None))
         }
     }
+}
+
+/// How the opening handshake ended. Returned once and taken apart at once: boxing the
+/// WebSocket variant would add an allocation and save nothing.
+#[allow(clippy::large_enum_variant)]
+enum Opened<H> {
+    /// Accepted: the WebSocket and its handler.
+    WebSocket(WebSocket<Stream>, H),
+    /// A plain HTTP request, answered with this status.
+    Http(u16),
+    /// No WebSocket, and why.
+    Refused(Refusal, Option<u16>),
 }
 
 /// Reads the request; answers plain HTTP and refused upgrades; returns an accepted
@@ -358,45 +413,51 @@ async fn open<A: App>(
     options: &Options,
     app: &A,
     deadline: Instant,
-) -> Option<(WebSocket<Stream>, A::Handler)> {
+) -> Opened<A::Handler> {
     let handshake =
         match ServerHandshake::read_by(stream, options.transport.clone(), deadline).await {
             Ok(handshake) => handshake,
             Err(Error::Handshake(err)) => {
                 debug!(%peer, status = err.status(), "bad request head: {err}");
-                return None;
+                return Opened::Refused(Refusal::BadRequest, Some(err.status()));
+            }
+            Err(Error::Timeout(_)) => {
+                debug!(%peer, "no request before the handshake timeout");
+                return Opened::Refused(Refusal::Timeout, None);
             }
             Err(err) => {
                 debug!(%peer, "no request: {err}");
-                return None;
+                return Opened::Refused(Refusal::Closed, None);
             }
         };
     let upgrade = match handshake.upgrade() {
         Ok(upgrade) => upgrade,
         Err(HandshakeError::NotWebSocket) => {
             let response = app.http(handshake.request(), peer);
-            debug!(%peer, path = %handshake.request().path, status = response.status, "http");
+            let status = response.status;
+            debug!(%peer, path = %handshake.request().path, status, "http");
             let _ = handshake.respond(response).await;
-            return None;
+            return Opened::Http(status);
         }
         Err(err) => {
             debug!(%peer, status = err.status(), "refused upgrade: {err}");
             let _ = handshake.respond(err.response()).await;
-            return None;
+            return Opened::Refused(Refusal::BadRequest, Some(err.status()));
         }
     };
     match app.upgrade(handshake.request(), &upgrade, peer) {
         Ok(accept) => match handshake.accept(accept.protocol.as_deref()).await {
-            Ok(ws) => Some((ws, accept.handler)),
+            Ok(ws) => Opened::WebSocket(ws, accept.handler),
             Err(err) => {
                 debug!(%peer, "handshake failed: {err}");
-                None
+                Opened::Refused(Refusal::Closed, None)
             }
         },
         Err(response) => {
-            debug!(%peer, status = response.status, "upgrade refused by the application");
+            let status = response.status;
+            debug!(%peer, status, "upgrade refused by the application");
             let _ = handshake.respond(response).await;
-            None
+            Opened::Refused(Refusal::Application, Some(status))
         }
     }
 }
