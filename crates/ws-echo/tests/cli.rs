@@ -1,8 +1,6 @@
 //! The `ws-echo` binary as a person runs it: flags, the listening line, signals.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
@@ -14,75 +12,9 @@ use ws_transport::rustls;
 use ws_transport::ws_proto::CloseCode;
 use ws_transport::{Connector, Proxy, connect_tcp_with};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ws-echo");
+mod common;
 
-/// A running `ws-echo`, killed if the test ends without stopping it.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    /// What it printed first: `listening on ws://…` or `wss://…`.
-    first_line: String,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Result<Self> {
-        Self::start_with(&["--bind", "127.0.0.1:0", "--log", "warn"], args, Stdio::inherit())
-    }
-
-    /// Started with `base` then `args`, its log going to `log`.
-    fn start_with(base: &[&str], args: &[&str], log: impl Into<Stdio>) -> Result<Self> {
-        let mut child = Command::new(BIN)
-            .args(base)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("starting ws-echo")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let rest = line.trim().strip_prefix("listening on ");
-        let addr = rest
-            .and_then(|rest| rest.strip_prefix("ws://").or_else(|| rest.strip_prefix("wss://")))
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .parse()?;
-        Ok(Self { child, addr, first_line: line.trim().to_string() })
-    }
-
-    fn signal(&self, name: &str) -> Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -{name} failed");
-        }
-        Ok(())
-    }
-
-    /// Waits up to `limit` for the process to exit and returns its exit code.
-    fn wait(&mut self, limit: Duration) -> Result<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return status.code().context("killed by a signal");
-            }
-            if Instant::now() > deadline {
-                bail!("ws-echo did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use common::{BIN, LogFile, Running};
 
 #[test]
 fn help_explains_every_flag() -> Result<()> {
@@ -237,37 +169,6 @@ fn tls_flags_serve_wss_and_https_and_sighup_reads_the_certificate_again() -> Res
     server.signal("TERM")?;
     assert_eq!(server.wait(Duration::from_secs(10))?, 0);
     Ok(())
-}
-
-/// A file for a process's log, removed when dropped.
-struct LogFile(std::path::PathBuf);
-
-impl LogFile {
-    fn new(name: &str) -> Result<(Self, std::fs::File)> {
-        let path = std::env::temp_dir().join(format!("ws-echo-{}-{name}.log", std::process::id()));
-        let file = std::fs::File::create(&path)?;
-        Ok((Self(path), file))
-    }
-
-    /// The `ws_server::access` lines, parsed.
-    fn access_lines(&self) -> Result<Vec<serde_json::Value>> {
-        let text = std::fs::read_to_string(&self.0)?;
-        let mut lines = Vec::new();
-        for line in text.lines() {
-            let value: serde_json::Value =
-                serde_json::from_str(line).with_context(|| format!("not JSON: {line:?}"))?;
-            if value["target"] == "ws_server::access" {
-                lines.push(value);
-            }
-        }
-        Ok(lines)
-    }
-}
-
-impl Drop for LogFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// `--log-format json`: one JSON object per line, and one access line per connection with
