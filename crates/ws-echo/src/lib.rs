@@ -1,7 +1,8 @@
 //! The echo server behind the `ws-echo` binary, as a library so that tests can run it in
 //! process on `127.0.0.1:0`: an application on the [`ws_server`] engine.
 //!
-//! Plain HTTP gets the demo page, `/healthz` or a 404; bad upgrades get their 4xx; an
+//! Plain HTTP gets the demo page, `/healthz`, `/metrics` (with [`EchoApp::metrics`]) or a
+//! 404; bad upgrades get their 4xx; an
 //! accepted WebSocket echoes every message as it streams in, so a message of any size costs
 //! a bounded amount of memory. The engine runs it on epoll threads on Linux
 //! (or, with [`Engine::Async`], as tasks on ws-transport and smol).
@@ -11,12 +12,12 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use smol::Executor;
+use smol::{Async, Executor};
 use ws_proto::{Delivery, Event, Forwarder, Request, Response, Upgrade};
 use ws_server::{Accept, App, Handler, Reply};
 
 pub use tls::Certificates;
-pub use ws_server::{Engine, Summary};
+pub use ws_server::{Engine, Stats, Summary};
 
 mod tls;
 
@@ -112,15 +113,22 @@ impl Server {
 pub struct EchoApp {
     path: Option<String>,
     page: String,
+    metrics: Option<Arc<Stats>>,
 }
 
 impl Default for EchoApp {
     fn default() -> Self {
-        Self { path: None, page: PAGE.to_owned() }
+        Self { path: None, page: PAGE.to_owned(), metrics: None }
     }
 }
 
 impl EchoApp {
+    /// Serves `stats` at `/metrics`, in Prometheus's text format (OpenMetrics).
+    pub fn metrics(mut self, stats: Arc<Stats>) -> Self {
+        self.metrics = Some(stats);
+        self
+    }
+
     /// Upgrades only requests for `path` (the query aside); others get 404. The demo page
     /// connects to it. A path starts with `/` and holds visible ASCII other than `"`, `\`,
     /// `<`, `>`, `?` and `#`.
@@ -142,7 +150,11 @@ impl App for EchoApp {
     type Handler = Echo;
 
     fn http(&self, request: &Request, _: SocketAddr) -> Response {
-        route(request, &self.page)
+        let path = request.path.split('?').next().unwrap_or("");
+        match &self.metrics {
+            Some(stats) if path == "/metrics" => with_method(request, metrics_response(stats)),
+            _ => route(request, &self.page),
+        }
     }
 
     fn upgrade(
@@ -192,12 +204,34 @@ fn not_found() -> Response {
     Response::new(404).header("Content-Type", "text/plain").body("not found\n")
 }
 
-/// The response to a plain HTTP request; `page` is the demo page.
-fn route(request: &Request, page: &str) -> Response {
-    let path = request.path.split('?').next().unwrap_or("");
+/// `stats` as the answer to a scrape.
+fn metrics_response(stats: &Arc<Stats>) -> Response {
+    Response::new(200)
+        .header("Content-Type", METRICS_TYPE)
+        .header("Cache-Control", "no-store")
+        .body(stats.encode_openmetrics())
+}
+
+/// The content type of `/metrics`: OpenMetrics text, which Prometheus reads.
+pub const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `response` as the answer to `request`'s method: 405 unless GET or HEAD, no body for HEAD;
+/// the connection closes after it.
+fn with_method(request: &Request, response: Response) -> Response {
     if request.method != "GET" && request.method != "HEAD" {
         return Response::new(405).header("Allow", "GET, HEAD").body("method not allowed\n");
     }
+    let response = response.header("Connection", "close");
+    if request.method == "HEAD" {
+        let len = response.body.len().to_string();
+        return response.header("Content-Length", len).body(Vec::new());
+    }
+    response
+}
+
+/// The response to a plain HTTP request; `page` is the demo page.
+fn route(request: &Request, page: &str) -> Response {
+    let path = request.path.split('?').next().unwrap_or("");
     let response = match path {
         "/" | "/index.html" => Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
@@ -206,12 +240,71 @@ fn route(request: &Request, page: &str) -> Response {
         "/healthz" => Response::new(200).header("Content-Type", "text/plain").body("ok\n"),
         _ => not_found(),
     };
-    let response = response.header("Connection", "close");
-    if request.method == "HEAD" {
-        let len = response.body.len().to_string();
-        return response.header("Content-Length", len).body(Vec::new());
+    with_method(request, response)
+}
+
+/// Serves `/metrics` (and `/healthz`) on an address of its own, apart from the WebSockets
+/// (`ws-echo --metrics-bind`): plain HTTP/1.1, one request per connection, at most
+/// [`METRICS_CONNECTIONS`] at once (more are closed unanswered), each within 10 s.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: Async<std::net::TcpListener>,
+    stats: Arc<Stats>,
+}
+
+/// Connections [`MetricsServer`] serves at once.
+pub const METRICS_CONNECTIONS: usize = 32;
+
+impl MetricsServer {
+    /// Binds the metrics listener.
+    pub fn bind(addr: SocketAddr, stats: Arc<Stats>) -> io::Result<Self> {
+        Ok(Self { listener: Async::<std::net::TcpListener>::bind(addr)?, stats })
     }
-    response
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// Answers scrapes until dropped; each connection is a task on `ex`.
+    pub async fn run(self, ex: Arc<Executor<'static>>) {
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        loop {
+            let Ok((stream, _)) = self.listener.accept().await else {
+                // Out of descriptors and the like: back off instead of spinning.
+                smol::Timer::after(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            use std::sync::atomic::Ordering::AcqRel;
+            if busy.fetch_add(1, AcqRel) >= METRICS_CONNECTIONS {
+                busy.fetch_sub(1, AcqRel);
+                continue;
+            }
+            let (stats, busy) = (Arc::clone(&self.stats), Arc::clone(&busy));
+            ex.spawn(async move {
+                let _ = answer_scrape(stream, &stats).await;
+                busy.fetch_sub(1, AcqRel);
+            })
+            .detach();
+        }
+    }
+}
+
+/// Reads one request head (within ws-transport's handshake limits) and answers it.
+async fn answer_scrape(
+    stream: Async<std::net::TcpStream>,
+    stats: &Arc<Stats>,
+) -> Result<(), ws_transport::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let config = ws_transport::Config::default();
+    let request = ws_transport::ServerHandshake::read_by(stream, config, deadline).await?;
+    let response = match request.request().path.split('?').next().unwrap_or("") {
+        "/metrics" => metrics_response(stats),
+        "/healthz" => Response::new(200).header("Content-Type", "text/plain").body("ok\n"),
+        _ => not_found(),
+    };
+    let response = with_method(request.request(), response);
+    request.respond(response).await
 }
 
 #[cfg(test)]

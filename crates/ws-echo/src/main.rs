@@ -11,7 +11,7 @@ use clap::Parser;
 use futures_lite::StreamExt;
 use smol::Executor;
 use tracing::{info, warn};
-use ws_echo::{Certificates, EchoApp, Engine, Options, Server};
+use ws_echo::{Certificates, EchoApp, Engine, MetricsServer, Options, Server, Stats};
 
 /// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/ and /healthz
 /// (https:// and wss:// with --tls-cert and --tls-key).
@@ -90,6 +90,10 @@ struct Args {
     /// path get 404. The demo page connects to it. [default: every path upgrades]
     #[arg(long, value_name = "PATH")]
     path: Option<String>,
+    /// Serve Prometheus metrics (/metrics, OpenMetrics text) on this address instead of on
+    /// --bind; docs/deploy.md lists them. [default: /metrics on --bind]
+    #[arg(long, value_name = "ADDR")]
+    metrics_bind: Option<SocketAddr>,
     /// Set SO_REUSEPORT on the listening socket, so that several ws-echo processes can
     /// listen on one port and the kernel spreads connections among them (Linux).
     #[arg(long)]
@@ -160,11 +164,23 @@ fn main() -> anyhow::Result<()> {
     options.engine = args.engine;
     options.threads = threads;
     options.reuse_port = args.reuse_port;
-    let app = match &args.path {
+    let mut app = match &args.path {
         Some(path) => {
             EchoApp::default().path(path).map_err(|why| anyhow::anyhow!("invalid --path {why}"))?
         }
         None => EchoApp::default(),
+    };
+    let stats = Arc::new(Stats::new());
+    options.stats = Some(Arc::clone(&stats));
+    let metrics = match args.metrics_bind {
+        Some(addr) => Some(
+            MetricsServer::bind(addr, stats)
+                .with_context(|| format!("binding --metrics-bind {addr}"))?,
+        ),
+        None => {
+            app = app.metrics(stats);
+            None
+        }
     };
     let certificates = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -180,11 +196,19 @@ fn main() -> anyhow::Result<()> {
     let (ws, http) = if certificates.is_some() { ("wss", "https") } else { ("ws", "http") };
     println!("listening on {ws}://{addr}");
     info!(threads, "demo page at {http}://{addr}/");
+    let ex = Arc::new(Executor::new());
+    match metrics {
+        Some(metrics) => {
+            let at = metrics.local_addr().context("reading the metrics address")?;
+            println!("metrics on http://{at}/metrics");
+            ex.spawn(metrics.run(Arc::clone(&ex))).detach();
+        }
+        None => info!("metrics at {http}://{addr}/metrics"),
+    }
 
     use async_signal::Signal;
     let signals = async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup])
         .context("installing signal handlers")?;
-    let ex = Arc::new(Executor::new());
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let summary = std::thread::scope(|scope| {
         for i in 1..threads {

@@ -42,6 +42,7 @@ fn help_explains_every_flag() -> Result<()> {
         "--tls-key",
         "--path",
         "--reuse-port",
+        "--metrics-bind",
         "--log",
         "--log-format",
     ] {
