@@ -8,6 +8,7 @@ use crate::error::{ProtocolError, SendError};
 #[cfg(feature = "deflate")]
 use crate::extensions::{Decompressor, DeflateParams, INFLATE_STEP, InflateError};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, RSV1, Status};
+use crate::inspect::{FrameLog, Frames};
 use crate::mask::apply_mask;
 use crate::sender::{Output, RETAINED_BUFFER, Sender};
 use crate::traffic::{Counts, Traffic};
@@ -242,6 +243,7 @@ impl Connection {
                 closed_first: false,
                 sent: Counts::default(),
                 data_opcode: OpCode::Binary,
+                inspect: None,
             },
         }
     }
@@ -494,6 +496,7 @@ impl Connection {
     /// metrics. The
     /// counts restart from zero; [`messages_received`](Self::messages_received) and
     /// [`messages_sent`](Self::messages_sent) do not.
+    #[inline]
     pub fn take_traffic(&mut self) -> Traffic {
         #[cfg(feature = "deflate")]
         let (inflated, deflated) = (
@@ -503,6 +506,21 @@ impl Connection {
         #[cfg(not(feature = "deflate"))]
         let (inflated, deflated) = (None, None);
         Traffic { received: self.received.take(inflated), sent: self.out.sent.take(deflated) }
+    }
+
+    /// Logs every frame from now on, both ways, as parsed and encoded (a frame inspector): at
+    /// most `capacity` records between [`take_frames`](Self::take_frames), later ones dropped
+    /// and counted. A received record is made when its header is parsed, before the rules are
+    /// checked (a frame that fails the connection is logged too), with the payload that had
+    /// arrived by then.
+    pub fn inspect_frames(&mut self, capacity: usize) {
+        self.out.inspect = Some(Box::new(FrameLog::new(capacity)));
+    }
+
+    /// The frames logged since the last call, on a connection given
+    /// [`inspect_frames`](Self::inspect_frames); `None` on others.
+    pub fn take_frames(&mut self) -> Option<Frames> {
+        self.out.inspect.as_mut().map(|log| log.take())
     }
 
     /// Which end started the close: ours if we sent a close frame (or failed the connection)
@@ -579,6 +597,9 @@ impl Connection {
             Ok(Status::Partial) => return Step::NeedInput,
             Err(err) => return self.fail(err),
         };
+        if let Some(log) = self.out.inspect.as_mut() {
+            log.received(header, available, header_len);
+        }
         // §5.2: "If a nonzero value is received and none of the negotiated extensions defines
         // the meaning of such a nonzero value, the receiving endpoint MUST _Fail the WebSocket
         // Connection_." permessage-deflate defines RSV1 on the first frame of a data message

@@ -49,6 +49,7 @@ mod extensions;
 mod forward;
 mod frame;
 mod handshake;
+mod inspect;
 mod mask;
 mod sender;
 mod session;
@@ -73,6 +74,7 @@ pub use handshake::{
     ProtocolNotOffered, Request, RequestParser, Response, ResponseError, Setup, Upgrade,
     accept_key,
 };
+pub use inspect::{Direction, FrameRecord, Frames, INSPECTED_PAYLOAD};
 pub use mask::apply_mask;
 #[doc(hidden)]
 pub use mask::apply_mask_bytewise;

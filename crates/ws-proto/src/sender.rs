@@ -9,6 +9,7 @@ use crate::extensions::Compressor;
 #[cfg(feature = "deflate")]
 use crate::frame::RSV1;
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::inspect::FrameLog;
 use crate::mask::apply_mask;
 use crate::traffic::Counts;
 use crate::vocab::{MaskKeySource, MessageKind, State};
@@ -47,6 +48,8 @@ pub(crate) struct Output {
     pub(crate) sent: Counts,
     /// The opcode of the last data message begun: what its continuations count under.
     pub(crate) data_opcode: OpCode,
+    /// The frame log of an inspected connection (both ways: the input side logs here too).
+    pub(crate) inspect: Option<Box<FrameLog>>,
 }
 
 /// The state of a frame being sent in pieces.
@@ -133,6 +136,9 @@ impl Output {
     #[inline]
     fn encode_header(&mut self, header: &FrameHeader) {
         header.encode_to_vec(&mut self.buf);
+        if let Some(log) = self.inspect.as_mut() {
+            log.sent(*header, &self.buf[self.buf.len() - header.encoded_len()..]);
+        }
         let opcode = match header.opcode {
             OpCode::Continuation => self.data_opcode,
             opcode => opcode,
@@ -165,6 +171,15 @@ impl Output {
         self.buf.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut self.buf[start..], key, 0);
+        }
+        self.inspect_payload(start);
+    }
+
+    /// Logs the sent payload from `buf[start..]`, on an inspected connection.
+    #[inline]
+    fn inspect_payload(&mut self, start: usize) {
+        if let Some(log) = self.inspect.as_mut() {
+            log.sent_payload(&self.buf[start..]);
         }
     }
 }
@@ -323,6 +338,12 @@ impl Sender<'_> {
     /// [`SendError::FrameOverrun`] past the declared length, or
     /// [`SendError::NoFrameInProgress`] without an open frame.
     pub fn send_frame_data(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.queue_frame_data(data, true)
+    }
+
+    /// [`send_frame_data`](Self::send_frame_data); `inspect` logs the payload on an
+    /// inspected connection (not when the caller logged it already).
+    fn queue_frame_data(&mut self, data: &[u8], inspect: bool) -> Result<(), SendError> {
         let Some(mut frame) = self.out.open_frame else {
             return Err(SendError::NoFrameInProgress);
         };
@@ -333,6 +354,9 @@ impl Sender<'_> {
         self.out.buf.extend_from_slice(data);
         if let Some(key) = frame.mask {
             frame.mask_offset = apply_mask(&mut self.out.buf[start..], key, frame.mask_offset);
+        }
+        if inspect {
+            self.out.inspect_payload(start);
         }
         frame.remaining -= data.len() as u64;
         if frame.remaining == 0 {
@@ -383,6 +407,9 @@ impl Sender<'_> {
         if frame.mask.is_some() || data.is_empty() {
             return self.send_frame_data(data);
         }
+        if let Some(log) = self.out.inspect.as_mut() {
+            log.sent_payload(data);
+        }
         let pending = self.out.buf.len() - self.out.start;
         let written = write(&self.out.buf[self.out.start..], data).min(pending + data.len());
         self.out.consume(written.min(pending));
@@ -392,7 +419,7 @@ impl Sender<'_> {
             self.out.open_frame = (remaining > 0).then_some(OpenFrame { remaining, ..frame });
         }
         if taken < data.len() {
-            return self.send_frame_data(&data[taken..]);
+            return self.queue_frame_data(&data[taken..], false);
         }
         if self.out.open_frame.is_none() {
             self.out.flush_deferred();
@@ -437,6 +464,9 @@ impl Sender<'_> {
         self.out.encode_header(&header);
         if let Some(key) = mask {
             apply_mask(payload, key, 0);
+        }
+        if let Some(log) = self.out.inspect.as_mut() {
+            log.sent_payload(payload);
         }
         Ok(())
     }

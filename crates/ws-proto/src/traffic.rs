@@ -56,6 +56,16 @@ impl Tally {
     pub fn bytes(&self, opcode: OpCode) -> u64 {
         slot(opcode).map_or(0, |i| self.bytes[i])
     }
+
+    /// [`count`](Self::count) for each of [`TALLIED_OPCODES`], in its order.
+    pub fn counts(&self) -> &[u64; 5] {
+        &self.counts
+    }
+
+    /// [`bytes`](Self::bytes) for each of [`TALLIED_OPCODES`], in its order.
+    pub fn bytes_by_opcode(&self) -> &[u64; 5] {
+        &self.bytes
+    }
 }
 
 /// What a connection keeps of one way's [`Tally`] between takes, small because every
@@ -89,6 +99,7 @@ impl Counts {
     }
 
     /// The tally so far, with the codec's figures; both start again from zero.
+    #[inline]
     pub(crate) fn take(&mut self, codec: Option<&mut CompressedBytes>) -> Tally {
         let counts = std::mem::take(self);
         let squeezed = codec.map(std::mem::take).unwrap_or_default();

@@ -37,9 +37,9 @@ use ws_transport::{Config, WebSocket};
 
 use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
-use crate::handler::{End, Handler, log_end, pump};
+use crate::handler::{End, Handler, hand_frames, log_end, pump};
 use crate::options::{LiveGuard, Options};
-use crate::stats::{Shard, Stats};
+use crate::stats::{Pending, Shard, Stats};
 use crate::wire::Wire;
 
 /// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
@@ -218,6 +218,8 @@ struct Engine<H: Handler> {
     next_pressure_scan: Instant,
     /// Where this thread counts, with [`Options::stats`].
     stats: Option<(Arc<Stats>, Arc<Shard>)>,
+    /// Traffic taken from connections since the last pass of the loop, for the shard.
+    pending: Pending,
 }
 
 struct Slot<H> {
@@ -297,6 +299,7 @@ impl<H: Handler> Engine<H> {
             stalled: Vec::new(),
             next_pressure_scan: Instant::now(),
             stats: options.stats.as_ref().map(|stats| (Arc::clone(stats), stats.shard())),
+            pending: Pending::default(),
         }
     }
 
@@ -327,6 +330,9 @@ impl<H: Handler> Engine<H> {
             } else {
                 Some(Timespec { tv_sec: 0, tv_nsec: 0 })
             };
+            if let Some((_, shard)) = &self.stats {
+                shard.flush(&mut self.pending);
+            }
             events.clear();
             match epoll::wait(&self.epoll, spare_capacity(&mut events), timeout.as_ref()) {
                 Ok(_) => {}
@@ -384,6 +390,9 @@ impl<H: Handler> Engine<H> {
             let key = u64::from(self.slots[index].generation) << 32 | index as u64;
             let err = io::Error::new(io::ErrorKind::TimedOut, "the engine ended (shutdown)");
             self.remove(key, Err(err));
+        }
+        if let Some((_, shard)) = &self.stats {
+            shard.flush(&mut self.pending);
         }
     }
 
@@ -515,9 +524,10 @@ impl<H: Handler> Engine<H> {
         let config = &self.config;
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
         let turn = c.turn(now, config, &mut self.pool, &self.budget);
-        if let Some((_, shard)) = &self.stats {
-            shard.take(c.session.connection_mut());
+        if self.stats.is_some() {
+            self.pending.take(c.session.connection_mut());
         }
+        hand_frames(c.session.connection_mut(), &mut c.handler);
         if !matches!(turn, Turn::Done(_)) {
             c.held.update(&self.budget, c.memory());
         }
@@ -660,11 +670,12 @@ impl<H: Handler> Engine<H> {
         c.held.release(&self.budget);
         let end = result.unwrap_or_else(End::Error);
         if let Some((_, shard)) = &self.stats {
-            shard.take(c.session.connection_mut());
+            self.pending.take(c.session.connection_mut());
             shard.closed();
         }
         let open_for = c.opened.elapsed();
         log_end(c.peer, &end, c.session.connection(), open_for, c.bytes_read, c.bytes_written);
+        hand_frames(c.session.connection_mut(), &mut c.handler);
         c.handler.on_close(&end);
         // Dropping the stream closes the socket, which also takes it out of the epoll set.
     }

@@ -55,6 +55,14 @@ pub trait Handler: Send + 'static {
         let _ = end;
     }
 
+    /// The connection's frames as ws-proto parsed and encoded them since the last call, for a
+    /// connection accepted with [`Accept::inspect`](crate::Accept::inspect): after each
+    /// turn that logged any, and once more before [`on_close`](Self::on_close). A frame
+    /// inspector; other handlers never see it.
+    fn on_frames(&mut self, frames: ws_proto::Frames) {
+        let _ = frames;
+    }
+
     /// Bytes the handler holds for its connection beyond its own struct (a message it
     /// assembles, a fragment it forwards), counted against the server's memory budget
     /// ([`Options::max_memory`](crate::Options::max_memory)) after each of its events.
@@ -198,6 +206,16 @@ impl<'a> Reply<'a> {
     ) -> Result<(), SendError> {
         let direct = self.direct.as_mut().map(|write| &mut **write as DirectWrite<'_>);
         forwarder.forward(&mut self.sender, chunk, direct)
+    }
+}
+
+/// Hands the frames `conn` logged to `handler`, if it is inspected and logged any.
+#[inline]
+pub(crate) fn hand_frames<H: Handler + ?Sized>(conn: &mut Connection, handler: &mut H) {
+    if let Some(frames) = conn.take_frames() {
+        if !frames.records.is_empty() || frames.dropped > 0 {
+            handler.on_frames(frames);
+        }
     }
 }
 

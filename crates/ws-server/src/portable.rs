@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use crate::budget::{Budget, Held};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
-use crate::handler::{End, Handler, log_end, pump};
+use crate::handler::{End, Handler, hand_frames, log_end, pump};
 use crate::options::Options;
 use crate::server::Context as ServerContext;
 use crate::stats::Stats;
@@ -85,6 +85,7 @@ pub(crate) fn run<'a, H: Handler + 'a>(
         }
         let (read, written) = ws.byte_counts();
         log_end(peer, &end, ws.connection(), opened.elapsed(), read, written);
+        hand_frames(ws.connection_mut(), &mut handler);
         handler.on_close(&end);
     }
 }
@@ -144,6 +145,7 @@ async fn drive<H: Handler>(
         }
         task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, high_water, budget, None);
+        hand_frames(ws.connection_mut(), handler);
         if let Some(stats) = options.stats.as_deref() {
             count(stats, ws);
         }

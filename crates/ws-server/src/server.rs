@@ -24,17 +24,44 @@ use crate::stats::Refusal;
 
 /// How the opening handshake of an upgrade request is answered.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Accept<H> {
     /// The connection's handler.
     pub handler: H,
     /// The subprotocol to answer with: one the client offered, or `None`.
     pub protocol: Option<String>,
+    /// Negotiate permessage-deflate, when it is configured and the client offers it.
+    /// Default true.
+    pub compression: bool,
+    /// Log the connection's frames for [`Handler::on_frames`](crate::Handler::on_frames):
+    /// at most this many between two calls (see
+    /// [`Connection::inspect_frames`](ws_proto::Connection::inspect_frames)). Default none.
+    pub inspect: Option<usize>,
 }
 
 impl<H> Accept<H> {
-    /// Accepts with `handler` and no subprotocol.
+    /// Accepts with `handler`, no subprotocol, compression as configured.
     pub fn new(handler: H) -> Self {
-        Self { handler, protocol: None }
+        Self { handler, protocol: None, compression: true, inspect: None }
+    }
+
+    /// Answers with subprotocol `protocol` (one the client offered).
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocol = Some(protocol.to_owned());
+        self
+    }
+
+    /// Does not negotiate permessage-deflate with this client.
+    pub fn without_compression(mut self) -> Self {
+        self.compression = false;
+        self
+    }
+
+    /// Logs the connection's frames for [`Handler::on_frames`](crate::Handler::on_frames), at
+    /// most `capacity` between two calls.
+    pub fn inspect(mut self, capacity: usize) -> Self {
+        self.inspect = Some(capacity);
+        self
     }
 }
 
@@ -445,14 +472,25 @@ async fn open<A: App>(
             return Opened::Refused(Refusal::BadRequest, Some(err.status()));
         }
     };
+    let mut handshake = handshake;
     match app.upgrade(handshake.request(), &upgrade, peer) {
-        Ok(accept) => match handshake.accept(accept.protocol.as_deref()).await {
-            Ok(ws) => Opened::WebSocket(ws, accept.handler),
-            Err(err) => {
-                debug!(%peer, "handshake failed: {err}");
-                Opened::Refused(Refusal::Closed, None)
+        Ok(accept) => {
+            if !accept.compression {
+                handshake.config_mut().compression = None;
             }
-        },
+            match handshake.accept(accept.protocol.as_deref()).await {
+                Ok(mut ws) => {
+                    if let Some(capacity) = accept.inspect {
+                        ws.connection_mut().inspect_frames(capacity);
+                    }
+                    Opened::WebSocket(ws, accept.handler)
+                }
+                Err(err) => {
+                    debug!(%peer, "handshake failed: {err}");
+                    Opened::Refused(Refusal::Closed, None)
+                }
+            }
+        }
         Err(response) => {
             let status = response.status;
             debug!(%peer, status, "upgrade refused by the application");

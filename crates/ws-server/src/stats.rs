@@ -1,9 +1,10 @@
 //! [`Stats`]: what a server did, counted as it runs, for metrics (ws-echo serves them as
 //! Prometheus text).
 //!
-//! Per-message figures are counted per engine thread, in a [`Shard`] only that thread
-//! writes (relaxed atomic adds, no cache line shared with other threads), once per turn from
-//! the connection's [`Traffic`]; a scrape sums the shards. Rare events (handshakes, refusals,
+//! Per-message figures are counted per engine thread: after each turn the connection's
+//! [`ws_proto::Traffic`] is added to a plain [`Pending`] tally, which goes into a [`Shard`]
+//! only that thread writes (relaxed atomic adds, no cache line shared with other threads)
+//! once per pass of the event loop; a scrape sums the shards. Rare events (handshakes, refusals,
 //! keepalive round trips) go straight to shared counters.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use ws_proto::{CloseCode, Connection, TALLIED_OPCODES, Tally, Traffic};
+use ws_proto::{CloseCode, Connection, Tally};
 
 use crate::budget::Budget;
 
@@ -142,15 +143,15 @@ struct Way {
 }
 
 impl Way {
-    fn add(&self, tally: &Tally) {
-        for (i, opcode) in TALLIED_OPCODES.into_iter().enumerate() {
-            add(&self.counts[i], tally.count(opcode));
-            add(&self.bytes[i], tally.bytes(opcode));
+    fn add(&self, tally: &WaySnapshot) {
+        for i in 0..5 {
+            add(&self.counts[i], tally.messages[i]);
+            add(&self.bytes[i], tally.bytes[i]);
         }
         add(&self.compressed, tally.compressed);
         add(&self.uncompressed, tally.uncompressed);
-        if let Some(code) = tally.close {
-            self.closes[close_slot(code)].fetch_add(1, Relaxed);
+        for (count, &n) in self.closes.iter().zip(&tally.closes) {
+            add(count, n);
         }
     }
 
@@ -194,21 +195,47 @@ impl Shard {
         self.closed.fetch_add(1, Relaxed);
     }
 
+    /// Adds what `pending` holds, which starts again from zero.
+    pub(crate) fn flush(&self, pending: &mut Pending) {
+        if pending.dirty {
+            self.received.add(&pending.received);
+            self.sent.add(&pending.sent);
+            *pending = Pending::default();
+        }
+    }
+
+    /// Takes what the connection sent and received since it was last taken, now.
+    pub(crate) fn take(&self, conn: &mut Connection) {
+        let mut pending = Pending::default();
+        pending.take(conn);
+        self.flush(&mut pending);
+    }
+}
+
+/// Traffic taken from connections and not yet added to their engine's [`Shard`]: plain
+/// numbers, so that taking a connection's after every turn costs a few additions.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    received: WaySnapshot,
+    sent: WaySnapshot,
+    dirty: bool,
+}
+
+impl Pending {
     /// Takes what the connection sent and received since it was last taken.
     #[inline]
-    pub(crate) fn take(&self, conn: &mut Connection) {
-        let traffic: Traffic = conn.take_traffic();
-        if !traffic.is_empty() {
-            self.received.add(&traffic.received);
-            self.sent.add(&traffic.sent);
-        }
+    pub(crate) fn take(&mut self, conn: &mut Connection) {
+        let traffic = conn.take_traffic();
+        self.received.add(&traffic.received);
+        self.sent.add(&traffic.sent);
+        self.dirty = true;
     }
 }
 
 /// One direction's figures, summed over the engines.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WaySnapshot {
-    /// Data messages and control frames, by opcode in [`TALLIED_OPCODES`] order.
+    /// Data messages and control frames, by opcode in [`ws_proto::TALLIED_OPCODES`] order.
     pub messages: [u64; 5],
     /// Their payload bytes on the wire, in the same order.
     pub bytes: [u64; 5],
@@ -218,6 +245,21 @@ pub struct WaySnapshot {
     pub uncompressed: u64,
     /// Close frames by code, in [`CLOSE_LABELS`] order.
     pub closes: [u64; CLOSE_LABELS.len()],
+}
+
+impl WaySnapshot {
+    #[inline]
+    fn add(&mut self, tally: &Tally) {
+        for i in 0..5 {
+            self.messages[i] += tally.counts()[i];
+            self.bytes[i] += tally.bytes_by_opcode()[i];
+        }
+        self.compressed += tally.compressed;
+        self.uncompressed += tally.uncompressed;
+        if let Some(code) = tally.close {
+            self.closes[close_slot(code)] += 1;
+        }
+    }
 }
 
 /// Everything [`Stats`] counted, read at one moment.

@@ -77,6 +77,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
         &self.request
     }
 
+    /// The settings this connection is accepted with, to change for it alone before
+    /// [`accept`](Self::accept) (say, `compression = None` to not negotiate
+    /// permessage-deflate with this client).
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
     /// The request as a WebSocket upgrade, or why it is not one.
     pub fn upgrade(&self) -> Result<Upgrade, ws_proto::HandshakeError> {
         self.request.websocket()
