@@ -299,3 +299,27 @@ fn chromium_pages_chat_through_the_axum_example() -> Result<()> {
     cmd.arg(&script).arg(format!("http://{}/", server.addr)).arg(chromium);
     run_client(cmd)
 }
+
+/// ws-echo's frame inspector in Chromium: every control, the table checked row by row, and a
+/// screenshot kept at `target/artefacts/inspector.png`.
+#[test]
+fn chromium_uses_every_control_of_the_frame_inspector() -> Result<()> {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        return missing("Chromium (/usr/bin/chromium)");
+    }
+    let Some(modules) = node_modules() else {
+        return missing("node with playwright-core");
+    };
+    let script = modules.parent().expect("in .ci").join("inspector.mjs");
+    std::fs::copy(workspace().join("tests/interop/inspector.mjs"), &script)?;
+    let artefacts = workspace().join("target/artefacts");
+    std::fs::create_dir_all(&artefacts)?;
+    let server = TestServer::start_default()?;
+    let mut cmd = Command::new("node");
+    cmd.arg(&script)
+        .arg(format!("http://{}/inspect", server.addr))
+        .arg(chromium)
+        .arg(artefacts.join("inspector.png"));
+    run_client(cmd)
+}

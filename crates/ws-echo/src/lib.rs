@@ -16,9 +16,11 @@ use smol::{Async, Executor};
 use ws_proto::{Delivery, Event, Forwarder, Request, Response, Upgrade};
 use ws_server::{Accept, App, Handler, Reply};
 
+pub use inspect::{FEED_BUDGET, FEED_PATH, INSPECT_PAGE, LOG_CAPACITY, MAX_FEEDS};
 pub use tls::Certificates;
 pub use ws_server::{Engine, Stats, Summary};
 
+mod inspect;
 mod tls;
 
 /// The demo page served at `/`.
@@ -82,7 +84,9 @@ impl Server {
     }
 
     /// [`bind`](Self::bind) with routes of the caller's ([`EchoApp::path`]).
-    pub fn bind_app(addr: SocketAddr, options: Options, app: EchoApp) -> io::Result<Self> {
+    pub fn bind_app(addr: SocketAddr, options: Options, mut app: EchoApp) -> io::Result<Self> {
+        // The inspector shows the 101 the server sends: built with the server's settings.
+        app.setup = options.transport.setup();
         Ok(Self(ws_server::Server::bind(addr, options.0, app)?))
     }
 
@@ -113,12 +117,22 @@ impl Server {
 pub struct EchoApp {
     path: Option<String>,
     page: String,
+    inspect_page: String,
     metrics: Option<Arc<Stats>>,
+    feeds: Arc<inspect::Feeds>,
+    setup: ws_proto::Setup,
 }
 
 impl Default for EchoApp {
     fn default() -> Self {
-        Self { path: None, page: PAGE.to_owned(), metrics: None }
+        Self {
+            path: None,
+            page: PAGE.to_owned(),
+            inspect_page: INSPECT_PAGE.to_owned(),
+            metrics: None,
+            feeds: Arc::default(),
+            setup: Options::default().transport.setup(),
+        }
     }
 }
 
@@ -137,7 +151,9 @@ impl EchoApp {
         if !path.starts_with('/') || !path.bytes().all(allowed) {
             return Err(format!("{path:?}: a path is / then visible ASCII without \"\\<>?#"));
         }
-        self.page = PAGE.replace(PAGE_PATH, &format!("const WS_PATH = \"{path}\";"));
+        let line = format!("const WS_PATH = \"{path}\";");
+        self.page = PAGE.replace(PAGE_PATH, &line);
+        self.inspect_page = INSPECT_PAGE.replace(PAGE_PATH, &line);
         self.path = Some(path.to_owned());
         Ok(self)
     }
@@ -153,6 +169,7 @@ impl App for EchoApp {
         let path = request.path.split('?').next().unwrap_or("");
         match &self.metrics {
             Some(stats) if path == "/metrics" => with_method(request, metrics_response(stats)),
+            _ if path == "/inspect" => with_method(request, html(&self.inspect_page)),
             _ => route(request, &self.page),
         }
     }
@@ -160,15 +177,26 @@ impl App for EchoApp {
     fn upgrade(
         &self,
         request: &Request,
-        _: &Upgrade,
+        upgrade: &Upgrade,
         _: SocketAddr,
     ) -> Result<Accept<Echo>, Response> {
-        if let Some(path) = &self.path {
-            if request.path.split('?').next() != Some(path.as_str()) {
-                return Err(not_found());
-            }
+        let path = request.path.split('?').next().unwrap_or("");
+        if path == FEED_PATH {
+            return self.feeds.open();
         }
-        Ok(Accept::new(Echo::default()))
+        if self.path.as_deref().is_some_and(|only| only != path) {
+            return Err(not_found());
+        }
+        match inspect::query_value(&request.path, "inspect") {
+            Some(token) => {
+                self.feeds.inspect(token, request, upgrade, &self.setup).ok_or_else(|| {
+                    Response::new(404)
+                        .header("Content-Type", "text/plain")
+                        .body("no such inspector\n")
+                })
+            }
+            None => Ok(Accept::new(Echo::default())),
+        }
     }
 }
 
@@ -176,22 +204,50 @@ impl App for EchoApp {
 /// frame for frame as they arrive; a text frame once whole, or past 64 KiB in validated
 /// fragments (late invalid UTF-8 still gets 1007); a compressed message in re-compressed
 /// fragments as it inflates. Messages delivered whole (not in chunks) are echoed as they are.
+///
+/// On the inspector's connections (`/inspect`) it also reports frames or takes commands: see
+/// the `inspect` module.
 #[derive(Debug, Default)]
 pub struct Echo {
     forwarder: Forwarder,
+    /// The inspector's part, on its two connections (8 bytes on the others).
+    role: Option<Box<inspect::Inspector>>,
 }
 
 impl Handler for Echo {
+    fn on_open(&mut self, handle: &ws_server::ConnHandle) {
+        if let Some(inspector) = self.role.as_mut() {
+            inspector.on_open(handle);
+        }
+    }
+
     fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
         // Send errors mean a close frame was already sent: nothing more goes out.
         match event {
             Event::Chunk(chunk) => {
+                if let Some(inspector) = self.role.as_mut() {
+                    if inspector.on_chunk(&chunk, reply) {
+                        return;
+                    }
+                }
                 let _ = reply.forward(&mut self.forwarder, &chunk);
             }
             Event::Message(message) => {
                 let _ = reply.send_message(message.kind(), message.as_bytes());
             }
             _ => {}
+        }
+    }
+
+    fn on_frames(&mut self, frames: ws_proto::Frames) {
+        if let Some(inspector) = self.role.as_mut() {
+            inspector.on_frames(frames);
+        }
+    }
+
+    fn on_close(&mut self, end: &ws_server::End) {
+        if let Some(inspector) = self.role.as_mut() {
+            inspector.on_close(end);
         }
     }
 
@@ -202,6 +258,14 @@ impl Handler for Echo {
 
 fn not_found() -> Response {
     Response::new(404).header("Content-Type", "text/plain").body("not found\n")
+}
+
+/// A page of ours.
+fn html(page: &str) -> Response {
+    Response::new(200)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-cache")
+        .body(page)
 }
 
 /// `stats` as the answer to a scrape.
@@ -233,10 +297,7 @@ fn with_method(request: &Request, response: Response) -> Response {
 fn route(request: &Request, page: &str) -> Response {
     let path = request.path.split('?').next().unwrap_or("");
     let response = match path {
-        "/" | "/index.html" => Response::new(200)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .header("Cache-Control", "no-cache")
-            .body(page),
+        "/" | "/index.html" => html(page),
         "/healthz" => Response::new(200).header("Content-Type", "text/plain").body("ok\n"),
         _ => not_found(),
     };
