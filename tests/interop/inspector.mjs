@@ -96,9 +96,20 @@ try {
   await page.locator("#frames tr.note", { hasText: "closed with 4001" }).waitFor({ timeout });
   checked.push("close 4001");
 
-  if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+  // The whole session in one picture, kept as the test's artefact.
   await page.screenshot({ path: screenshot, fullPage: true });
   const rows = await page.locator("#frames tr.frame").count();
+
+  // Reconnect, then Clear empties the table.
+  await page.click("#reconnect");
+  await open();
+  await page.click("#clear");
+  if ((await page.locator("#frames tr").count()) !== 0) throw new Error("Clear left rows");
+  await page.click("#send-text");
+  await expect("text after reconnecting", { dir: "in", opcode: "text", len: 200 });
+  checked.push("reconnect", "clear");
+
+  if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
   console.log(`ok: inspector showed ${rows} frames (${checked.join(", ")}); screenshot ${screenshot}`);
 } finally {
   await browser.close();

@@ -11,8 +11,10 @@
 //!
 //! Bounded: a connection logs at most [`LOG_CAPACITY`] frames per turn, and the reports on
 //! their way to a page that has not acknowledged them (the page sends `ack N`, N the bytes it
-//! has read) are at most [`FEED_BUDGET`] bytes; past either, frames are dropped and the next
-//! report says how many. At most [`MAX_FEEDS`] feeds are open at once (more get 503).
+//! has read, counted up to what was sent) are at most [`FEED_BUDGET`] bytes; past either,
+//! reports are dropped and the next one says how many. At most [`MAX_FEEDS`] feeds are open
+//! at once (more get 503). Each report carries `conn`, the inspected connection's number on
+//! its feed (a page that reconnects sees its old connection's last frames arrive late).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -63,6 +65,8 @@ struct Feed {
     /// Bytes of reports sent, and acknowledged by the page.
     sent: AtomicU64,
     acked: AtomicU64,
+    /// Connections inspected for it so far, to number their reports.
+    connections: AtomicU64,
 }
 
 impl Feeds {
@@ -76,7 +80,7 @@ impl Feeds {
         let token = self.tokens.hash_one(self.issued.fetch_add(1, Ordering::Relaxed));
         let feed = Arc::new(Feed::default());
         feeds.insert(token, Arc::clone(&feed));
-        let role = Role::Feed { token, feeds: Arc::clone(self) };
+        let role = Role::Feed(Registered { token, feeds: Arc::clone(self) });
         Ok(Accept::new(Echo {
             role: Some(Box::new(Inspector::new(role, feed))),
             ..Echo::default()
@@ -102,7 +106,8 @@ impl Feeds {
         }
         // The response the server is about to send: the same function, the same settings.
         let response = upgrade.accept_connection(None, &setup, &[]).ok()?.0;
-        let mut inspector = Inspector::new(Role::Inspected, feed);
+        let conn = feed.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut inspector = Inspector::new(Role::Inspected { conn }, feed);
         inspector.report(&handshake_json(request, &response));
         let echo = Echo { role: Some(Box::new(inspector)), ..Echo::default() };
         let accept = Accept::new(echo).inspect(LOG_CAPACITY);
@@ -132,10 +137,24 @@ pub(crate) struct Inspector {
 
 #[derive(Debug)]
 enum Role {
-    /// The page's feed: takes acknowledgements, and is removed from `feeds` as it ends.
-    Feed { token: u64, feeds: Arc<Feeds> },
-    /// The connection whose frames are reported.
-    Inspected,
+    /// The page's feed: takes acknowledgements.
+    Feed(Registered),
+    /// The connection whose frames are reported: the feed's `conn`th.
+    Inspected { conn: u64 },
+}
+
+/// A feed's place in [`Feeds`], given up when its handler is dropped however its connection
+/// ended (a handshake that failed after the upgrade was accepted included).
+#[derive(Debug)]
+struct Registered {
+    token: u64,
+    feeds: Arc<Feeds>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.feeds.feeds.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.token);
+    }
 }
 
 impl Inspector {
@@ -144,7 +163,7 @@ impl Inspector {
     }
 
     pub(crate) fn on_open(&mut self, handle: &ConnHandle) {
-        if let Role::Feed { token, .. } = self.role {
+        if let Role::Feed(Registered { token, .. }) = self.role {
             let _ = self.feed.handle.set(handle.clone());
             let hello = format!("{{\"type\":\"hello\",\"token\":\"{token:x}\"}}");
             self.feed.sent.fetch_add(hello.len() as u64, Ordering::Relaxed);
@@ -157,26 +176,28 @@ impl Inspector {
     pub(crate) fn on_chunk(&mut self, chunk: &Chunk<'_>, reply: &mut Reply<'_>) -> bool {
         let whole = chunk.first() && chunk.last() && chunk.kind() == MessageKind::Text;
         match self.role {
-            Role::Feed { .. } => {
+            Role::Feed(_) => {
                 let ack =
                     std::str::from_utf8(chunk.data()).ok().and_then(|t| t.strip_prefix("ack "));
-                if let Some(acked) = ack.filter(|_| whole).and_then(|n| n.parse().ok()) {
-                    self.feed.acked.fetch_max(acked, Ordering::Relaxed);
+                if let Some(acked) = ack.filter(|_| whole).and_then(|n| n.parse::<u64>().ok()) {
+                    // No more than was sent: a page cannot lift the budget by overstating.
+                    let sent = self.feed.sent.load(Ordering::Relaxed);
+                    self.feed.acked.fetch_max(acked.min(sent), Ordering::Relaxed);
                 }
                 // Nothing on the feed is echoed.
                 true
             }
-            Role::Inspected if whole && chunk.data() == PING => {
+            Role::Inspected { .. } if whole && chunk.data() == PING => {
                 let _ = reply.send_ping(b"from the server");
                 true
             }
-            Role::Inspected if whole && chunk.data() == FRAGMENTS => {
+            Role::Inspected { .. } if whole && chunk.data() == FRAGMENTS => {
                 for (i, part) in ["Hello, ", "fragmented ", "world"].into_iter().enumerate() {
                     let _ = reply.send_fragment(MessageKind::Text, part.as_bytes(), i == 2);
                 }
                 true
             }
-            Role::Inspected => false,
+            Role::Inspected { .. } => false,
         }
     }
 
@@ -188,39 +209,45 @@ impl Inspector {
     }
 
     pub(crate) fn on_close(&mut self, end: &End) {
-        match &self.role {
-            Role::Feed { token, feeds } => {
-                feeds.feeds.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
-            }
-            Role::Inspected => {
-                let how = json_string(&end.to_string());
-                self.report(&format!("{{\"type\":\"closed\",\"how\":{how}}}"));
-            }
+        // A feed leaves the registry as its handler is dropped (see `Registered`).
+        if let Role::Inspected { .. } = self.role {
+            let how = json_string(&end.to_string());
+            self.report(&format!("{{\"type\":\"closed\",\"how\":{how}}}"));
         }
     }
 
-    /// Sends `json` on the feed, within its budget: a note first if frames were dropped.
+    /// Sends `json` (an object) on the feed with the connection's number, within the feed's
+    /// budget: a note first if reports were dropped.
     fn report(&mut self, json: &str) {
         let Some(handle) = self.feed.handle.get() else { return };
-        let note = (self.dropped > 0)
-            .then(|| format!("{{\"type\":\"dropped\",\"frames\":{}}}", self.dropped));
+        let Role::Inspected { conn } = self.role else { return };
+        let json = format!("{{\"conn\":{conn},{}", &json[1..]);
+        let note = (self.dropped > 0).then(|| {
+            format!("{{\"conn\":{conn},\"type\":\"dropped\",\"reports\":{}}}", self.dropped)
+        });
         let len = (json.len() + note.as_ref().map_or(0, String::len)) as u64;
-        // A page that acknowledges more than it was sent only gets its own reports sooner.
         let acked = self.feed.acked.load(Ordering::Relaxed);
         let in_flight = self.feed.sent.load(Ordering::Relaxed).saturating_sub(acked);
         if in_flight + len > FEED_BUDGET {
             self.dropped += 1;
             return;
         }
-        for message in note.into_iter().chain([json.to_owned()]) {
-            let n = message.len() as u64;
-            if handle.send(message).is_err() {
+        if let Some(note) = note {
+            let n = note.len() as u64;
+            if handle.send(note).is_err() {
                 self.dropped += 1;
                 return;
             }
             self.feed.sent.fetch_add(n, Ordering::Relaxed);
+            self.dropped = 0;
         }
-        self.dropped = 0;
+        let n = json.len() as u64;
+        match handle.send(json) {
+            Ok(()) => {
+                self.feed.sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(_) => self.dropped += 1,
+        }
     }
 }
 

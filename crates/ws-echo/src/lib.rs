@@ -1,8 +1,8 @@
 //! The echo server behind the `ws-echo` binary, as a library so that tests can run it in
 //! process on `127.0.0.1:0`: an application on the [`ws_server`] engine.
 //!
-//! Plain HTTP gets the demo page, `/healthz`, `/metrics` (with [`EchoApp::metrics`]) or a
-//! 404; bad upgrades get their 4xx; an
+//! Plain HTTP gets the demo page, the frame inspector (`/inspect`), `/healthz`, `/metrics`
+//! (with [`EchoApp::metrics`]) or a 404; bad upgrades get their 4xx; an
 //! accepted WebSocket echoes every message as it streams in, so a message of any size costs
 //! a bounded amount of memory. The engine runs it on epoll threads on Linux
 //! (or, with [`Engine::Async`], as tasks on ws-transport and smol).
@@ -395,9 +395,12 @@ mod tests {
     #[test]
     fn a_path_is_checked_and_the_page_connects_to_it() {
         assert!(PAGE.contains(PAGE_PATH));
+        assert!(INSPECT_PAGE.contains(PAGE_PATH));
         let app = EchoApp::default().path("/ws/echo").unwrap();
-        assert!(app.page.contains("const WS_PATH = \"/ws/echo\";"));
-        assert!(!app.page.contains(PAGE_PATH));
+        for page in [&app.page, &app.inspect_page] {
+            assert!(page.contains("const WS_PATH = \"/ws/echo\";"));
+            assert!(!page.contains(PAGE_PATH));
+        }
         for bad in ["ws", "/a b", "/\"x", "/a?b", "/<script>", "/é", ""] {
             assert!(EchoApp::default().path(bad).is_err(), "{bad:?}");
         }
@@ -406,8 +409,9 @@ mod tests {
     #[test]
     fn the_page_is_self_contained() {
         // No external scripts, styles or fonts.
-        for needle in ["src=\"http", "href=\"http", "@import", "//cdn"] {
+        for needle in ["src=\"http", "href=\"http", "@import", "//cdn", "<script src"] {
             assert!(!PAGE.contains(needle), "{needle}");
+            assert!(!INSPECT_PAGE.contains(needle), "{needle}");
         }
     }
 }

@@ -13,8 +13,9 @@ use smol::Executor;
 use tracing::{info, warn};
 use ws_echo::{Certificates, EchoApp, Engine, MetricsServer, Options, Server, Stats};
 
-/// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/ and /healthz
-/// (https:// and wss:// with --tls-cert and --tls-key).
+/// A WebSocket echo server (RFC 6455). Serves a demo page at http://ADDR/, a frame inspector
+/// at /inspect, /healthz and Prometheus metrics at /metrics (https:// and wss:// with
+/// --tls-cert and --tls-key).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

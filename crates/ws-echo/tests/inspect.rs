@@ -58,7 +58,7 @@ fn frames_and_heads_are_reported_as_on_the_wire_within_a_budget() -> Result<()> 
     assert_eq!(ws.read_message()?, (1, b"hi".to_vec()));
     let received = report(&mut feed)?;
     let expected = serde_json::json!({
-        "type": "frame", "dir": "in", "fin": 1, "rsv": 0, "opcode": 1, "key": "01020304",
+        "conn": 1, "type": "frame", "dir": "in", "fin": 1, "rsv": 0, "opcode": 1, "key": "01020304",
         "len": 2, "encoding": 7, "header": hex(&frame[..6]), "wire": hex(&frame[6..]),
         "payload": hex(b"hi"),
     });
@@ -96,7 +96,7 @@ fn frames_and_heads_are_reported_as_on_the_wire_within_a_budget() -> Result<()> 
     feed.stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let note = report(&mut feed)?;
     assert_eq!(note["type"], "dropped", "{note}");
-    let dropped = note["frames"].as_u64().context("a count")?;
+    let dropped = note["reports"].as_u64().context("a count")?;
     assert_eq!(reported + dropped, 2 * burst, "every frame reported or counted");
     let after = report(&mut feed)?;
     assert_eq!((&after["dir"], &after["payload"]), (&"in".into(), &hex(b"after").into()));
@@ -107,6 +107,15 @@ fn frames_and_heads_are_reported_as_on_the_wire_within_a_budget() -> Result<()> 
     stray.stream.write_all(request.as_bytes())?;
     assert!(stray.read_head()?.starts_with("HTTP/1.1 404 "));
     drop((ws, feed));
+
+    // Feeds give their place back as they end: more of them, one after another, than can be
+    // open at once.
+    for _ in 0..ws_echo::MAX_FEEDS + 8 {
+        let (mut feed, _) = open(&server, "/inspect/feed")?;
+        assert_eq!(report(&mut feed)?["type"], "hello");
+        feed.send(0x88, &1000u16.to_be_bytes())?;
+        assert_eq!(feed.expect_close()?, (1000, true));
+    }
     server.signal("TERM")?;
     assert_eq!(server.wait(Duration::from_secs(10))?, 0);
     Ok(())

@@ -267,3 +267,45 @@ fn compression_and_keepalive_round_trips_are_counted() -> Result<()> {
     assert_eq!(server.wait(Duration::from_secs(10))?, 0);
     Ok(())
 }
+
+/// On a TLS port: a bad TLS handshake and plain HTTP are refused as `tls`; a client that
+/// leaves before sending anything as `closed`.
+#[test]
+fn tls_refusals_are_told_apart() -> Result<()> {
+    let Some(python) = python() else { return missing() };
+    let pki = ws_tests::tls::TestPki::new()?;
+    let issued = pki.localhost()?;
+    let (cert, key) = (issued.cert.to_str().context("path")?, issued.key.to_str().context("path")?);
+    let mut server =
+        Running::start(&["--tls-cert", cert, "--tls-key", key, "--metrics-bind", "127.0.0.1:0"])?;
+    let line = server.read_line()?;
+    let metrics: SocketAddr = line
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .with_context(|| format!("unexpected line {line:?}"))?
+        .parse()?;
+    // A TLS record header (handshake, TLS 1.0) and a body that is no ClientHello.
+    let mut bad = TcpStream::connect(server.addr)?;
+    bad.set_read_timeout(Some(Duration::from_secs(10)))?;
+    bad.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef])?;
+    let mut answer = Vec::new();
+    let _ = bad.read_to_end(&mut answer);
+    // Plain HTTP on the TLS port: 400.
+    let (status, _, _) = get(server.addr, "/")?;
+    assert_eq!(status, 400);
+    // Connected, then gone without a byte.
+    drop(TcpStream::connect(server.addr)?);
+    let s = scrape_until(&python, metrics, |s| {
+        let refused = |reason, status| {
+            value(s, "ws_handshakes_refused_total", &[("reason", reason), ("status", status)])
+        };
+        refused("tls", "none") == 1.0
+            && refused("tls", "400") == 1.0
+            && refused("closed", "none") == 1.0
+    })?;
+    assert_eq!(value(&s, "ws_connections_accepted_total", &[]), 3.0);
+    assert_eq!(value(&s, "ws_sessions_opened_total", &[]), 0.0);
+    server.signal("TERM")?;
+    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
+    Ok(())
+}

@@ -352,14 +352,16 @@ impl Connection {
 
     /// Bytes of memory the connection holds beyond its own struct: the capacity of its
     /// buffers and, with permessage-deflate, the state of zlib's inflater and deflater while
-    /// they are allocated (by zlib's own formula, zconf.h). What a server-wide memory budget
-    /// counts for it.
+    /// they are allocated (by zlib's own formula, zconf.h), and an inspected connection's frame
+    /// log. What a server-wide memory budget counts for it.
     pub fn memory(&self) -> usize {
+        let log = self.out.inspect.as_ref().map_or(0, |log| log.memory());
         let deferred = |frame: &Option<Vec<u8>>| frame.as_ref().map_or(0, Vec::capacity);
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
         let mut bytes = self.buffer_capacity()
             + deferred(&self.out.deferred_pong)
-            + deferred(&self.out.deferred_close);
+            + deferred(&self.out.deferred_close)
+            + log;
         #[cfg(feature = "deflate")]
         {
             bytes += self.inflate.as_ref().map_or(0, |inflate| inflate.memory());
@@ -510,9 +512,12 @@ impl Connection {
 
     /// Logs every frame from now on, both ways, as parsed and encoded (a frame inspector): at
     /// most `capacity` records between [`take_frames`](Self::take_frames), later ones dropped
-    /// and counted. A received record is made when its header is parsed, before the rules are
-    /// checked (a frame that fails the connection is logged too), with the payload that had
-    /// arrived by then.
+    /// and counted. A received record is made when its header is parsed (a control frame's,
+    /// once the whole frame is here), before the connection's rules are checked: a frame
+    /// with a bad MASK or RSV bit, over a limit, or out of order is logged, then fails the
+    /// connection. A header no endpoint may send (a reserved opcode, a fragmented or
+    /// oversized control frame) is not logged; the close frame that answers it is. The
+    /// payload kept is what had arrived with the header.
     pub fn inspect_frames(&mut self, capacity: usize) {
         self.out.inspect = Some(Box::new(FrameLog::new(capacity)));
     }
@@ -597,7 +602,11 @@ impl Connection {
             Ok(Status::Partial) => return Step::NeedInput,
             Err(err) => return self.fail(err),
         };
-        if let Some(log) = self.out.inspect.as_mut() {
+        // A data frame is logged as its header is read; a control frame once all of it is
+        // here (until then the header is parsed again at each read).
+        let whole = !header.opcode.is_control()
+            || available.len() >= header_len + header.payload_len as usize;
+        if let Some(log) = self.out.inspect.as_mut().filter(|_| whole) {
             log.received(header, available, header_len);
         }
         // §5.2: "If a nonzero value is received and none of the negotiated extensions defines

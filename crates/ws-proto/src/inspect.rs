@@ -104,13 +104,14 @@ pub(crate) struct FrameLog {
     records: VecDeque<FrameRecord>,
     capacity: usize,
     dropped: u64,
-    /// The last sent frame's payload is still being kept (it goes out in pieces).
-    keeping_sent: bool,
+    /// The record of the sent frame whose payload is still being kept (it goes out in
+    /// pieces; received frames may be logged meanwhile).
+    keeping_sent: Option<usize>,
 }
 
 impl FrameLog {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { records: VecDeque::new(), capacity, dropped: 0, keeping_sent: false }
+        Self { records: VecDeque::new(), capacity, dropped: 0, keeping_sent: None }
     }
 
     /// A received header, and what had arrived of its payload.
@@ -122,15 +123,15 @@ impl FrameLog {
 
     /// A sent header; its payload follows through [`sent_payload`](Self::sent_payload).
     pub(crate) fn sent(&mut self, header: FrameHeader, header_bytes: &[u8]) {
-        self.keeping_sent = self.push(FrameRecord::new(Direction::Sent, header, header_bytes));
+        let index = self.records.len();
+        let kept = self.push(FrameRecord::new(Direction::Sent, header, header_bytes));
+        self.keeping_sent = kept.then_some(index);
     }
 
     /// Payload of the last sent frame, as on the wire.
     pub(crate) fn sent_payload(&mut self, bytes: &[u8]) {
-        if self.keeping_sent {
-            if let Some(record) = self.records.back_mut() {
-                record.keep(bytes);
-            }
+        if let Some(record) = self.keeping_sent.and_then(|i| self.records.get_mut(i)) {
+            record.keep(bytes);
         }
     }
 
@@ -144,9 +145,14 @@ impl FrameLog {
         true
     }
 
+    /// What the records hold, for the memory budget.
+    pub(crate) fn memory(&self) -> usize {
+        self.records.capacity() * std::mem::size_of::<FrameRecord>()
+    }
+
     pub(crate) fn take(&mut self) -> Frames {
         // A sent frame's payload still to come is not kept once its record is taken.
-        self.keeping_sent = false;
+        self.keeping_sent = None;
         Frames {
             records: self.records.drain(..).collect(),
             dropped: std::mem::take(&mut self.dropped),
@@ -204,5 +210,29 @@ mod tests {
         assert_eq!((frames.records.len(), frames.dropped), (1, 1));
         assert_eq!(frames.records[0].header.mask, None);
         assert_eq!(frames.records[0].payload(), b"hi");
+    }
+
+    #[test]
+    fn a_control_frame_in_pieces_is_logged_once_and_sent_payload_finds_its_frame() {
+        let mut server = Connection::server(ProtocolConfig::default());
+        server.inspect_frames(8);
+        // A masked ping "ab", a byte at a time.
+        for byte in [0x89, 0x82, 0, 0, 0, 0, b'a', b'b'] {
+            server.receive_data(&[byte]);
+            while server.poll_event().is_some() {}
+        }
+        let frames = server.take_frames().unwrap();
+        let [ping, pong] = &frames.records[..] else { panic!("{frames:?}") };
+        assert_eq!((ping.header.opcode, ping.payload()), (OpCode::Ping, b"ab".to_vec()));
+        assert_eq!((pong.header.opcode, pong.wire_payload()), (OpCode::Pong, &b"ab"[..]));
+        // A frame sent in pieces while a received one is logged in between.
+        server.sender().begin_frame(MessageKind::Binary, true, 2).unwrap();
+        server.receive_data(&[0x82, 0x81, 0, 0, 0, 0, b'z']);
+        while server.poll_event().is_some() {}
+        server.sender().send_frame_data(b"xy").unwrap();
+        let frames = server.take_frames().unwrap();
+        let [sent, received] = &frames.records[..] else { panic!("{frames:?}") };
+        assert_eq!((sent.direction, sent.payload()), (Direction::Sent, b"xy".to_vec()));
+        assert_eq!((received.direction, received.payload()), (Direction::Received, b"z".to_vec()));
     }
 }

@@ -441,6 +441,9 @@ async fn open<A: App>(
     app: &A,
     deadline: Instant,
 ) -> Opened<A::Handler> {
+    // Over TLS, the TLS handshake runs as the request is read: its failures (rustls's errors
+    // come as InvalidData) are TLS refusals.
+    let tls = matches!(stream, Stream::Tls(_));
     let handshake =
         match ServerHandshake::read_by(stream, options.transport.clone(), deadline).await {
             Ok(handshake) => handshake,
@@ -451,6 +454,10 @@ async fn open<A: App>(
             Err(Error::Timeout(_)) => {
                 debug!(%peer, "no request before the handshake timeout");
                 return Opened::Refused(Refusal::Timeout, None);
+            }
+            Err(Error::Io(err)) if tls && err.kind() == io::ErrorKind::InvalidData => {
+                debug!(%peer, "TLS failed: {err}");
+                return Opened::Refused(Refusal::Tls, None);
             }
             Err(err) => {
                 debug!(%peer, "no request: {err}");
