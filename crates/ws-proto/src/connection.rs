@@ -410,6 +410,32 @@ impl Connection {
         None
     }
 
+    /// Takes out the output buffer when everything in it was written (its capacity kept, its
+    /// contents cleared), for a pool as with [`take_input_buffer`](Self::take_input_buffer);
+    /// the next frame queued allocates another unless one is given back with
+    /// [`give_output_buffer`](Self::give_output_buffer).
+    pub fn take_output_buffer(&mut self) -> Option<Vec<u8>> {
+        if self.out.start != self.out.buf.len() || self.out.buf.capacity() == 0 {
+            return None;
+        }
+        self.out.start = 0;
+        let mut buf = std::mem::take(&mut self.out.buf);
+        buf.clear();
+        Some(buf)
+    }
+
+    /// Gives the connection an empty buffer to queue output in if it holds none (nothing is
+    /// pending and its buffer was taken or freed); otherwise hands `buf` back.
+    pub fn give_output_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+        if self.out.buf.capacity() != 0 || !self.out.buf.is_empty() {
+            return Some(buf);
+        }
+        buf.clear();
+        self.out.buf = buf;
+        self.out.start = 0;
+        None
+    }
+
     /// Frees buffers that hold nothing, so an idle connection costs only this struct, and
     /// moves a few held bytes (part of a header or control frame) out of a large read buffer.
     /// Call it when the connection goes idle; buffers are allocated again on demand.

@@ -54,6 +54,7 @@ pub mod http;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod message;
+mod pool;
 mod proxy;
 mod runtime;
 mod socket;

@@ -19,6 +19,7 @@ use ws_proto::{
 use crate::config::Config;
 use crate::error::{End, Error, Timeout};
 use crate::message::{IN_PLACE_MIN, Message, Outgoing};
+use crate::pool;
 use crate::runtime::{AsyncTimer, Runtime};
 
 /// The smallest read requested: enough for small messages in one read.
@@ -85,6 +86,8 @@ pub struct WebSocket<S> {
     bytes_written: u64,
     /// Bytes to ask for in the next read, adapted to recent reads.
     read_size: usize,
+    /// The connection's buffers went to the thread's pool at its last wait (see `pool`).
+    pooled: bool,
 }
 
 /// The payload of a frame sent in place: the first `after` bytes of the pending output (the
@@ -122,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             bytes_read,
             bytes_written: 0,
             read_size: MIN_READ,
+            pooled: false,
         }
     }
 
@@ -287,6 +291,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             let max = self.config.read_buffer_size.max(MIN_READ);
             let size = self.read_size.clamp(MIN_READ, max);
+            if self.pooled {
+                // Buffers given to the thread's pool at the last wait: take some back.
+                self.pooled = false;
+                let conn = self.session.connection_mut();
+                if let Some(buf) = pool::take(pool::Kind::Input) {
+                    if let Some(buf) = conn.give_input_buffer(buf) {
+                        pool::give(pool::Kind::Input, buf);
+                    }
+                }
+                if let Some(buf) = pool::take(pool::Kind::Output) {
+                    if let Some(buf) = conn.give_output_buffer(buf) {
+                        pool::give(pool::Kind::Output, buf);
+                    }
+                }
+            }
             let buf = self.session.read_buffer(size);
             match Pin::new(&mut self.stream).poll_read(cx, buf) {
                 Poll::Ready(Ok(n)) => {
@@ -303,10 +322,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(self.failed(err))),
                 Poll::Pending => {
-                    // Nothing to read: the connection is idle. Free its buffers while it
-                    // waits, so an idle connection costs only its structs (the next read
-                    // allocates again, sized by the last one).
-                    self.session.connection_mut().release_idle_buffers();
+                    // Nothing to read: the connection is idle. Its empty buffers go to the
+                    // thread's pool (the next read on this thread takes them back, or
+                    // another connection's does) and the rest is freed, so an idle
+                    // connection costs only its structs.
+                    let conn = self.session.connection_mut();
+                    if let Some(buf) = conn.take_input_buffer() {
+                        pool::give(pool::Kind::Input, buf);
+                        self.pooled = true;
+                    }
+                    if let Some(buf) = conn.take_output_buffer() {
+                        pool::give(pool::Kind::Output, buf);
+                        self.pooled = true;
+                    }
+                    conn.release_idle_buffers();
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
                     // A ping or close frame was queued: write it, then wait for input again.
