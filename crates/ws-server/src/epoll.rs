@@ -37,7 +37,7 @@ use ws_transport::{Config, WebSocket};
 
 use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
-use crate::handler::{End, Handler, hand_frames, log_end, pump};
+use crate::handler::{End, Handler, Pass, guarded, hand_frames, log_end, panicked, pump};
 use crate::options::{LiveGuard, Options};
 use crate::stats::{Pending, Shard, Stats};
 use crate::wire::Wire;
@@ -263,6 +263,8 @@ struct Conn<H> {
     held: Held,
     /// It waits for the budget to read, in the engine's `stalled` list.
     stalled: bool,
+    /// Its handler panicked: it is called no more, and the connection closes with 1011.
+    poisoned: bool,
 }
 
 /// Where a connection's turn left it.
@@ -491,6 +493,7 @@ impl<H: Handler> Engine<H> {
             opened: now,
             held: self.budget.connection(),
             stalled: false,
+            poisoned: false,
         }));
         self.live += 1;
         if let Some((_, shard)) = &self.stats {
@@ -499,7 +502,9 @@ impl<H: Handler> Engine<H> {
         let handle =
             ConnHandle::new(HandleInner::Epoll { mailbox: Arc::clone(&self.inbox.mailbox), key });
         if let Some(c) = self.get(key) {
-            c.handler.on_open(&handle);
+            if guarded(c.peer, "on_open", || c.handler.on_open(&handle)).is_none() {
+                c.poison(now);
+            }
         }
         if self.drain_deadline.is_some() {
             self.going_away(key, now);
@@ -527,7 +532,11 @@ impl<H: Handler> Engine<H> {
         if self.stats.is_some() {
             self.pending.take(c.session.connection_mut());
         }
-        hand_frames(c.session.connection_mut(), &mut c.handler);
+        if !c.poisoned && !hand_frames(c.session.connection_mut(), &mut c.handler, c.peer) {
+            c.poison(now);
+            // Another turn writes the close frame.
+            self.ready.push(key);
+        }
         if !matches!(turn, Turn::Done(_)) {
             c.held.update(&self.budget, c.memory());
         }
@@ -675,8 +684,9 @@ impl<H: Handler> Engine<H> {
         }
         let open_for = c.opened.elapsed();
         log_end(c.peer, &end, c.session.connection(), open_for, c.bytes_read, c.bytes_written);
-        hand_frames(c.session.connection_mut(), &mut c.handler);
-        c.handler.on_close(&end);
+        if !c.poisoned && hand_frames(c.session.connection_mut(), &mut c.handler, c.peer) {
+            let _ = guarded(c.peer, "on_close", || c.handler.on_close(&end));
+        }
         // Dropping the stream closes the socket, which also takes it out of the epoll set.
     }
 }
@@ -757,7 +767,7 @@ impl<H: Handler> Conn<H> {
             let mut write_error = None;
             // Handle commands that waited for the handler's message to end.
             self.backlog.apply(self.session.connection_mut());
-            let Self { wire, session, handler, writable, bytes_written, .. } = self;
+            let Self { wire, session, handler, writable, bytes_written, poisoned, peer, .. } = self;
             let mut direct = |pending: &[u8], data: &[u8]| -> usize {
                 if !*writable {
                     return 0;
@@ -779,7 +789,22 @@ impl<H: Handler> Conn<H> {
                 }
             };
             let conn = session.connection_mut();
-            let pass = pump(conn, handler, config.write_buffer_size, budget, Some(&mut direct));
+            let pass = if *poisoned {
+                // Nothing more reaches the handler: what comes is dropped, as after a close.
+                // A pass that dropped events goes round again, for what the session does
+                // next (the peer's close frame ends the stream).
+                let mut dropped = false;
+                while conn.poll_event().is_some() {
+                    dropped = true;
+                }
+                Pass { end: None, more: dropped, over_budget: false, panicked: false }
+            } else {
+                let high = config.write_buffer_size;
+                pump(conn, handler, *peer, high, budget, Some(&mut direct))
+            };
+            if pass.panicked {
+                *poisoned = true;
+            }
             if let Some(err) = write_error {
                 return Turn::Done(Err(err));
             }
@@ -849,7 +874,20 @@ impl<H: Handler> Conn<H> {
 
     /// What the connection holds, for the memory budget.
     fn memory(&self) -> usize {
-        self.session.connection().memory() + self.handler.memory() + self.wire.memory()
+        let handler = match self.poisoned {
+            false => guarded(self.peer, "memory", || self.handler.memory()).unwrap_or(0),
+            true => 0,
+        };
+        self.session.connection().memory() + handler + self.wire.memory()
+    }
+
+    /// The handler panicked: call it no more, and close with 1011.
+    fn poison(&mut self, now: Instant) {
+        self.poisoned = true;
+        if self.session.is_open() {
+            let _ = self.session.close(CloseCode::INTERNAL_ERROR, "", now);
+        }
+        self.end = Some(End::Error(panicked()));
     }
 
     /// Before waiting for an edge: the read buffer goes back to the pool (unless it holds

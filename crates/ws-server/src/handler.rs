@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::budget::Budget;
 use crate::handle::ConnHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use ws_proto::{
     Chunk, CloseCode, Connection, DIRECT_WRITE_MIN, DirectWrite, Event, Forwarder, ProtocolError,
     SendError, Sender,
@@ -209,14 +209,47 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// Hands the frames `conn` logged to `handler`, if it is inspected and logged any.
+/// Runs a handler callback, `what`, so that a panic in it ends only its connection: the
+/// panic is caught and logged, and `None` returned. The engine then closes the connection
+/// with 1011 and calls no more of that handler (it is dropped with its connection), and
+/// every other connection of the engine carries on.
+///
+/// (With `panic = "abort"` a panic still ends the process: there is nothing to catch.)
 #[inline]
-pub(crate) fn hand_frames<H: Handler + ?Sized>(conn: &mut Connection, handler: &mut H) {
-    if let Some(frames) = conn.take_frames() {
-        if !frames.records.is_empty() || frames.dropped > 0 {
-            handler.on_frames(frames);
+pub(crate) fn guarded<R>(peer: SocketAddr, what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(not a string)".to_owned());
+            error!(%peer, "the handler panicked in {what}: {message}; closing with 1011");
+            None
         }
     }
+}
+
+/// The error a connection ends with when its handler panicked.
+pub(crate) fn panicked() -> io::Error {
+    io::Error::other("the handler panicked")
+}
+
+/// Hands the frames `conn` logged to `handler`, if it is inspected and logged any. `false`
+/// if the handler panicked.
+#[inline]
+pub(crate) fn hand_frames<H: Handler + ?Sized>(
+    conn: &mut Connection,
+    handler: &mut H,
+    peer: SocketAddr,
+) -> bool {
+    if let Some(frames) = conn.take_frames() {
+        if !frames.records.is_empty() || frames.dropped > 0 {
+            return guarded(peer, "on_frames", || handler.on_frames(frames)).is_some();
+        }
+    }
+    true
 }
 
 /// What one pass over a connection's buffered events did.
@@ -229,6 +262,9 @@ pub(crate) struct Pass {
     /// Stopped with input left because what it queued would spend the memory budget: report
     /// what the connection holds, then wait for the budget before passing again.
     pub(crate) over_budget: bool,
+    /// The handler panicked: a close frame 1011 is queued, and the handler must not be
+    /// called again (`end` is set too).
+    pub(crate) panicked: bool,
 }
 
 /// Polls the events buffered in `conn` and hands them to `handler`, until an end (close,
@@ -240,11 +276,12 @@ pub(crate) struct Pass {
 pub(crate) fn pump<H: Handler + ?Sized>(
     conn: &mut Connection,
     handler: &mut H,
+    peer: SocketAddr,
     high_water: usize,
     budget: &Budget,
     mut direct: Option<DirectWrite<'_>>,
 ) -> Pass {
-    let mut pass = Pass { end: None, more: false, over_budget: false };
+    let mut pass = Pass { end: None, more: false, over_budget: false, panicked: false };
     // What this pass adds is not in the budget until the driver reports it: every 64 KiB of
     // output it queues, the pass looks whether the budget has room for it.
     let owed_at_start = conn.pending_output().len();
@@ -257,7 +294,16 @@ pub(crate) fn pump<H: Handler + ?Sized>(
             _ => None,
         };
         let direct = direct.as_mut().map(|write| &mut **write as DirectWrite<'_>);
-        handler.on_event(event, &mut Reply::new(sender, direct));
+        let called =
+            guarded(peer, "on_event", || handler.on_event(event, &mut Reply::new(sender, direct)));
+        if called.is_none() {
+            // A frame half sent cannot be finished: the close frame waits for it, bounded by
+            // the close timeout.
+            let _ = conn.close(CloseCode::INTERNAL_ERROR, "");
+            pass.end = Some(End::Error(panicked()));
+            pass.panicked = true;
+            break;
+        }
         if end.is_some() {
             pass.end = end;
             break;

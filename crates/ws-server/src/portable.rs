@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use crate::budget::{Budget, Held};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
-use crate::handler::{End, Handler, hand_frames, log_end, pump};
+use crate::handler::{End, Handler, guarded, hand_frames, log_end, pump};
 use crate::options::Options;
 use crate::server::Context as ServerContext;
 use crate::stats::Stats;
@@ -54,22 +54,22 @@ fn holds(ws: &Ws) -> usize {
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run<'a, H: Handler + 'a>(
     mut ws: Ws,
-    mut handler: H,
-    peer: SocketAddr,
+    mut handler: Contained<H>,
     context: ServerContext<'a>,
 ) -> impl Future<Output = ()> + 'a {
     async move {
-        debug!(%peer, "open");
+        // The peer's address is the handler's copy: the future holds only that one.
+        debug!(peer = %handler.peer, "open");
         let opened = std::time::Instant::now();
         let ServerContext { options, budget, stop } = context;
         let mut stop = pin!(stop);
         let mailbox = Arc::new(TaskMailbox::new(options.max_backlog));
         let mut held = budget.connection();
-        let stats = options.stats.as_deref();
-        if let Some(stats) = stats {
+        if let Some(stats) = options.stats.as_deref() {
             stats.tasks().opened();
         }
         handler.on_open(&ConnHandle::new(HandleInner::Task(Arc::clone(&mailbox))));
+        contain(&mut ws, &handler);
         let shared = Shared { options, budget, mailbox: &mailbox };
         let end = drive(&mut ws, &mut handler, &shared, stop.as_mut(), &mut held).await;
         held.release(budget);
@@ -79,14 +79,71 @@ pub(crate) fn run<'a, H: Handler + 'a>(
             Err(Error::Io(err)) => End::Error(err),
             Err(err) => End::Error(std::io::Error::other(err.to_string())),
         };
-        if let Some(stats) = stats {
+        if let Some(stats) = options.stats.as_deref() {
             count(stats, &mut ws);
             stats.tasks().closed();
         }
         let (read, written) = ws.byte_counts();
+        let peer = handler.peer;
         log_end(peer, &end, ws.connection(), opened.elapsed(), read, written);
-        hand_frames(ws.connection_mut(), &mut handler);
+        hand_frames(ws.connection_mut(), &mut handler, peer);
         handler.on_close(&end);
+    }
+}
+
+/// A handler whose panics end only its connection (see [`guarded`]): once one panicked, it
+/// is called no more and the connection closes with 1011.
+pub(crate) struct Contained<H> {
+    inner: H,
+    peer: SocketAddr,
+    poisoned: bool,
+}
+
+impl<H> Contained<H> {
+    /// `handler`, for the connection from `peer`.
+    pub(crate) fn new(handler: H, peer: SocketAddr) -> Self {
+        Self { inner: handler, peer, poisoned: false }
+    }
+}
+
+impl<H: Handler> Handler for Contained<H> {
+    fn on_open(&mut self, handle: &ConnHandle) {
+        let inner = &mut self.inner;
+        self.poisoned |= guarded(self.peer, "on_open", || inner.on_open(handle)).is_none();
+    }
+
+    /// Guarded by `pump`, which reports a panic in its pass.
+    fn on_event(&mut self, event: ws_proto::Event<'_>, reply: &mut crate::Reply<'_>) {
+        if !self.poisoned {
+            self.inner.on_event(event, reply);
+        }
+    }
+
+    fn on_frames(&mut self, frames: ws_proto::Frames) {
+        if !self.poisoned {
+            let inner = &mut self.inner;
+            self.poisoned |= guarded(self.peer, "on_frames", || inner.on_frames(frames)).is_none();
+        }
+    }
+
+    fn on_close(&mut self, end: &End) {
+        if !self.poisoned {
+            let _ = guarded(self.peer, "on_close", || self.inner.on_close(end));
+        }
+    }
+
+    fn memory(&self) -> usize {
+        match self.poisoned {
+            false => guarded(self.peer, "memory", || self.inner.memory()).unwrap_or(0),
+            true => 0,
+        }
+    }
+}
+
+/// Closes the connection with 1011 once its handler has panicked.
+fn contain<H: Handler>(ws: &mut Ws, handler: &Contained<H>) {
+    if handler.poisoned && ws.connection().state() == ws_proto::State::Open {
+        let _ = ws.connection_mut().close(CloseCode::INTERNAL_ERROR, "");
     }
 }
 
@@ -107,7 +164,7 @@ struct Shared<'a> {
 
 async fn drive<H: Handler>(
     ws: &mut Ws,
-    handler: &mut H,
+    handler: &mut Contained<H>,
     shared: &Shared<'_>,
     mut stop: Pin<&mut async_channel::Receiver<()>>,
     held: &mut Held,
@@ -144,8 +201,10 @@ async fn drive<H: Handler>(
             continue;
         }
         task.backlog.apply(ws.connection_mut());
-        let pass = pump(ws.connection_mut(), handler, high_water, budget, None);
-        hand_frames(ws.connection_mut(), handler);
+        let pass = pump(ws.connection_mut(), handler, handler.peer, high_water, budget, None);
+        handler.poisoned |= pass.panicked;
+        hand_frames(ws.connection_mut(), handler, handler.peer);
+        contain(ws, handler);
         if let Some(stats) = options.stats.as_deref() {
             count(stats, ws);
         }
@@ -341,7 +400,8 @@ mod tests {
     }
 
     fn task_size() -> usize {
-        let task = if false { Some(run(never(), Silent, never(), never())) } else { None };
+        let handler = || Contained::new(Silent, never());
+        let task = if false { Some(run(never(), handler(), never())) } else { None };
         std::mem::size_of_val(&task)
     }
 

@@ -355,7 +355,12 @@ async fn serve<A: App>(
     match engines {
         Engines::Async => {
             let ws = crate::portable::adopt(ws);
-            Box::pin(crate::portable::run(ws, handler, peer, context)).await;
+            Box::pin(crate::portable::run(
+                ws,
+                crate::portable::Contained::new(handler, peer),
+                context,
+            ))
+            .await;
             drop(guard);
         }
         #[cfg(target_os = "linux")]

@@ -1,0 +1,131 @@
+//! A handler that panics ends only its own connection, with 1011: the engine (its thread, or
+//! the executor thread of a task) carries on serving every other connection, on both engines.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use ws_proto::{Event, Request, Response, Upgrade};
+use ws_server::{Accept, App, End, Handler, Reply};
+use ws_tests::{RawClient, TestServer, engines, upgrade_request};
+
+/// Echoes; panics in `on_open` on the path `/panic-at-open`, in `on_event` on the text
+/// `boom`, and in `on_close` after the text `panic-at-close`.
+struct Fragile {
+    panic_at_close: bool,
+}
+
+impl Handler for Fragile {
+    fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
+        if let Event::Message(message) = event {
+            match message.as_bytes() {
+                b"boom" => panic!("the handler broke on purpose"),
+                b"panic-at-close" => self.panic_at_close = true,
+                _ => {}
+            }
+            let _ = reply.send_message(message.kind(), message.as_bytes());
+        }
+    }
+
+    fn on_close(&mut self, _: &End) {
+        assert!(!self.panic_at_close, "on_close broke on purpose");
+    }
+}
+
+struct OpensFragile;
+
+impl App for OpensFragile {
+    type Handler = OpenPanics;
+
+    fn upgrade(
+        &self,
+        request: &Request,
+        _: &Upgrade,
+        _: SocketAddr,
+    ) -> Result<Accept<OpenPanics>, Response> {
+        let at_open = request.path == "/panic-at-open";
+        Ok(Accept::new(OpenPanics { at_open, inner: Fragile { panic_at_close: false } }))
+    }
+}
+
+struct OpenPanics {
+    at_open: bool,
+    inner: Fragile,
+}
+
+impl Handler for OpenPanics {
+    fn on_open(&mut self, _: &ws_server::ConnHandle) {
+        assert!(!self.at_open, "on_open broke on purpose");
+    }
+
+    fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
+        self.inner.on_event(event, reply);
+    }
+
+    fn on_close(&mut self, end: &End) {
+        self.inner.on_close(end);
+    }
+}
+
+fn connect(addr: SocketAddr, path: &str) -> Result<RawClient> {
+    let mut client = RawClient::connect_tcp(addr)?;
+    let request = upgrade_request(addr).replacen("GET / ", &format!("GET {path} "), 1);
+    client.stream.write_all(request.as_bytes())?;
+    assert!(client.read_head()?.starts_with("HTTP/1.1 101 "));
+    Ok(client)
+}
+
+fn echoes(client: &mut RawClient, text: &[u8]) -> Result<()> {
+    client.send(0x81, text)?;
+    assert_eq!(client.read_message()?, (1, text.to_vec()));
+    Ok(())
+}
+
+#[test]
+fn a_panicking_handler_closes_its_connection_with_1011_and_the_rest_carry_on() -> Result<()> {
+    for engine in engines() {
+        eprintln!("engine: {engine:?}");
+        let mut options = ws_server::Options::default();
+        options.engine = engine;
+        // One engine thread: the panics would take every connection with them if they
+        // escaped it.
+        options.threads = 1;
+        let server = TestServer::start_app(OpensFragile, options)?;
+        let mut bystander = connect(server.addr, "/")?;
+        echoes(&mut bystander, b"before")?;
+
+        let mut breaks = connect(server.addr, "/")?;
+        let started = std::time::Instant::now();
+        breaks.send(0x81, b"boom")?;
+        assert_eq!(breaks.expect_close()?, (1011, true), "{engine:?}: on_event");
+        drop(breaks);
+        // Not a close timeout waited out (5 s).
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{engine:?}");
+        echoes(&mut bystander, b"after on_event")?;
+
+        let mut at_open = connect(server.addr, "/panic-at-open")?;
+        assert_eq!(at_open.expect_close()?, (1011, true), "{engine:?}: on_open");
+        drop(at_open);
+        echoes(&mut bystander, b"after on_open")?;
+
+        let mut at_close = connect(server.addr, "/")?;
+        echoes(&mut at_close, b"panic-at-close")?;
+        at_close.send(0x88, &1000u16.to_be_bytes())?;
+        assert_eq!(at_close.expect_close()?, (1000, true), "{engine:?}: on_close");
+        drop(at_close);
+        echoes(&mut bystander, b"after on_close")?;
+
+        // Newcomers are served too.
+        let mut newcomer = connect(server.addr, "/")?;
+        echoes(&mut newcomer, b"newcomer")?;
+        for mut client in [newcomer, bystander] {
+            client.send(0x88, &1000u16.to_be_bytes())?;
+            assert_eq!(client.expect_close()?, (1000, true));
+        }
+        let started = std::time::Instant::now();
+        server.stop();
+        // Every connection ended: the shutdown waits for none.
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{engine:?}");
+    }
+    Ok(())
+}
