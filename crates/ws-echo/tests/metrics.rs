@@ -99,6 +99,23 @@ fn scrape_until(
     }
 }
 
+/// Where a server started with `--metrics-bind` serves `/metrics`: its second line says.
+fn metrics_addr(server: &mut Running) -> Result<SocketAddr> {
+    let line = server.read_line()?;
+    let addr = line
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .with_context(|| format!("unexpected line {line:?}"))?;
+    Ok(addr.parse()?)
+}
+
+/// Stops `server` with SIGTERM and checks that it exits 0.
+fn stop(mut server: Running) -> Result<()> {
+    server.signal("TERM")?;
+    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
+    Ok(())
+}
+
 fn missing() -> Result<()> {
     if in_ci() {
         bail!(
@@ -123,12 +140,7 @@ fn metrics_count_known_traffic_exactly() -> Result<()> {
 
 fn known_traffic(python: &PathBuf, engine: &str) -> Result<()> {
     let mut server = Running::start(&["--metrics-bind", "127.0.0.1:0", "--engine", engine])?;
-    let line = server.read_line()?;
-    let metrics: SocketAddr = line
-        .strip_prefix("metrics on http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .with_context(|| format!("unexpected line {line:?}"))?
-        .parse()?;
+    let metrics = metrics_addr(&mut server)?;
 
     // 1: a text, a binary, a text in two fragments, a ping; then close 1000.
     let mut ws = RawClient::connect(server.addr)?;
@@ -220,9 +232,7 @@ fn known_traffic(python: &PathBuf, engine: &str) -> Result<()> {
     assert_eq!(v("ws_compressed_payload_bytes_total", &[("direction", "sent")]), 0.0);
     assert_eq!(v("ws_memory_budget_bytes", &[]), (512u64 << 20) as f64);
     assert_eq!(v("ws_ping_rtt_seconds_count", &[]), 0.0);
-    server.signal("TERM")?;
-    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
-    Ok(())
+    stop(server)
 }
 
 /// Compression's figures, on the WebSocket port's own `/metrics` (the default), and a
@@ -230,7 +240,7 @@ fn known_traffic(python: &PathBuf, engine: &str) -> Result<()> {
 #[test]
 fn compression_and_keepalive_round_trips_are_counted() -> Result<()> {
     let Some(python) = python() else { return missing() };
-    let mut server = Running::start(&["--ping-interval", "1", "--pong-timeout", "20"])?;
+    let server = Running::start(&["--ping-interval", "1", "--pong-timeout", "20"])?;
     let (mut ws, head) = RawClient::connect_deflate(server.addr)?;
     assert!(head.contains("permessage-deflate"), "{head}");
     // "Hello" compressed (RFC 7692 §7.2.3.1), RSV1 set: 7 bytes on the wire for 5.
@@ -263,9 +273,7 @@ fn compression_and_keepalive_round_trips_are_counted() -> Result<()> {
     assert_eq!(ws.expect_close()?, (1000, true));
     // The server closed first and waits for our end of TCP: give it.
     drop(ws);
-    server.signal("TERM")?;
-    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
-    Ok(())
+    stop(server)
 }
 
 /// On a TLS port: a bad TLS handshake and plain HTTP are refused as `tls`; a client that
@@ -278,12 +286,7 @@ fn tls_refusals_are_told_apart() -> Result<()> {
     let (cert, key) = (issued.cert.to_str().context("path")?, issued.key.to_str().context("path")?);
     let mut server =
         Running::start(&["--tls-cert", cert, "--tls-key", key, "--metrics-bind", "127.0.0.1:0"])?;
-    let line = server.read_line()?;
-    let metrics: SocketAddr = line
-        .strip_prefix("metrics on http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .with_context(|| format!("unexpected line {line:?}"))?
-        .parse()?;
+    let metrics = metrics_addr(&mut server)?;
     // A TLS record header (handshake, TLS 1.0) and a body that is no ClientHello.
     let mut bad = TcpStream::connect(server.addr)?;
     bad.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -305,7 +308,5 @@ fn tls_refusals_are_told_apart() -> Result<()> {
     })?;
     assert_eq!(value(&s, "ws_connections_accepted_total", &[]), 3.0);
     assert_eq!(value(&s, "ws_sessions_opened_total", &[]), 0.0);
-    server.signal("TERM")?;
-    assert_eq!(server.wait(Duration::from_secs(10))?, 0);
-    Ok(())
+    stop(server)
 }
