@@ -14,46 +14,46 @@ pub(crate) const POOLED: usize = 16;
 /// The largest buffer kept, in bytes.
 pub(crate) const POOLED_MAX: usize = 256 << 10;
 
+/// A thread's two pools: read buffers, kept initialised (their length is their capacity, so
+/// a read can go straight into one), and output buffers, kept empty with their capacity.
+#[derive(Default)]
+struct Pools {
+    input: Vec<Vec<u8>>,
+    output: Vec<Vec<u8>>,
+}
+
 thread_local! {
-    static INPUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static OUTPUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static POOLS: RefCell<Pools> = const { RefCell::new(Pools { input: Vec::new(), output: Vec::new() }) };
 }
 
-/// Which pool.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Kind {
-    /// Read buffers: kept initialised (their length is their capacity), so a read can go
-    /// straight into one.
-    Input,
-    /// Output buffers: kept empty, with their capacity.
-    Output,
-}
-
-fn pool<R>(kind: Kind, f: impl FnOnce(&mut Vec<Vec<u8>>) -> R) -> Option<R> {
-    let key = match kind {
-        Kind::Input => &INPUT,
-        Kind::Output => &OUTPUT,
-    };
-    // While the thread is being torn down its pools are gone: allocate as usual then.
-    key.try_with(|pool| f(&mut pool.borrow_mut())).ok()
-}
-
-/// A buffer from this thread's pool, if it has one.
-pub(crate) fn take(kind: Kind) -> Option<Vec<u8>> {
-    pool(kind, Vec::pop).flatten()
-}
-
-/// Keeps `buf` for the next taker on this thread, if the pool has room and it is not too
-/// large; frees it otherwise.
-pub(crate) fn give(kind: Kind, buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > POOLED_MAX {
-        return;
-    }
-    pool(kind, |pool| {
-        if pool.len() < POOLED {
+fn keep(pool: &mut Vec<Vec<u8>>, buf: Option<Vec<u8>>) {
+    if let Some(buf) = buf {
+        if buf.capacity() != 0 && buf.capacity() <= POOLED_MAX && pool.len() < POOLED {
             pool.push(buf);
         }
+    }
+}
+
+/// Keeps an idle connection's read and output buffers (either may be absent) for the next
+/// taker on this thread, where the pools have room and the buffers are not too large; frees
+/// them otherwise.
+pub(crate) fn give(input: Option<Vec<u8>>, output: Option<Vec<u8>>) {
+    // While the thread is being torn down its pools are gone: the buffers are freed then.
+    let _ = POOLS.try_with(|pools| {
+        let pools = &mut *pools.borrow_mut();
+        keep(&mut pools.input, input);
+        keep(&mut pools.output, output);
     });
+}
+
+/// A read buffer and an output buffer from this thread's pools, where it has them.
+pub(crate) fn take() -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    POOLS
+        .try_with(|pools| {
+            let pools = &mut *pools.borrow_mut();
+            (pools.input.pop(), pools.output.pop())
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -63,16 +63,19 @@ mod tests {
     #[test]
     fn pools_are_bounded_in_count_and_size() {
         for _ in 0..POOLED + 4 {
-            give(Kind::Output, Vec::with_capacity(64));
+            give(None, Some(Vec::with_capacity(64)));
         }
-        give(Kind::Output, Vec::with_capacity(POOLED_MAX + 1));
-        give(Kind::Output, Vec::new());
+        give(Some(vec![0; POOLED_MAX + 1]), Some(Vec::with_capacity(POOLED_MAX + 1)));
+        give(Some(Vec::new()), None);
         let mut taken = 0;
-        while let Some(buf) = take(Kind::Output) {
-            assert_eq!(buf.capacity(), 64);
+        loop {
+            match take() {
+                (None, Some(buf)) => assert_eq!(buf.capacity(), 64),
+                (None, None) => break,
+                other => panic!("{other:?}"),
+            }
             taken += 1;
         }
         assert_eq!(taken, POOLED);
-        assert!(take(Kind::Input).is_none());
     }
 }

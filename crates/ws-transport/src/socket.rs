@@ -295,15 +295,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // Buffers given to the thread's pool at the last wait: take some back.
                 self.pooled = false;
                 let conn = self.session.connection_mut();
-                if let Some(buf) = pool::take(pool::Kind::Input) {
-                    if let Some(buf) = conn.give_input_buffer(buf) {
-                        pool::give(pool::Kind::Input, buf);
-                    }
-                }
-                if let Some(buf) = pool::take(pool::Kind::Output) {
-                    if let Some(buf) = conn.give_output_buffer(buf) {
-                        pool::give(pool::Kind::Output, buf);
-                    }
+                let (input, output) = pool::take();
+                let input = input.and_then(|buf| conn.give_input_buffer(buf));
+                let output = output.and_then(|buf| conn.give_output_buffer(buf));
+                if input.is_some() || output.is_some() {
+                    pool::give(input, output);
                 }
             }
             let buf = self.session.read_buffer(size);
@@ -327,12 +323,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // another connection's does) and the rest is freed, so an idle
                     // connection costs only its structs.
                     let conn = self.session.connection_mut();
-                    if let Some(buf) = conn.take_input_buffer() {
-                        pool::give(pool::Kind::Input, buf);
-                        self.pooled = true;
-                    }
-                    if let Some(buf) = conn.take_output_buffer() {
-                        pool::give(pool::Kind::Output, buf);
+                    let (input, output) = (conn.take_input_buffer(), conn.take_output_buffer());
+                    if input.is_some() || output.is_some() {
+                        pool::give(input, output);
                         self.pooled = true;
                     }
                     conn.release_idle_buffers();
@@ -450,7 +443,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// The poll function under [`flush`](Self::flush).
+    #[inline]
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // The common case, on every poll of a connection with nothing to write: an open
+        // session owes nothing and asks nothing of the transport (it ends the stream only
+        // once closed). Kept out of line, the loop below costs a call and its frame.
+        if !self.shutting_down
+            && !self.unflushed
+            && self.in_flight.is_none()
+            && self.session.is_open()
+            && self.session.pending_output().is_empty()
+        {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush_owed(cx)
+    }
+
+    /// [`poll_flush`](Self::poll_flush) with something to write, flush or end.
+    fn poll_flush_owed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
             if self.shutting_down {
                 // `poll_close` ends our side (TCP: FIN); errors are ignored, as the peer may be
