@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
                 let owed = session.pending_output().len();
                 if owed > 0 && !session.is_closed() {
                     let n = (owed * usize::from(arg) / 255).max(1);
-                    session.wrote(n, now);
+                    session.wrote(n);
                 }
             }
             2 => {
@@ -134,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let owed = session.pending_output().len();
         if owed > 0 {
-            session.wrote(owed, now);
+            session.wrote(owed);
         }
         if session.wants_read() && !session.read_closed() && transport.shut_down {
             session.received(0, now);

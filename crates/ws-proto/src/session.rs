@@ -63,7 +63,7 @@ pub enum TransportCommand {
 /// }
 /// assert!(!session.wants_read()); // the echo is owed, and the input has ended
 /// assert_eq!(session.pending_output(), b"\x81\x05Hello");
-/// session.wrote(7, now);
+/// session.wrote(7);
 /// // The echo is out: end the stream.
 /// assert_eq!(session.poll_transport(), Some(TransportCommand::ShutdownWrite));
 /// assert_eq!(session.poll_transport(), Some(TransportCommand::Close));
@@ -180,7 +180,7 @@ impl Session {
     /// after it, such as one sent in place). The write timeout starts again from the next
     /// [`write_blocked`](Self::write_blocked).
     #[inline]
-    pub fn wrote(&mut self, n: usize, _now: Instant) {
+    pub fn wrote(&mut self, n: usize) {
         self.conn.consume_output(n);
         self.write_blocked_since = None;
     }

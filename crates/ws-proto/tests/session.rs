@@ -39,9 +39,9 @@ fn echo(session: &mut Session) -> Vec<Owned> {
     panic!("events did not settle");
 }
 
-fn take(session: &mut Session, now: Instant) -> Vec<u8> {
+fn take(session: &mut Session) -> Vec<u8> {
     let out = session.pending_output().to_vec();
-    session.wrote(out.len(), now);
+    session.wrote(out.len());
     out
 }
 
@@ -60,7 +60,7 @@ fn a_half_closed_client_is_echoed_and_then_the_transport_ends() {
     assert_eq!(echo(&mut s), vec![Owned::Disconnected]);
     assert!(!s.wants_read());
     assert_eq!(commands(&mut s), vec![], "nothing ends while the echo is owed");
-    assert_eq!(take(&mut s, t0), b"\x81\x02hi");
+    assert_eq!(take(&mut s), b"\x81\x02hi");
     assert_eq!(commands(&mut s), vec![TransportCommand::ShutdownWrite, TransportCommand::Close]);
     assert!(s.is_closed());
 }
@@ -71,7 +71,7 @@ fn section_7_1_1_the_server_ends_tcp_first_and_drains_until_the_client_does() {
     let mut s = session(server(), t0);
     read(&mut s, &client_frame(0x88, &[0x03, 0xe8]), t0);
     assert_eq!(echo(&mut s), vec![Owned::Close(CloseCode::NORMAL, String::new())]);
-    assert_eq!(take(&mut s, t0), [0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(take(&mut s), [0x88, 0x02, 0x03, 0xe8]);
     assert_eq!(commands(&mut s), vec![TransportCommand::ShutdownWrite]);
     // Still reading: what the client sends now is dropped, so closing meets no unread input.
     assert!(s.wants_read());
@@ -87,7 +87,7 @@ fn section_7_1_1_the_client_waits_for_the_server_to_end_tcp() {
     let t0 = Instant::now();
     let mut s = session(client(ProtocolConfig::default()), t0);
     s.close(CloseCode::NORMAL, "", t0).unwrap();
-    take(&mut s, t0);
+    take(&mut s);
     read(&mut s, &frame(0x88, &[0x03, 0xe8], None), t0);
     assert_eq!(echo(&mut s), vec![Owned::Close(CloseCode::NORMAL, String::new())]);
     assert_eq!(commands(&mut s), vec![], "the client does not end TCP first");
@@ -102,7 +102,7 @@ fn the_close_timer_bounds_waiting_for_the_peers_end_of_stream() {
     let settings = TimerSettings::default();
     let mut s = session(client(ProtocolConfig::default()), t0);
     s.close(CloseCode::NORMAL, "", t0).unwrap();
-    take(&mut s, t0);
+    take(&mut s);
     read(&mut s, &frame(0x88, &[0x03, 0xe8], None), t0 + S);
     echo(&mut s);
     // The server never ends TCP: the close timer, from our close frame, gives up.
@@ -121,9 +121,9 @@ fn no_input_is_read_while_output_is_owed() {
     read(&mut s, &client_frame(0x82, b"abc"), t0);
     echo(&mut s);
     assert!(!s.wants_read());
-    s.wrote(2, t0);
+    s.wrote(2);
     assert!(!s.wants_read());
-    s.wrote(3, t0);
+    s.wrote(3);
     assert!(s.wants_read());
 }
 
@@ -141,7 +141,7 @@ fn a_write_blocked_past_the_write_timeout_gives_up_and_progress_resets_it() {
     s.write_blocked(t0 + 5 * S);
     assert_eq!(s.poll_timeout(&settings, t0 + 5 * S), Some((t0 + 11 * S, Deadline::Write)));
     // Progress restarts it.
-    s.wrote(50, t0 + 6 * S);
+    s.wrote(50);
     assert_eq!(s.poll_timeout(&settings, t0 + 6 * S), None);
     s.write_blocked(t0 + 7 * S);
     let (at, which) = s.poll_timeout(&settings, t0 + 7 * S).unwrap();
@@ -174,7 +174,7 @@ fn keepalive_and_idle_run_on_the_session_clock() {
     let (at, which) = s.poll_timeout(&settings, t0).unwrap();
     assert_eq!((at, which), (t0 + 10 * S, Deadline::Ping));
     assert_eq!(s.handle_timeout(which, at), TimerAction::Flush);
-    assert_eq!(take(&mut s, at), b"\x89\x09keepalive");
+    assert_eq!(take(&mut s), b"\x89\x09keepalive");
     // The pong arrives at 12 s: the next ping is due at 22 s, the idle close at 37 s.
     read(&mut s, &client_frame(0x8a, b"keepalive"), t0 + 12 * S);
     assert_eq!(echo(&mut s), vec![Owned::Pong(b"keepalive".to_vec())]);
@@ -183,7 +183,7 @@ fn keepalive_and_idle_run_on_the_session_clock() {
     let (at, which) = s.poll_timeout(&settings, t0 + 12 * S).unwrap();
     assert_eq!((at, which), (t0 + 37 * S, Deadline::Idle));
     assert_eq!(s.handle_timeout(which, at), TimerAction::Flush);
-    assert_eq!(take(&mut s, at)[..4], [0x88, 0x0e, 0x03, 0xe9]); // close 1001
+    assert_eq!(take(&mut s)[..4], [0x88, 0x0e, 0x03, 0xe9]); // close 1001
     assert_eq!(s.poll_timeout(&settings, at), Some((at + 5 * S, Deadline::Close)));
 }
 
@@ -195,9 +195,9 @@ fn a_close_asked_for_inside_a_frame_follows_that_frame() {
     s.connection_mut().sender().begin_frame(MessageKind::Binary, true, 4).unwrap();
     s.connection_mut().sender().send_frame_data(b"ab").unwrap();
     s.close(CloseCode::GOING_AWAY, "bye", t0).unwrap();
-    assert_eq!(take(&mut s, t0), b"\x82\x04ab");
+    assert_eq!(take(&mut s), b"\x82\x04ab");
     s.connection_mut().sender().send_frame_data(b"cd").unwrap();
-    assert_eq!(take(&mut s, t0), b"cd\x88\x05\x03\xe9bye");
+    assert_eq!(take(&mut s), b"cd\x88\x05\x03\xe9bye");
     // No data frame may follow the close frame.
     assert!(s.connection_mut().send_text("more").is_err());
 }
@@ -211,10 +211,10 @@ fn the_transport_does_not_end_inside_a_frame_of_ours() {
     s.connection_mut().sender().begin_frame(MessageKind::Binary, true, 2).unwrap();
     read(&mut s, &client_frame(0x88, &[0x03, 0xe8]), t0);
     assert_eq!(echo(&mut s), vec![Owned::Close(CloseCode::NORMAL, String::new())]);
-    assert_eq!(take(&mut s, t0), b"\x82\x02");
+    assert_eq!(take(&mut s), b"\x82\x02");
     assert_eq!(commands(&mut s), vec![], "the frame is not complete");
     s.connection_mut().sender().send_frame_data(b"xy").unwrap();
-    assert_eq!(take(&mut s, t0), b"xy\x88\x02\x03\xe8");
+    assert_eq!(take(&mut s), b"xy\x88\x02\x03\xe8");
     assert_eq!(commands(&mut s), vec![TransportCommand::ShutdownWrite]);
 }
 
@@ -224,9 +224,9 @@ fn an_idle_timeout_inside_a_frame_closes_after_it() {
     let mut s = session(server(), t0);
     s.connection_mut().sender().begin_frame(MessageKind::Binary, true, 2).unwrap();
     assert_eq!(s.handle_timeout(Deadline::Idle, t0 + S), TimerAction::Flush);
-    assert_eq!(take(&mut s, t0 + S), b"\x82\x02");
+    assert_eq!(take(&mut s), b"\x82\x02");
     s.connection_mut().sender().send_frame_data(b"xy").unwrap();
-    assert_eq!(take(&mut s, t0 + S)[..6], *b"xy\x88\x0e\x03\xe9");
+    assert_eq!(take(&mut s)[..6], *b"xy\x88\x0e\x03\xe9");
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn after_a_failure_the_close_frame_goes_out_and_then_the_transport_ends() {
     read(&mut s, &unmasked(0x81, b"x"), t0);
     assert!(matches!(echo(&mut s)[..], [Owned::Failed(_)]));
     assert_eq!(commands(&mut s), vec![]);
-    assert_eq!(take(&mut s, t0), [0x88, 0x02, 0x03, 0xea]); // 1002
+    assert_eq!(take(&mut s), [0x88, 0x02, 0x03, 0xea]); // 1002
     assert_eq!(commands(&mut s), vec![TransportCommand::ShutdownWrite]);
     s.received(0, t0);
     assert_eq!(commands(&mut s), vec![TransportCommand::Close]);
@@ -248,7 +248,7 @@ fn a_client_that_failed_the_connection_still_waits_for_the_server_to_end_tcp() {
     let mut s = session(client(ProtocolConfig::default()), t0);
     read(&mut s, &frame(0x81, b"x", Some(KEY)), t0); // masked: servers must not mask
     assert!(matches!(echo(&mut s)[..], [Owned::Failed(_)]));
-    assert_eq!(take(&mut s, t0)[..2], [0x88, 0x82]); // our 1002, masked
+    assert_eq!(take(&mut s)[..2], [0x88, 0x82]); // our 1002, masked
     assert_eq!(commands(&mut s), vec![]);
     assert!(s.wants_read());
     s.received(0, t0 + S);
@@ -265,7 +265,7 @@ fn after_the_transport_failed_nothing_more_is_asked() {
     // The close handshake is done and our side is due to end ...
     read(&mut s, &client_frame(0x88, &[0x03, 0xe8]), t0);
     echo(&mut s);
-    take(&mut s, t0);
+    take(&mut s);
     // ... when the transport fails: nothing more is asked of it.
     s.transport_closed();
     assert_eq!(commands(&mut s), vec![]);

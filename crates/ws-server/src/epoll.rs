@@ -711,7 +711,7 @@ impl<H: Handler> Conn<H> {
                     Ok(flushed) => {
                         if flushed.moved {
                             // Output moved: the write timeout starts again.
-                            self.session.wrote(0, now);
+                            self.session.wrote(0);
                         }
                         if !flushed.drained {
                             self.writable = false;
@@ -725,7 +725,7 @@ impl<H: Handler> Conn<H> {
                 }
                 match self.wire.write(&[IoSlice::new(self.session.pending_output())]) {
                     Ok(Some(n)) => {
-                        self.session.wrote(n, now);
+                        self.session.wrote(n);
                         self.bytes_written += n as u64;
                     }
                     Ok(None) => self.writable = false,

@@ -537,7 +537,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         self.bytes_written += n as u64;
         self.unflushed = true;
-        self.session.wrote(from_output, self.now());
+        self.session.wrote(from_output);
         Poll::Ready(Ok(()))
     }
 
