@@ -10,9 +10,20 @@ use ws_server::{Accept, App, End, Handler, Reply};
 use ws_tests::{RawClient, TestServer, engines, upgrade_request};
 
 /// Echoes; panics in `on_open` on the path `/panic-at-open`, in `on_event` on the text
-/// `boom`, and in `on_close` after the text `panic-at-close`.
+/// `boom` (and on `mid-frame`, inside a frame of its own it began), in `on_close` after the
+/// text `panic-at-close`, in `memory` after `panic-in-memory`, and when dropped after
+/// `panic-at-drop`.
+#[derive(Default)]
 struct Fragile {
     panic_at_close: bool,
+    panic_in_memory: bool,
+    panic_at_drop: bool,
+}
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        assert!(!self.panic_at_drop, "drop broke on purpose");
+    }
 }
 
 impl Handler for Fragile {
@@ -20,7 +31,14 @@ impl Handler for Fragile {
         if let Event::Message(message) = event {
             match message.as_bytes() {
                 b"boom" => panic!("the handler broke on purpose"),
+                b"mid-frame" => {
+                    let _ = reply.begin_frame(ws_proto::MessageKind::Binary, true, 10);
+                    let _ = reply.send_frame_data(b"abc");
+                    panic!("the handler broke on purpose, inside its frame");
+                }
                 b"panic-at-close" => self.panic_at_close = true,
+                b"panic-in-memory" => self.panic_in_memory = true,
+                b"panic-at-drop" => self.panic_at_drop = true,
                 _ => {}
             }
             let _ = reply.send_message(message.kind(), message.as_bytes());
@@ -29,6 +47,11 @@ impl Handler for Fragile {
 
     fn on_close(&mut self, _: &End) {
         assert!(!self.panic_at_close, "on_close broke on purpose");
+    }
+
+    fn memory(&self) -> usize {
+        assert!(!self.panic_in_memory, "memory broke on purpose");
+        0
     }
 }
 
@@ -44,7 +67,7 @@ impl App for OpensFragile {
         _: SocketAddr,
     ) -> Result<Accept<OpenPanics>, Response> {
         let at_open = request.path == "/panic-at-open";
-        Ok(Accept::new(OpenPanics { at_open, inner: Fragile { panic_at_close: false } }))
+        Ok(Accept::new(OpenPanics { at_open, inner: Fragile::default() }))
     }
 }
 
@@ -64,6 +87,10 @@ impl Handler for OpenPanics {
 
     fn on_close(&mut self, end: &End) {
         self.inner.on_close(end);
+    }
+
+    fn memory(&self) -> usize {
+        self.inner.memory()
     }
 }
 
@@ -114,6 +141,30 @@ fn a_panicking_handler_closes_its_connection_with_1011_and_the_rest_carry_on() -
         assert_eq!(at_close.expect_close()?, (1000, true), "{engine:?}: on_close");
         drop(at_close);
         echoes(&mut bystander, b"after on_close")?;
+
+        // memory: poisoned like the rest, closed with 1011 after its echo.
+        let mut in_memory = connect(server.addr, "/")?;
+        echoes(&mut in_memory, b"panic-in-memory")?;
+        assert_eq!(in_memory.expect_close()?, (1011, true), "{engine:?}: memory");
+        drop(in_memory);
+        echoes(&mut bystander, b"after memory")?;
+
+        // Drop: the engine survives it.
+        let mut at_drop = connect(server.addr, "/")?;
+        echoes(&mut at_drop, b"panic-at-drop")?;
+        at_drop.send(0x88, &1000u16.to_be_bytes())?;
+        assert_eq!(at_drop.expect_close()?, (1000, true), "{engine:?}: drop");
+        drop(at_drop);
+        echoes(&mut bystander, b"after drop")?;
+
+        // Inside a frame of its own: no close frame can follow, so the stream ends at once.
+        let mut mid_frame = connect(server.addr, "/")?;
+        let started = std::time::Instant::now();
+        mid_frame.send(0x81, b"mid-frame")?;
+        let _ = mid_frame.read_to_end();
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{engine:?}: mid-frame");
+        drop(mid_frame);
+        echoes(&mut bystander, b"after mid-frame")?;
 
         // Newcomers are served too.
         let mut newcomer = connect(server.addr, "/")?;

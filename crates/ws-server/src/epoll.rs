@@ -37,7 +37,9 @@ use ws_transport::{Config, WebSocket};
 
 use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
-use crate::handler::{End, Handler, Pass, guarded, hand_frames, log_end, panicked, pump};
+use crate::handler::{
+    End, Handler, Pass, drop_handler, guarded, hand_frames, log_end, panicked, pump,
+};
 use crate::options::{LiveGuard, Options};
 use crate::stats::{Pending, Shard, Stats};
 use crate::wire::Wire;
@@ -383,7 +385,12 @@ impl<H: Handler> Engine<H> {
         // handles are refused.
         self.inbox.mailbox.ended.store(true, Ordering::Release);
         let late = self.inbox.commands.lock().unwrap_or_else(PoisonError::into_inner).take();
-        drop(late);
+        for command in late.into_iter().flatten() {
+            if let Command::Adopt(adopted) = command {
+                let Adopted { handler, peer, .. } = *adopted;
+                drop_handler(peer, handler);
+            }
+        }
         if self.live > 0 {
             debug!(open = self.live, "engine ending with connections still open");
         }
@@ -466,6 +473,7 @@ impl<H: Handler> Engine<H> {
         if let Err(err) = epoll::add(&self.epoll, &stream, epoll::EventData::new_u64(key), flags) {
             warn!(%peer, "cannot watch the connection: {err}");
             self.free.push(index as u32);
+            drop_handler(peer, handler);
             return;
         }
         debug!(%peer, tls = tls.is_some(), "open");
@@ -532,13 +540,17 @@ impl<H: Handler> Engine<H> {
         if self.stats.is_some() {
             self.pending.take(c.session.connection_mut());
         }
+        let was_poisoned = c.poisoned;
         if !c.poisoned && !hand_frames(c.session.connection_mut(), &mut c.handler, c.peer) {
             c.poison(now);
-            // Another turn writes the close frame.
-            self.ready.push(key);
         }
         if !matches!(turn, Turn::Done(_)) {
-            c.held.update(&self.budget, c.memory());
+            let held = c.memory();
+            c.held.update(&self.budget, held);
+            if c.poisoned && !was_poisoned {
+                // Poisoned after its turn: another writes the close frame.
+                self.ready.push(key);
+            }
         }
         match turn {
             Turn::Stalled => {
@@ -688,6 +700,8 @@ impl<H: Handler> Engine<H> {
             let _ = guarded(c.peer, "on_close", || c.handler.on_close(&end));
         }
         // Dropping the stream closes the socket, which also takes it out of the epoll set.
+        let Conn { handler, peer, .. } = *c;
+        drop_handler(peer, handler);
     }
 }
 
@@ -797,13 +811,16 @@ impl<H: Handler> Conn<H> {
                 while conn.poll_event().is_some() {
                     dropped = true;
                 }
-                Pass { end: None, more: dropped, over_budget: false, panicked: false }
+                Pass { end: None, more: dropped, over_budget: false, panicked: false, abort: false }
             } else {
                 let high = config.write_buffer_size;
                 pump(conn, handler, *peer, high, budget, Some(&mut direct))
             };
             if pass.panicked {
                 *poisoned = true;
+            }
+            if pass.abort {
+                return Turn::Done(Err(panicked()));
             }
             if let Some(err) = write_error {
                 return Turn::Done(Err(err));
@@ -872,10 +889,17 @@ impl<H: Handler> Conn<H> {
         }
     }
 
-    /// What the connection holds, for the memory budget.
-    fn memory(&self) -> usize {
+    /// What the connection holds, for the memory budget. A handler that panics here is
+    /// poisoned like one that panics anywhere else.
+    fn memory(&mut self) -> usize {
         let handler = match self.poisoned {
-            false => guarded(self.peer, "memory", || self.handler.memory()).unwrap_or(0),
+            false => match guarded(self.peer, "memory", || self.handler.memory()) {
+                Some(bytes) => bytes,
+                None => {
+                    self.poison(Instant::now());
+                    0
+                }
+            },
             true => 0,
         };
         self.session.connection().memory() + handler + self.wire.memory()

@@ -226,9 +226,20 @@ pub(crate) fn guarded<R>(peer: SocketAddr, what: &str, f: impl FnOnce() -> R) ->
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "(not a string)".to_owned());
             error!(%peer, "the handler panicked in {what}: {message}; closing with 1011");
+            // The payload's own drop may panic too: that one is not let out either.
+            if let Err(again) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(panic)))
+            {
+                std::mem::forget(again);
+            }
             None
         }
     }
+}
+
+/// Drops a handler under [`guarded`]: a `Drop` that panics must not end the engine.
+pub(crate) fn drop_handler<H>(peer: SocketAddr, handler: H) {
+    let _ = guarded(peer, "drop", move || drop(handler));
 }
 
 /// The error a connection ends with when its handler panicked.
@@ -265,6 +276,9 @@ pub(crate) struct Pass {
     /// The handler panicked: a close frame 1011 is queued, and the handler must not be
     /// called again (`end` is set too).
     pub(crate) panicked: bool,
+    /// ... inside a frame of ours it had begun: no close frame can follow, so the stream is
+    /// to be ended now (the peer sees it end mid-frame: 1006).
+    pub(crate) abort: bool,
 }
 
 /// Polls the events buffered in `conn` and hands them to `handler`, until an end (close,
@@ -281,7 +295,8 @@ pub(crate) fn pump<H: Handler + ?Sized>(
     budget: &Budget,
     mut direct: Option<DirectWrite<'_>>,
 ) -> Pass {
-    let mut pass = Pass { end: None, more: false, over_budget: false, panicked: false };
+    let mut pass =
+        Pass { end: None, more: false, over_budget: false, panicked: false, abort: false };
     // What this pass adds is not in the budget until the driver reports it: every 64 KiB of
     // output it queues, the pass looks whether the budget has room for it.
     let owed_at_start = conn.pending_output().len();
@@ -297,9 +312,12 @@ pub(crate) fn pump<H: Handler + ?Sized>(
         let called =
             guarded(peer, "on_event", || handler.on_event(event, &mut Reply::new(sender, direct)));
         if called.is_none() {
-            // A frame half sent cannot be finished: the close frame waits for it, bounded by
-            // the close timeout.
-            let _ = conn.close(CloseCode::INTERNAL_ERROR, "");
+            // The close frame cannot go out inside a frame of ours that the handler will
+            // never finish: then the connection is aborted instead (`Pass::abort`).
+            pass.abort = conn.frame_in_progress();
+            if !pass.abort {
+                let _ = conn.close(CloseCode::INTERNAL_ERROR, "");
+            }
             pass.end = Some(End::Error(panicked()));
             pass.panicked = true;
             break;

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use crate::budget::{Budget, Held};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Outbound, TaskMailbox};
-use crate::handler::{End, Handler, guarded, hand_frames, log_end, pump};
+use crate::handler::{End, Handler, drop_handler, guarded, hand_frames, log_end, panicked, pump};
 use crate::options::Options;
 use crate::server::Context as ServerContext;
 use crate::stats::Stats;
@@ -75,6 +75,8 @@ pub(crate) fn run<'a, H: Handler + 'a>(
         held.release(budget);
         mailbox.end();
         let end = match end {
+            // However the close went, a handler that panicked ended it.
+            _ if handler.poisoned() => End::Error(panicked()),
             Ok(end) => end,
             Err(Error::Io(err)) => End::Error(err),
             Err(err) => End::Error(std::io::Error::other(err.to_string())),
@@ -88,6 +90,7 @@ pub(crate) fn run<'a, H: Handler + 'a>(
         log_end(peer, &end, ws.connection(), opened.elapsed(), read, written);
         hand_frames(ws.connection_mut(), &mut handler, peer);
         handler.on_close(&end);
+        drop_handler(peer, handler.inner);
     }
 }
 
@@ -96,53 +99,69 @@ pub(crate) fn run<'a, H: Handler + 'a>(
 pub(crate) struct Contained<H> {
     inner: H,
     peer: SocketAddr,
-    poisoned: bool,
+    /// A `Cell`: `memory` takes `&self`, and a panic there poisons too.
+    poisoned: std::cell::Cell<bool>,
 }
 
 impl<H> Contained<H> {
     /// `handler`, for the connection from `peer`.
     pub(crate) fn new(handler: H, peer: SocketAddr) -> Self {
-        Self { inner: handler, peer, poisoned: false }
+        Self { inner: handler, peer, poisoned: std::cell::Cell::new(false) }
+    }
+
+    fn poisoned(&self) -> bool {
+        self.poisoned.get()
+    }
+
+    fn poison(&self) {
+        self.poisoned.set(true);
     }
 }
 
 impl<H: Handler> Handler for Contained<H> {
     fn on_open(&mut self, handle: &ConnHandle) {
         let inner = &mut self.inner;
-        self.poisoned |= guarded(self.peer, "on_open", || inner.on_open(handle)).is_none();
+        if guarded(self.peer, "on_open", || inner.on_open(handle)).is_none() {
+            self.poison();
+        }
     }
 
     /// Guarded by `pump`, which reports a panic in its pass.
     fn on_event(&mut self, event: ws_proto::Event<'_>, reply: &mut crate::Reply<'_>) {
-        if !self.poisoned {
+        if !self.poisoned() {
             self.inner.on_event(event, reply);
         }
     }
 
     fn on_frames(&mut self, frames: ws_proto::Frames) {
-        if !self.poisoned {
+        if !self.poisoned() {
             let inner = &mut self.inner;
-            self.poisoned |= guarded(self.peer, "on_frames", || inner.on_frames(frames)).is_none();
+            if guarded(self.peer, "on_frames", || inner.on_frames(frames)).is_none() {
+                self.poison();
+            }
         }
     }
 
     fn on_close(&mut self, end: &End) {
-        if !self.poisoned {
+        if !self.poisoned() {
             let _ = guarded(self.peer, "on_close", || self.inner.on_close(end));
         }
     }
 
     fn memory(&self) -> usize {
-        match self.poisoned {
-            false => guarded(self.peer, "memory", || self.inner.memory()).unwrap_or(0),
-            true => 0,
+        if self.poisoned() {
+            return 0;
         }
+        guarded(self.peer, "memory", || self.inner.memory()).unwrap_or_else(|| {
+            self.poison();
+            0
+        })
     }
 }
 
 /// Closes the connection with 1011 once its handler has panicked.
 fn contain<H: Handler>(ws: &mut Ws, handler: &Contained<H>) {
-    if handler.poisoned && ws.connection().state() == ws_proto::State::Open {
+    if handler.poisoned() && ws.connection().state() == ws_proto::State::Open {
         let _ = ws.connection_mut().close(CloseCode::INTERNAL_ERROR, "");
     }
 }
@@ -176,6 +195,8 @@ async fn drive<H: Handler>(
     let mut listener: Option<EventListener> = None;
     loop {
         held.update(budget, holds(ws) + handler.memory());
+        // A panic in `memory` poisons as well.
+        contain(ws, handler);
         if budget.closing() && held.bytes() >= budget.share() {
             return Ok(over_budget(ws).await);
         }
@@ -202,13 +223,20 @@ async fn drive<H: Handler>(
         }
         task.backlog.apply(ws.connection_mut());
         let pass = pump(ws.connection_mut(), handler, handler.peer, high_water, budget, None);
-        handler.poisoned |= pass.panicked;
+        if pass.panicked {
+            handler.poison();
+        }
+        if pass.abort {
+            // No close frame can follow a frame of ours left half sent: the stream ends.
+            return Err(Error::Io(panicked()));
+        }
         hand_frames(ws.connection_mut(), handler, handler.peer);
         contain(ws, handler);
         if let Some(stats) = options.stats.as_deref() {
             count(stats, ws);
         }
         held.update(budget, holds(ws) + handler.memory());
+        contain(ws, handler);
         if pass.end.is_some() || pass.more {
             // Backpressure: nothing more is taken until what we owe the peer is written; the
             // shutdown signal and commands from handles are still taken meanwhile. (Below
@@ -240,6 +268,7 @@ async fn drive<H: Handler>(
         let mut pressed = pressure(&mut listener, budget, ws, handler);
         // The handler is not called while the task waits: what it holds stays as it is.
         let handler_holds = handler.memory();
+        contain(ws, handler);
         let read = |cx: &mut Context<'_>| {
             if pressed(cx) {
                 return Poll::Ready(Ok(()));
