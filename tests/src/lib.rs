@@ -220,6 +220,19 @@ impl RawClient {
         Ok((client, head))
     }
 
+    /// Connects and completes the opening handshake for `path`; returns the client and the
+    /// 101's head (anything else is an error).
+    pub fn connect_path(addr: SocketAddr, path: &str) -> Result<(Self, String)> {
+        let mut client = Self::connect_tcp(addr)?;
+        let request = upgrade_request(addr).replacen("GET / ", &format!("GET {path} "), 1);
+        client.stream.write_all(request.as_bytes())?;
+        let head = client.read_head()?;
+        if !head.starts_with("HTTP/1.1 101 ") {
+            bail!("{path}: {head}");
+        }
+        Ok((client, head))
+    }
+
     /// Connects and completes the opening handshake.
     pub fn connect(addr: SocketAddr) -> Result<Self> {
         Self::connect_with(addr, &[])

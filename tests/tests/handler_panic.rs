@@ -1,13 +1,12 @@
 //! A handler that panics ends only its own connection, with 1011: the engine (its thread, or
 //! the executor thread of a task) carries on serving every other connection, on both engines.
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Result;
 use ws_proto::{Event, Request, Response, Upgrade};
 use ws_server::{Accept, App, End, Handler, Reply};
-use ws_tests::{RawClient, TestServer, engines, upgrade_request};
+use ws_tests::{RawClient, TestServer, engines};
 
 /// Echoes; panics in `on_open` on the path `/panic-at-open`, in `on_event` on the text
 /// `boom` (and on `mid-frame`, inside a frame of its own it began), in `on_close` after the
@@ -95,11 +94,20 @@ impl Handler for OpenPanics {
 }
 
 fn connect(addr: SocketAddr, path: &str) -> Result<RawClient> {
-    let mut client = RawClient::connect_tcp(addr)?;
-    let request = upgrade_request(addr).replacen("GET / ", &format!("GET {path} "), 1);
-    client.stream.write_all(request.as_bytes())?;
-    assert!(client.read_head()?.starts_with("HTTP/1.1 101 "));
-    Ok(client)
+    Ok(RawClient::connect_path(addr, path)?.0)
+}
+
+/// A new connection that sends `trigger` (echoed: the handler breaks after), closes with
+/// 1000 itself when `we_close`, and returns the close code it got back.
+fn echo_then_close(addr: SocketAddr, trigger: &[u8], we_close: bool) -> Result<u16> {
+    let mut client = connect(addr, "/")?;
+    echoes(&mut client, trigger)?;
+    if we_close {
+        client.send(0x88, &1000u16.to_be_bytes())?;
+    }
+    let (code, closed) = client.expect_close()?;
+    assert!(closed, "the server ended TCP");
+    Ok(code)
 }
 
 fn echoes(client: &mut RawClient, text: &[u8]) -> Result<()> {
@@ -135,26 +143,18 @@ fn a_panicking_handler_closes_its_connection_with_1011_and_the_rest_carry_on() -
         drop(at_open);
         echoes(&mut bystander, b"after on_open")?;
 
-        let mut at_close = connect(server.addr, "/")?;
-        echoes(&mut at_close, b"panic-at-close")?;
-        at_close.send(0x88, &1000u16.to_be_bytes())?;
-        assert_eq!(at_close.expect_close()?, (1000, true), "{engine:?}: on_close");
-        drop(at_close);
+        let at_close = echo_then_close(server.addr, b"panic-at-close", true)?;
+        assert_eq!(at_close, 1000, "{engine:?}: on_close");
         echoes(&mut bystander, b"after on_close")?;
 
         // memory: poisoned like the rest, closed with 1011 after its echo.
-        let mut in_memory = connect(server.addr, "/")?;
-        echoes(&mut in_memory, b"panic-in-memory")?;
-        assert_eq!(in_memory.expect_close()?, (1011, true), "{engine:?}: memory");
-        drop(in_memory);
+        let in_memory = echo_then_close(server.addr, b"panic-in-memory", false)?;
+        assert_eq!(in_memory, 1011, "{engine:?}: memory");
         echoes(&mut bystander, b"after memory")?;
 
         // Drop: the engine survives it.
-        let mut at_drop = connect(server.addr, "/")?;
-        echoes(&mut at_drop, b"panic-at-drop")?;
-        at_drop.send(0x88, &1000u16.to_be_bytes())?;
-        assert_eq!(at_drop.expect_close()?, (1000, true), "{engine:?}: drop");
-        drop(at_drop);
+        let at_drop = echo_then_close(server.addr, b"panic-at-drop", true)?;
+        assert_eq!(at_drop, 1000, "{engine:?}: drop");
         echoes(&mut bystander, b"after drop")?;
 
         // Inside a frame of its own: no close frame can follow, so the stream ends at once.

@@ -99,7 +99,7 @@ impl Feeds {
     ) -> Option<Accept<Echo>> {
         let token = u64::from_str_radix(token, 16).ok()?;
         let feed = Arc::clone(self.feeds.lock().unwrap_or_else(|e| e.into_inner()).get(&token)?);
-        let compression = !query_has(&request.path, "compress=0");
+        let compression = query_value(&request.path, "compress") != Some("0");
         let mut setup = setup.clone();
         if !compression {
             setup.compression = None;
@@ -113,11 +113,6 @@ impl Feeds {
         let accept = Accept::new(echo).inspect(LOG_CAPACITY);
         Some(if compression { accept } else { accept.without_compression() })
     }
-}
-
-/// Whether `path`'s query has the item `item`.
-fn query_has(path: &str, item: &str) -> bool {
-    path.split_once('?').is_some_and(|(_, query)| query.split('&').any(|i| i == item))
 }
 
 /// The value of `name` in `path`'s query.

@@ -6,21 +6,14 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use common::Running;
 use ws_echo::FEED_BUDGET;
 use ws_tests::{RawClient, client_frame, upgrade_request};
 
 /// A raw client on `path`, and the response head it got.
 fn open(server: &Running, path: &str) -> Result<(RawClient, String)> {
-    let mut client = RawClient::connect_tcp(server.addr)?;
-    let request = upgrade_request(server.addr).replacen("GET / ", &format!("GET {path} "), 1);
-    client.stream.write_all(request.as_bytes())?;
-    let head = client.read_head()?;
-    if !head.starts_with("HTTP/1.1 101 ") {
-        bail!("{path}: {head}");
-    }
-    Ok((client, head))
+    RawClient::connect_path(server.addr, path)
 }
 
 /// The next report on the feed, parsed.

@@ -33,8 +33,9 @@ pub struct Config {
     /// Close the connection (1001) after this long without receiving anything. Default off.
     pub idle_timeout: Option<Duration>,
     /// The most bytes requested from the stream in one read. Reads start at 2 KiB and double
-    /// while they fill the buffer, up to this; the buffer is freed while the connection waits
-    /// for data, so an idle connection holds none. Default 64 KiB.
+    /// while they fill the buffer, up to this; while the connection waits for data its empty
+    /// buffers go to a small pool of its thread (docs/limits.md), so an idle connection holds
+    /// none. Default 64 KiB.
     pub read_buffer_size: usize,
     /// Outgoing bytes queued before a send waits for the stream to take them (backpressure).
     /// Default 64 KiB.
