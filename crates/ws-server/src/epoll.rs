@@ -13,12 +13,18 @@
 //!
 //! Policy is ws-proto's [`Session`], as on [`ws_transport::WebSocket`]: the timers (close,
 //! keepalive, idle, blocked write; their deadlines kept in one heap per engine), when to read,
-//! what end of stream means, and who ends the stream first. This file is only the I/O. One
-//! connection gets at most [`TURN_BYTES`] read before the others get a turn; output is
-//! bounded by `write_buffer_size` exactly as on the async path.
+//! what end of stream means, and who ends the stream first. This file is only the I/O.
+//!
+//! Turns are fair: a connection with something to do (an edge, a command from its handle, a
+//! timer, input left over) joins the back of one run queue, once, and each pass of the loop
+//! gives every connection queued before it one turn, in queue order. A turn reads at most
+//! [`TURN_BYTES`] and goes on reading for at most [`TURN_TIME`]; a connection that had more
+//! joins the back of the queue again, behind those that became ready meanwhile. So a
+//! connection streaming large messages delays a small message on another by one turn at most.
+//! Output is bounded by `write_buffer_size` exactly as on the async path.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
@@ -51,6 +57,9 @@ const MIN_READ: usize = 2 << 10;
 /// Bytes one connection may read in one turn before the others get theirs (one message of
 /// 1 MiB, or four reads of 256 KiB).
 const TURN_BYTES: usize = 1 << 20;
+/// How long one connection's turn goes on reading: a handler that is slow per message (or
+/// inflating large ones) gives way after this, as a fast one does after [`TURN_BYTES`].
+const TURN_TIME: Duration = Duration::from_millis(1);
 /// How often connections waiting for the memory budget look at it again.
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// Events taken from epoll per wait.
@@ -124,18 +133,8 @@ impl<H: Handler> Pool<H> {
         let threads = options.threads.max(1);
         let mut engines = Vec::with_capacity(threads);
         for i in 0..threads {
-            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-            let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-            epoll::add(&epoll, &wake, epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
-            let mailbox = Arc::new(Mailbox {
-                commands: Mutex::new(Vec::new()),
-                bytes: AtomicUsize::new(0),
-                limit: options.mailbox_bytes,
-                ended: AtomicBool::new(false),
-                wake,
-            });
-            let inbox = Arc::new(Inbox { commands: Mutex::new(Some(Vec::new())), mailbox });
-            let engine = Engine::new(epoll, Arc::clone(&inbox), options, Arc::clone(budget));
+            let engine = Engine::create(options, Arc::clone(budget))?;
+            let inbox = Arc::clone(&engine.inbox);
             let thread = std::thread::Builder::new()
                 .name(format!("ws-server-io-{i}"))
                 .spawn(move || engine.run())?;
@@ -204,8 +203,11 @@ struct Engine<H: Handler> {
     /// Deadlines, earliest first; an entry is acted on only if it is still its connection's
     /// `timer_at` (later entries are left to expire unread).
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// Connections whose turn ended early (read budget spent) with input possibly left.
-    ready: Vec<u64>,
+    /// The run queue: connections with something to do, each at most once (see `queued`),
+    /// served in order, one turn each per pass of the loop.
+    ready: VecDeque<u64>,
+    /// How much one turn may read: [`TURN_BYTES`] and [`TURN_TIME`] (smaller in tests).
+    turn_limit: TurnLimit,
     /// Set by [`Command::Stop`]: when the engine gives up on connections still open.
     drain_deadline: Option<Instant>,
     /// Read buffers not in use; see [`POOLED_BUFFERS`].
@@ -267,13 +269,23 @@ struct Conn<H> {
     stalled: bool,
     /// Its handler panicked: it is called no more, and the connection closes with 1011.
     poisoned: bool,
+    /// It is in the engine's run queue, `ready`.
+    queued: bool,
+}
+
+/// How far one turn reads: at most `bytes`, and no more once it has read for `time`.
+#[derive(Debug, Clone, Copy)]
+struct TurnLimit {
+    bytes: usize,
+    time: Duration,
 }
 
 /// Where a connection's turn left it.
 enum Turn {
     /// Waiting for an edge or a timer.
     Wait,
-    /// Read budget spent with input possibly left: another turn after the others.
+    /// Turn spent ([`TURN_BYTES`] or [`TURN_TIME`]) with input possibly left: another turn
+    /// after the others.
     Again,
     /// It would read, but the server's memory budget is spent: another turn once it is not
     /// (timers and edges meanwhile as for `Wait`).
@@ -283,6 +295,22 @@ enum Turn {
 }
 
 impl<H: Handler> Engine<H> {
+    /// An engine with its epoll set and inbox, not yet running.
+    fn create(options: &Options, budget: Arc<Budget>) -> io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&epoll, &wake, epoll::EventData::new_u64(WAKE), epoll::EventFlags::IN)?;
+        let mailbox = Arc::new(Mailbox {
+            commands: Mutex::new(Vec::new()),
+            bytes: AtomicUsize::new(0),
+            limit: options.mailbox_bytes,
+            ended: AtomicBool::new(false),
+            wake,
+        });
+        let inbox = Arc::new(Inbox { commands: Mutex::new(Some(Vec::new())), mailbox });
+        Ok(Self::new(epoll, inbox, options, budget))
+    }
+
     fn new(epoll: OwnedFd, inbox: Arc<Inbox<H>>, options: &Options, budget: Arc<Budget>) -> Self {
         let config = options.transport.clone();
         Self {
@@ -295,7 +323,8 @@ impl<H: Handler> Engine<H> {
             free: Vec::new(),
             live: 0,
             timers: BinaryHeap::new(),
-            ready: Vec::new(),
+            ready: VecDeque::new(),
+            turn_limit: TurnLimit { bytes: TURN_BYTES, time: TURN_TIME },
             drain_deadline: None,
             pool: Vec::new(),
             budget,
@@ -309,77 +338,92 @@ impl<H: Handler> Engine<H> {
 
     fn run(mut self) {
         let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
-        let mut turns = Vec::new();
-        loop {
-            let now = Instant::now();
-            if let Some(deadline) = self.drain_deadline {
-                if self.live == 0 || now >= deadline {
-                    break;
-                }
+        while self.step(&mut events) {}
+        self.end();
+    }
+
+    /// One pass of the loop: waits for edges (not at all while connections are queued),
+    /// queues the connections they name, gives every connection queued by then one turn,
+    /// then looks at timers and the memory budget. False once the engine is to end.
+    fn step(&mut self, events: &mut Vec<epoll::Event>) -> bool {
+        let now = Instant::now();
+        if let Some(deadline) = self.drain_deadline {
+            if self.live == 0 || now >= deadline {
+                return false;
             }
-            let timeout = if self.ready.is_empty() {
-                // While the budget is spent: look again shortly, for room or for pressure.
-                let spent = !self.stalled.is_empty() || self.budget.exhausted();
-                let retry = spent.then(|| now + BUDGET_RETRY);
-                let next = self.timers.peek().map(|Reverse((at, _))| *at);
-                let next = match (next, retry) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let next = match (next, self.drain_deadline) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                next.map(|at| timespec(at.saturating_duration_since(now)))
-            } else {
-                Some(Timespec { tv_sec: 0, tv_nsec: 0 })
-            };
-            if let Some((_, shard)) = &self.stats {
-                shard.flush(&mut self.pending);
-            }
-            events.clear();
-            match epoll::wait(&self.epoll, spare_capacity(&mut events), timeout.as_ref()) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(err) => {
-                    warn!("epoll_wait failed, closing this engine's connections: {err}");
-                    break;
-                }
-            }
-            let now = Instant::now();
-            for event in &events {
-                let key = event.data.u64();
-                if key == WAKE {
-                    self.take_commands(now);
-                    continue;
-                }
-                let flags = event.flags;
-                let Some(c) = self.get(key) else { continue };
-                use epoll::EventFlags as F;
-                if flags.intersects(F::IN | F::RDHUP | F::HUP | F::ERR) {
-                    c.readable = true;
-                }
-                if flags.intersects(F::RDHUP | F::HUP | F::ERR) {
-                    c.peer_ended = true;
-                }
-                if flags.intersects(F::OUT | F::HUP | F::ERR) {
-                    c.writable = true;
-                }
-                self.turn(key, now);
-            }
-            std::mem::swap(&mut turns, &mut self.ready);
-            for key in turns.drain(..) {
-                self.turn(key, now);
-            }
-            self.expire_timers(now);
-            self.retry_stalled(now);
-            if self.budget.exhausted() {
-                // The pool is a cache: it must not be what keeps the budget spent.
-                self.pool.clear();
-            }
-            let pooled = self.pool.iter().map(Vec::capacity).sum();
-            self.pool_held.update(&self.budget, pooled);
         }
+        let timeout = if self.ready.is_empty() {
+            // While the budget is spent: look again shortly, for room or for pressure.
+            let spent = !self.stalled.is_empty() || self.budget.exhausted();
+            let retry = spent.then(|| now + BUDGET_RETRY);
+            let next = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next = match (next, retry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let next = match (next, self.drain_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            next.map(|at| timespec(at.saturating_duration_since(now)))
+        } else {
+            Some(Timespec { tv_sec: 0, tv_nsec: 0 })
+        };
+        if let Some((_, shard)) = &self.stats {
+            shard.flush(&mut self.pending);
+        }
+        events.clear();
+        match epoll::wait(&self.epoll, spare_capacity(events), timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return true,
+            Err(err) => {
+                warn!("epoll_wait failed, closing this engine's connections: {err}");
+                return false;
+            }
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            let key = event.data.u64();
+            if key == WAKE {
+                self.take_commands(now);
+                continue;
+            }
+            let flags = event.flags;
+            let Some(c) = self.get(key) else { continue };
+            use epoll::EventFlags as F;
+            if flags.intersects(F::IN | F::RDHUP | F::HUP | F::ERR) {
+                c.readable = true;
+            }
+            if flags.intersects(F::RDHUP | F::HUP | F::ERR) {
+                c.peer_ended = true;
+            }
+            if flags.intersects(F::OUT | F::HUP | F::ERR) {
+                c.writable = true;
+            }
+            self.wake(key);
+        }
+        // One turn each for the connections queued by now; those that queue again during
+        // the pass go after the next wait, behind whatever became ready meanwhile.
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(c) = self.get(key) else { continue };
+            c.queued = false;
+            self.turn(key, now);
+        }
+        self.expire_timers(now);
+        self.retry_stalled(now);
+        if self.budget.exhausted() {
+            // The pool is a cache: it must not be what keeps the budget spent.
+            self.pool.clear();
+        }
+        let pooled = self.pool.iter().map(Vec::capacity).sum();
+        self.pool_held.update(&self.budget, pooled);
+        true
+    }
+
+    /// The engine ends: what it still holds is released, and every handler hears how its
+    /// connection ended.
+    fn end(&mut self) {
         self.pool_held.release(&self.budget);
         // Nothing more comes in: connections handed over since are dropped (they close), and
         // handles are refused.
@@ -407,6 +451,15 @@ impl<H: Handler> Engine<H> {
 
     fn get(&mut self, key: u64) -> Option<&mut Conn<H>> {
         conn_mut(&mut self.slots, key)
+    }
+
+    /// Puts the connection at the back of the run queue, unless it is there already.
+    fn wake(&mut self, key: u64) {
+        if let Some(c) = conn_mut(&mut self.slots, key) {
+            if !std::mem::replace(&mut c.queued, true) {
+                self.ready.push_back(key);
+            }
+        }
     }
 
     fn take_commands(&mut self, now: Instant) {
@@ -453,7 +506,7 @@ impl<H: Handler> Engine<H> {
         {
             c.end = Some(End::Closed(CloseCode::TRY_AGAIN_LATER));
         }
-        self.turn(key, now);
+        self.wake(key);
     }
 
     fn adopt(&mut self, adopted: Adopted<H>, now: Instant) {
@@ -502,6 +555,7 @@ impl<H: Handler> Engine<H> {
             held: self.budget.connection(),
             stalled: false,
             poisoned: false,
+            queued: false,
         }));
         self.live += 1;
         if let Some((_, shard)) = &self.stats {
@@ -517,7 +571,7 @@ impl<H: Handler> Engine<H> {
         if self.drain_deadline.is_some() {
             self.going_away(key, now);
         } else {
-            self.turn(key, now);
+            self.wake(key);
         }
     }
 
@@ -530,13 +584,13 @@ impl<H: Handler> Engine<H> {
         {
             c.end = Some(End::Closed(CloseCode::GOING_AWAY));
         }
-        self.turn(key, now);
+        self.wake(key);
     }
 
     fn turn(&mut self, key: u64, now: Instant) {
         let config = &self.config;
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
-        let turn = c.turn(now, config, &mut self.pool, &self.budget);
+        let turn = c.turn(now, config, self.turn_limit, &mut self.pool, &self.budget);
         if self.stats.is_some() {
             self.pending.take(c.session.connection_mut());
         }
@@ -547,9 +601,9 @@ impl<H: Handler> Engine<H> {
         if !matches!(turn, Turn::Done(_)) {
             let held = c.memory();
             c.held.update(&self.budget, held);
-            if c.poisoned && !was_poisoned {
+            if c.poisoned && !was_poisoned && !std::mem::replace(&mut c.queued, true) {
                 // Poisoned after its turn: another writes the close frame.
-                self.ready.push(key);
+                self.ready.push_back(key);
             }
         }
         match turn {
@@ -560,7 +614,11 @@ impl<H: Handler> Engine<H> {
                 self.schedule(key, now);
             }
             Turn::Wait => self.schedule(key, now),
-            Turn::Again => self.ready.push(key),
+            Turn::Again => {
+                if !std::mem::replace(&mut c.queued, true) {
+                    self.ready.push_back(key);
+                }
+            }
             Turn::Done(result) => self.remove(key, result),
         }
     }
@@ -645,7 +703,7 @@ impl<H: Handler> Engine<H> {
             match c.session.poll_timeout(&self.timer_settings, now) {
                 Some((due, which)) if due <= now => self.on_deadline(key, which, now),
                 // Pushed back by activity since it was scheduled.
-                Some(_) => self.turn(key, now),
+                Some(_) => self.wake(key),
                 None => {}
             }
         }
@@ -677,7 +735,7 @@ impl<H: Handler> Engine<H> {
                 if which == Deadline::Idle {
                     c.end = Some(End::Closed(CloseCode::GOING_AWAY));
                 }
-                self.turn(key, now);
+                self.wake(key);
             }
         }
     }
@@ -708,16 +766,21 @@ impl<H: Handler> Engine<H> {
 impl<H: Handler> Conn<H> {
     /// Moves the connection as far as it can go without waiting: writes what is owed, ends
     /// the stream when the session says so, echoes what is buffered, and reads while the
-    /// session wants input and the socket has it (at most [`TURN_BYTES`]). Read buffers come
+    /// session wants input and the socket has it (as far as `limit` lets it: see
+    /// [`TURN_BYTES`] and [`TURN_TIME`]). Read buffers come
     /// from and go back to `pool`.
     fn turn(
         &mut self,
         now: Instant,
         config: &Config,
+        limit: TurnLimit,
         pool: &mut Vec<Vec<u8>>,
         budget: &Budget,
     ) -> Turn {
         let mut read_this_turn = 0;
+        // When the first read of the turn ended: the clock is read only by turns that read
+        // again, so a small message costs no clock read.
+        let mut reading_since: Option<Instant> = None;
         loop {
             while self.writable {
                 // TLS bytes already encrypted go first.
@@ -854,8 +917,14 @@ impl<H: Handler> Conn<H> {
                 self.idle(pool, config);
                 return Turn::Wait;
             }
-            if read_this_turn >= TURN_BYTES {
+            if read_this_turn >= limit.bytes {
                 return Turn::Again;
+            }
+            if read_this_turn > 0 {
+                let since = *reading_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= limit.time {
+                    return Turn::Again;
+                }
             }
             if budget.exhausted() {
                 self.idle(pool, config);
@@ -943,4 +1012,154 @@ fn conn_mut<H>(slots: &mut [Slot<H>], key: u64) -> Option<&mut Conn<H>> {
 fn timespec(wait: Duration) -> Timespec {
     let ms = wait.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
     Timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use ws_proto::{Event, ProtocolConfig};
+
+    use super::*;
+    use crate::Reply;
+
+    /// Echoes small messages; large ones are only read.
+    struct SmallEcho;
+
+    impl Handler for SmallEcho {
+        fn on_event(&mut self, event: Event<'_>, reply: &mut Reply<'_>) {
+            if let Event::Message(message) = event {
+                if message.as_bytes().len() <= 125 {
+                    let _ = reply.send_binary(message.as_bytes());
+                }
+            }
+        }
+    }
+
+    /// A client frame: binary, masked with a fixed key, a header for `len` bytes of payload,
+    /// and as much of it as `payload` holds.
+    fn frame(len: usize, payload: &[u8]) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut out = vec![0x82];
+        match len {
+            0..=125 => out.push(0x80 | len as u8),
+            126..=0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    /// Bytes waiting to be read on a socket.
+    fn waiting(stream: &TcpStream) -> usize {
+        rustix::io::ioctl_fionread(stream).map_or(0, |n| n as usize)
+    }
+
+    /// Waits (boundedly) until `stream` has at least `bytes` to read.
+    fn until_waiting(stream: &TcpStream, bytes: usize) {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while waiting(stream) < bytes {
+            assert!(Instant::now() < give_up, "{} bytes arrived, not {bytes}", waiting(stream));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A connected pair on loopback: the client's end, and the server's (non-blocking).
+    fn pair(listener: &TcpListener) -> (TcpStream, TcpStream, SocketAddr) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (client, server, peer)
+    }
+
+    fn adopt(engine: &mut Engine<SmallEcho>, stream: TcpStream, peer: SocketAddr) -> u64 {
+        let conn = Connection::server(ProtocolConfig::default());
+        let guard = LiveGuard(Arc::new(AtomicUsize::new(1)));
+        let handler = SmallEcho;
+        engine.adopt(Adopted { stream, tls: None, conn, handler, peer, guard }, Instant::now());
+        *engine.ready.back().expect("a new connection is queued for its first turn")
+    }
+
+    fn bytes_read(engine: &mut Engine<SmallEcho>, key: u64) -> u64 {
+        engine.get(key).expect("the connection is open").bytes_read
+    }
+
+    /// One connection streams a large message while another sends small ones: each pass of
+    /// the loop gives the streaming one one turn (as much as a turn may read, never two
+    /// turns' worth although it is both queued and raising edges), and the small one's echo
+    /// goes out in the first pass after it arrives.
+    #[test]
+    fn a_streaming_connection_gets_one_turn_per_pass() {
+        const READ: usize = MIN_READ;
+        let mut options = Options::default();
+        options.transport.read_buffer_size = READ;
+        let budget = Arc::new(Budget::new(options.max_memory));
+        let mut engine = Engine::<SmallEcho>::create(&options, budget).unwrap();
+        engine.turn_limit.bytes = 4 * READ;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut large, large_server, large_peer) = pair(&listener);
+        let (mut small, small_server, small_peer) = pair(&listener);
+
+        // 8 MiB in one message, written as fast as the engine takes it.
+        let total = 8 << 20;
+        let writer = std::thread::spawn(move || {
+            let payload = vec![7u8; total];
+            let _ = large.write_all(&frame(total, &payload));
+            large
+        });
+        // The same sockets, to see what waits on them once the engine has them.
+        let (large_probe, small_probe) =
+            (large_server.try_clone().unwrap(), small_server.try_clone().unwrap());
+        small.write_all(&frame(5, b"first")).unwrap();
+        until_waiting(&small_probe, 11);
+
+        let a = adopt(&mut engine, large_server, large_peer);
+        let b = adopt(&mut engine, small_server, small_peer);
+        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
+        let limit = engine.turn_limit.bytes + READ;
+        let mut echo = [0u8; 7];
+        for pass in 0..20 {
+            // More than a turn's worth waits for the streaming connection at every pass.
+            until_waiting(&large_probe, 2 * limit);
+            let before = bytes_read(&mut engine, a);
+            let sent = pass == 0 || pass % 5 == 1;
+            if sent && pass > 0 {
+                small.write_all(&frame(5, b"again")).unwrap();
+                until_waiting(&small_probe, 11);
+            }
+            assert!(engine.step(&mut events));
+            let read = bytes_read(&mut engine, a) - before;
+            assert!(read > 0, "pass {pass}: the streaming connection got no turn");
+            assert!(read <= limit as u64, "pass {pass}: it read {read} bytes, more than a turn");
+            if sent {
+                // The small message went in, and its echo out, in this very pass: nothing
+                // else runs the engine, so a later pass could not have written it.
+                small.read_exact(&mut echo).unwrap();
+                let expected: &[u8] = if pass == 0 { b"first" } else { b"again" };
+                assert_eq!(&echo[2..], expected, "pass {pass}");
+            }
+        }
+
+        // Bounded in time too: with no time at all, a turn is one read.
+        engine.turn_limit.time = Duration::ZERO;
+        for pass in 0..5 {
+            until_waiting(&large_probe, 2 * limit);
+            let before = bytes_read(&mut engine, a);
+            assert!(engine.step(&mut events));
+            let read = bytes_read(&mut engine, a) - before;
+            assert!(read > 0 && read <= READ as u64, "pass {pass}: it read {read} bytes");
+        }
+        assert!(engine.get(b).is_some(), "the small connection is still open");
+        drop((engine, large_probe, small_probe));
+        writer.join().unwrap();
+    }
 }
