@@ -6,6 +6,12 @@
 //! warm-up, then a measured window; the servers interleaved inside each repeat with the order
 //! rotated; medians and the min–max spread over the repeats. Server CPU time per message comes
 //! from /proc (user + system over the window), the steadiest figure on a shared machine.
+//! The generator's own CPU is measured too: where it is near 100 % its messages/s is its own
+//! limit, and the table says so instead of giving a figure.
+//!
+//! Beside the main table: the `load_test` method with 1 and 16 messages in flight per
+//! connection ([`load::Method::LoadTest`]), and a mixed load (paced small messages alone,
+//! then beside connections streaming 16 MiB messages) for fairness.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ws_transport::rustls::ClientConfig;
 
-use crate::load::{self, LoadOptions};
+use crate::load::{self, LoadOptions, LoadReport};
 
 /// A server under test: how to start it.
 #[derive(Debug, Clone)]
@@ -140,6 +146,8 @@ struct Sample {
     p99_us: f64,
     cpu_us_per_msg: f64,
     peak_rss: u64,
+    /// The load generator's CPU, percent of one core.
+    load_cpu: f64,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -238,14 +246,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             let server = &servers[(k + repeat) % servers.len()];
             let running = Running::start(server)?;
             let options = LoadOptions {
-                addr: running.addr,
-                connections: 1,
                 size: 16 << 20,
                 warmup: plan.warmup,
                 duration: plan.window.max(Duration::from_secs(2)),
                 server_pid: Some(running.pid()),
-                deflate: false,
-                tls: None,
+                ..LoadOptions::new(running.addr)
             };
             let report = load::run(&options)
                 .with_context(|| format!("{} with 16 MiB messages", server.name))?;
@@ -259,10 +264,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     }
 
+    let extra = measure_extra(&plan, &servers)?;
     let idle = measure_idle(&plan, &servers, None)?;
 
-    let markdown = render(&plan, quick, &servers, "fastwebsockets", &samples, &large, &idle);
-    let json = render_json(&plan, &samples, &large, &idle);
+    let mut markdown = render(&plan, quick, &servers, "fastwebsockets", &samples, &large, &idle);
+    markdown.push_str(&render_extra(&servers, "fastwebsockets", &extra));
+    let json = render_json(&plan, &samples, &large, &idle, &extra);
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), &json)?;
@@ -292,14 +299,13 @@ fn measure_cells(
                 let server = &servers[(k + i + repeat) % n];
                 let running = Running::start(server)?;
                 let options = LoadOptions {
-                    addr: running.addr,
                     connections,
                     size,
                     warmup: plan.warmup,
                     duration: plan.window,
                     server_pid: Some(running.pid()),
-                    deflate: false,
                     tls: tls.cloned(),
+                    ..LoadOptions::new(running.addr)
                 };
                 let report = load::run(&options)
                     .with_context(|| format!("{} at {connections} x {size} B", server.name))?;
@@ -310,16 +316,18 @@ fn measure_cells(
                     p99_us: report.p99_us,
                     cpu_us_per_msg: report.server_cpu_us_per_msg.unwrap_or(f64::NAN),
                     peak_rss: running.peak_rss()?,
+                    load_cpu: report.load_cpu_percent,
                 };
                 eprintln!(
-                    "repeat {} {:>17} {connections:>3} x {size:>8} B: {:>9.0} msg/s {:>8.1} MB/s cpu {:>7.2} us/msg p50 {:>7.0} us p99 {:>7.0} us",
+                    "repeat {} {:>17} {connections:>3} x {size:>8} B: {:>9.0} msg/s {:>8.1} MB/s cpu {:>7.2} us/msg p50 {:>7.0} us p99 {:>7.0} us load cpu {:>3.0}%",
                     repeat + 1,
                     server.name,
                     sample.msgs_per_sec,
                     sample.mb_per_sec,
                     sample.cpu_us_per_msg,
                     sample.p50_us,
-                    sample.p99_us
+                    sample.p99_us,
+                    sample.load_cpu
                 );
                 samples.entry((connections, size, server.name)).or_default().push(sample);
             }
@@ -327,6 +335,148 @@ fn measure_cells(
     }
 
     Ok(samples)
+}
+
+/// The cells beside the main table (see [`EXTRA`]).
+#[derive(Debug, Clone, Copy)]
+struct Extra {
+    name: &'static str,
+    connections: usize,
+    inflight: usize,
+    method: load::Method,
+    /// Connections streaming 16 MiB messages beside the small ones.
+    large: usize,
+    /// Small messages paced at one per this many microseconds per connection.
+    interval_us: Option<u64>,
+}
+
+/// The pipelined cells (the `load_test` method, 20 B) and the mixed load: 32 connections
+/// each sending 20 B every millisecond, alone and beside 2 connections streaming 16 MiB.
+const EXTRA: [Extra; 6] = [
+    Extra::load_test("load_test 16 x 20 B", 16, 1),
+    Extra::load_test("load_test 16 x 20 B, 16 in flight", 16, 16),
+    Extra::load_test("load_test 256 x 20 B", 256, 1),
+    Extra::load_test("load_test 256 x 20 B, 16 in flight", 256, 16),
+    Extra::paced("paced 32 x 20 B alone", 0),
+    Extra::paced("paced 32 x 20 B beside 2 x 16 MiB", 2),
+];
+
+impl Extra {
+    const fn load_test(name: &'static str, connections: usize, inflight: usize) -> Self {
+        let method = load::Method::LoadTest;
+        Self { name, connections, inflight, method, large: 0, interval_us: None }
+    }
+
+    const fn paced(name: &'static str, large: usize) -> Self {
+        let method = load::Method::LoadTest;
+        Self { name, connections: 32, inflight: 1, method, large, interval_us: Some(1000) }
+    }
+}
+
+/// Reports by (cell of [`EXTRA`], server).
+type ExtraSamples = BTreeMap<(usize, &'static str), Vec<LoadReport>>;
+
+/// Each cell of [`EXTRA`] on each server, interleaved and rotated as the main cells are.
+fn measure_extra(plan: &Plan, servers: &[Server]) -> Result<ExtraSamples> {
+    let mut samples = ExtraSamples::new();
+    for repeat in 0..plan.repeats {
+        for (i, cell) in EXTRA.iter().enumerate() {
+            let n = servers.len();
+            for k in 0..n {
+                let server = &servers[(k + i + repeat) % n];
+                let running = Running::start(server)?;
+                let options = LoadOptions {
+                    connections: cell.connections,
+                    warmup: plan.warmup,
+                    duration: plan.window,
+                    server_pid: Some(running.pid()),
+                    inflight: cell.inflight,
+                    method: cell.method,
+                    large: cell.large,
+                    interval: cell.interval_us.map(Duration::from_micros),
+                    ..LoadOptions::new(running.addr)
+                };
+                let report = load::run(&options)
+                    .with_context(|| format!("{}: {}", server.name, cell.name))?;
+                eprintln!(
+                    "repeat {} {:>17} {}: {:.0} msg/s, cpu {:.2} us/msg, p50 {:.0} us, p99 {:.0} us, load cpu {:.0}%",
+                    repeat + 1,
+                    server.name,
+                    cell.name,
+                    report.messages_per_sec(),
+                    report.server_cpu_us_per_msg.unwrap_or(f64::NAN),
+                    report.p50_us,
+                    report.p99_us,
+                    report.load_cpu_percent
+                );
+                samples.entry((i, server.name)).or_default().push(report);
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// The pipelined cells as a table beside `base`, then the mixed load.
+fn render_extra(servers: &[Server], base: &str, samples: &ExtraSamples) -> String {
+    let med = |i: usize, server: &str, f: fn(&LoadReport) -> f64| {
+        samples.get(&(i, server)).map(|r| median(r.iter().map(f).collect()))
+    };
+    let rate = |r: &LoadReport| r.messages_per_sec();
+    let cpu = |r: &LoadReport| r.server_cpu_us_per_msg.unwrap_or(f64::NAN);
+    let load_cpu = |r: &LoadReport| r.load_cpu_percent;
+    let mut out = format!(
+        "\nThe `load_test` method (one prebuilt message per connection, resent when its echo \
+         is back, not compared). msg/s is given only where the generator stayed below \
+         {:.0}% CPU.\n\n| cell | server | msg/s | server CPU µs/msg | load CPU | msg/s vs {base} | CPU vs {base} |\n|---|---|---|---|---|---|---|\n",
+        load::LOAD_BOUND_PERCENT
+    );
+    for (i, cell) in EXTRA.iter().enumerate().filter(|(_, c)| c.interval_us.is_none()) {
+        for server in servers {
+            let (Some(r), Some(c), Some(l)) = (
+                med(i, server.name, rate),
+                med(i, server.name, cpu),
+                med(i, server.name, load_cpu),
+            ) else {
+                continue;
+            };
+            let bound = l >= load::LOAD_BOUND_PERCENT;
+            let base_rate = med(i, base, rate).filter(|_| !bound);
+            let base_bound = med(i, base, load_cpu).is_some_and(|l| l >= load::LOAD_BOUND_PERCENT);
+            let ratio =
+                |a: f64, b: Option<f64>| b.map_or("–".into(), |b| format!("{:.2}×", a / b));
+            out.push_str(&format!(
+                "| {} | {} | {} | {c:.2} | {l:.0}% | {} | {} |\n",
+                cell.name,
+                server.name,
+                if bound { "load-bound".into() } else { format!("{r:.0}") },
+                if base_bound { "–".into() } else { ratio(r, base_rate) },
+                ratio(c, med(i, base, cpu)),
+            ));
+        }
+    }
+    let (alone, beside) = (4, 5);
+    out.push_str(
+        "\nFairness: 32 connections each sending 20 B every millisecond, alone and beside 2 \
+         connections streaming 16 MiB messages (the small messages' round trips).\n\n\
+         | server | alone p50 µs | alone p99 µs | beside p50 µs | beside p99 µs | 16 MiB echoed meanwhile, MB/s | load CPU |\n|---|---|---|---|---|---|---|\n",
+    );
+    for server in servers {
+        let (Some(a50), Some(a99), Some(b50), Some(b99), Some(large), Some(l)) = (
+            med(alone, server.name, |r| r.p50_us),
+            med(alone, server.name, |r| r.p99_us),
+            med(beside, server.name, |r| r.p50_us),
+            med(beside, server.name, |r| r.p99_us),
+            med(beside, server.name, |r| r.large_messages as f64 * 16.0 * 1.048576 / r.seconds),
+            med(beside, server.name, load_cpu),
+        ) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "| {} | {a50:.0} | {a99:.0} | {b50:.0} | {b99:.0} | {large:.0} | {l:.0}% |\n",
+            server.name
+        ));
+    }
+    out
 }
 
 /// Memory per idle connection on each server (every connection checked to echo after).
@@ -470,13 +620,23 @@ fn render(
         plan.warmup.as_secs_f64(),
         plan.window.as_secs_f64()
     );
-    out.push_str(&format!("| conns | size | server | msg/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | peak RSS MiB | CPU vs {base} | msg/s vs {base} |\n"));
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str(&format!(
+        "msg/s and MB/s are given only where the load generator stayed below {:.0}% CPU \
+         (\"load-bound\" where it did not: the rate was its own).\n\n",
+        load::LOAD_BOUND_PERCENT
+    ));
+    out.push_str(&format!("| conns | size | server | msg/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | peak RSS MiB | load CPU | CPU vs {base} | msg/s vs {base} |\n"));
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for &connections in &plan.connections {
         for &size in &plan.sizes {
             let base = samples.get(&(connections, size, base));
             let base_cpu = base.map(|s| median(s.iter().map(|x| x.cpu_us_per_msg).collect()));
-            let base_rate = base.map(|s| median(s.iter().map(|x| x.msgs_per_sec).collect()));
+            let bound = |s: &[Sample]| {
+                median(s.iter().map(|x| x.load_cpu).collect()) >= load::LOAD_BOUND_PERCENT
+            };
+            let base_rate = base
+                .filter(|s| !bound(s))
+                .map(|s| median(s.iter().map(|x| x.msgs_per_sec).collect()));
             for server in servers {
                 let Some(s) = samples.get(&(connections, size, server.name)) else { continue };
                 let rates: Vec<f64> = s.iter().map(|x| x.msgs_per_sec).collect();
@@ -484,17 +644,25 @@ fn render(
                 let rate = median(rates);
                 let cpu = median(s.iter().map(|x| x.cpu_us_per_msg).collect());
                 let rss = s.iter().map(|x| x.peak_rss).max().unwrap_or(0) as f64 / 1048576.0;
+                let load_cpu = median(s.iter().map(|x| x.load_cpu).collect());
                 let ratio =
                     |a: f64, b: Option<f64>| b.map_or("–".into(), |b| format!("{:.2}×", a / b));
+                let (rate_cell, mb_cell, rate_ratio) = if bound(s) {
+                    ("load-bound".to_string(), "–".to_string(), "–".to_string())
+                } else {
+                    (
+                        format!("{rate:.0} [{lo:.0}–{hi:.0}]"),
+                        format!("{:.1}", median(s.iter().map(|x| x.mb_per_sec).collect())),
+                        ratio(rate, base_rate),
+                    )
+                };
                 out.push_str(&format!(
-                    "| {connections} | {} | {} | {rate:.0} [{lo:.0}–{hi:.0}] | {:.1} | {:.0} | {:.0} | {cpu:.2} | {rss:.1} | {} | {} |\n",
+                    "| {connections} | {} | {} | {rate_cell} | {mb_cell} | {:.0} | {:.0} | {cpu:.2} | {rss:.1} | {load_cpu:.0}% | {} | {rate_ratio} |\n",
                     size_name(size),
                     server.name,
-                    median(s.iter().map(|x| x.mb_per_sec).collect()),
                     median(s.iter().map(|x| x.p50_us).collect()),
                     median(s.iter().map(|x| x.p99_us).collect()),
                     ratio(cpu, base_cpu),
-                    ratio(rate, base_rate),
                 ));
             }
         }
@@ -528,6 +696,7 @@ fn render_json(
     samples: &Samples,
     large: &BTreeMap<&'static str, Vec<f64>>,
     idle: &BTreeMap<&'static str, f64>,
+    extra: &ExtraSamples,
 ) -> String {
     let mut cells = Vec::new();
     for ((connections, size, server), s) in samples {
@@ -536,13 +705,31 @@ fn render_json(
         };
         cells.push(format!(
             "    {{\"server\": \"{server}\", \"connections\": {connections}, \"size\": {size}, \"msgs_per_sec\": [{}], \"mb_per_sec\": [{}], \
-             \"p50_us\": [{}], \"p99_us\": [{}], \"server_cpu_us_per_msg\": [{}], \"peak_rss_bytes\": [{}]}}",
+             \"p50_us\": [{}], \"p99_us\": [{}], \"server_cpu_us_per_msg\": [{}], \"peak_rss_bytes\": [{}], \"load_cpu_percent\": [{}]}}",
             list(|x| x.msgs_per_sec),
             list(|x| x.mb_per_sec),
             list(|x| x.p50_us),
             list(|x| x.p99_us),
             list(|x| x.cpu_us_per_msg),
             s.iter().map(|x| x.peak_rss.to_string()).collect::<Vec<_>>().join(", "),
+            list(|x| x.load_cpu),
+        ));
+    }
+    let mut extras = Vec::new();
+    for ((i, server), reports) in extra {
+        let list = |f: fn(&LoadReport) -> f64| {
+            reports.iter().map(f).map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+        };
+        extras.push(format!(
+            "    {{\"cell\": \"{}\", \"server\": \"{server}\", \"msgs_per_sec\": [{}], \"p50_us\": [{}], \"p99_us\": [{}], \
+             \"server_cpu_us_per_msg\": [{}], \"load_cpu_percent\": [{}], \"large_messages\": [{}]}}",
+            EXTRA[*i].name,
+            list(|r| r.messages_per_sec()),
+            list(|r| r.p50_us),
+            list(|r| r.p99_us),
+            list(|r| r.server_cpu_us_per_msg.unwrap_or(f64::NAN)),
+            list(|r| r.load_cpu_percent),
+            list(|r| r.large_messages as f64),
         ));
     }
     let large: Vec<String> = large
@@ -556,11 +743,12 @@ fn render_json(
         .collect();
     let idle: Vec<String> = idle.iter().map(|(k, v)| format!("\"{k}\": {v:.0}")).collect();
     format!(
-        "{{\n  \"repeats\": {},\n  \"warmup_s\": {},\n  \"window_s\": {},\n  \"cells\": [\n{}\n  ],\n  \"single_16mib_mb_per_sec\": {{{}}},\n  \"idle_bytes_per_connection\": {{{}}},\n  \"idle_connections\": {}\n}}\n",
+        "{{\n  \"repeats\": {},\n  \"warmup_s\": {},\n  \"window_s\": {},\n  \"cells\": [\n{}\n  ],\n  \"extra\": [\n{}\n  ],\n  \"single_16mib_mb_per_sec\": {{{}}},\n  \"idle_bytes_per_connection\": {{{}}},\n  \"idle_connections\": {}\n}}\n",
         plan.repeats,
         plan.warmup.as_secs_f64(),
         plan.window.as_secs_f64(),
         cells.join(",\n"),
+        extras.join(",\n"),
         large.join(", "),
         idle.join(", "),
         plan.idle_connections

@@ -1,7 +1,15 @@
-//! A load generator for WebSocket echo servers, on one thread: N connections, one message in
-//! flight each, every frame masked with a fresh key, every echoed byte verified. Frames are
-//! built and parsed here, byte by byte, so the generator shares no code with the servers it
-//! measures.
+//! A load generator for WebSocket echo servers, on one thread: N connections, K messages in
+//! flight each (one unless told), every frame masked with a fresh key, every echoed byte
+//! verified. Frames are built and parsed here, byte by byte, so the generator shares no code
+//! with the servers it measures.
+//!
+//! [`Method::LoadTest`] follows instead the method of the `load_test` tool that
+//! fastwebsockets and uWebSockets publish their figures with: one masked message built once
+//! per connection and sent again as soon as its echo is back, the echo counted, not compared;
+//! so our figures can be set beside theirs. A mixed load (`large`) adds connections that
+//! stream large messages beside the small ones, and reports the small ones' latency apart.
+//! The generator reports its own CPU: where it is near 100 %, messages/s measures it, not
+//! the server ([`LoadReport::load_bound`]).
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpStream};
@@ -32,6 +40,60 @@ pub(crate) struct LoadOptions {
     pub(crate) deflate: bool,
     /// Speak TLS with these settings (the server's name is taken to be `localhost`).
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// Messages in flight per connection: written together, then their echoes read.
+    pub(crate) inflight: usize,
+    pub(crate) method: Method,
+    /// Connections that stream messages of `large_size` beside the others (one in flight
+    /// each, by [`Method::LoadTest`]), measured apart.
+    pub(crate) large: usize,
+    pub(crate) large_size: usize,
+    /// The (small) connections send a message (batch) at most this often, not as soon as
+    /// the echo is back: a paced load keeps the generator below its limit, so the latency
+    /// measured is the server's.
+    pub(crate) interval: Option<Duration>,
+}
+
+impl LoadOptions {
+    /// One connection, 20 B messages, one in flight, every echo verified.
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            connections: 1,
+            size: 20,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(5),
+            server_pid: None,
+            deflate: false,
+            tls: None,
+            inflight: 1,
+            method: Method::Verify,
+            large: 0,
+            large_size: 16 << 20,
+            interval: None,
+        }
+    }
+}
+
+/// How messages are made and echoes checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// A fresh masking key per frame, and every echoed byte compared.
+    Verify,
+    /// The `load_test` method: one masked message built once per connection and resent, its
+    /// echo counted (frames parsed, payload not compared).
+    LoadTest,
+}
+
+impl std::str::FromStr for Method {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "verify" => Ok(Self::Verify),
+            "load-test" => Ok(Self::LoadTest),
+            _ => bail!("unknown method {s:?} (verify or load-test)"),
+        }
+    }
 }
 
 /// What was measured over the window after the warm-up.
@@ -43,11 +105,24 @@ pub(crate) struct LoadReport {
     pub(crate) p99_us: f64,
     /// Server CPU (user + system) per message, from /proc, when the server's pid is known.
     pub(crate) server_cpu_us_per_msg: Option<f64>,
+    /// The generator's own CPU over the window, in percent of one core.
+    pub(crate) load_cpu_percent: f64,
+    /// With a mixed load: the large messages echoed in the window, and their p99.
+    pub(crate) large_messages: u64,
+    pub(crate) large_p99_us: f64,
 }
+
+/// Generator CPU from which its messages/s is taken to be its own limit, not the server's.
+pub(crate) const LOAD_BOUND_PERCENT: f64 = 95.0;
 
 impl LoadReport {
     pub(crate) fn messages_per_sec(&self) -> f64 {
         self.messages as f64 / self.seconds
+    }
+
+    /// The generator was the bottleneck: its messages/s says nothing about the server.
+    pub(crate) fn load_bound(&self) -> bool {
+        self.load_cpu_percent >= LOAD_BOUND_PERCENT
     }
 }
 
@@ -168,7 +243,18 @@ pub(crate) struct Echoer {
     inbuf: Vec<u8>,
     filled: usize,
     seq: u8,
+    /// `frame` holds a batch built once (size, count), for [`Method::LoadTest`].
+    built: Option<(usize, usize)>,
+    /// When each echo of the last batch was complete.
+    completed: Vec<Instant>,
+    /// Write and read at most [`POLITE_IO`] at a time, giving the other connections their
+    /// turn in between (for large messages beside small ones).
+    polite: bool,
 }
+
+/// The most a polite connection writes or reads before the generator's other connections
+/// get a turn.
+const POLITE_IO: usize = 64 << 10;
 
 impl Echoer {
     pub(crate) fn new((stream, codec): (Stream, Option<Codec>), seed: u64) -> Self {
@@ -181,7 +267,33 @@ impl Echoer {
             inbuf: Vec::new(),
             filled: 0,
             seq: 0,
+            built: None,
+            completed: Vec::new(),
+            polite: false,
         }
+    }
+
+    /// Sends `count` binary messages of `size` bytes at once and reads their echoes, verified
+    /// unless `method` is [`Method::LoadTest`] (which also builds the batch only once). When
+    /// each echo was complete is left in `completed`.
+    pub(crate) async fn batch(&mut self, size: usize, count: usize, method: Method) -> Result<()> {
+        if self.codec.is_some() {
+            bail!("pipelined and load-test messages are uncompressed: drop --deflate");
+        }
+        let prebuilt = method == Method::LoadTest;
+        if !prebuilt || self.built != Some((size, count)) {
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            self.expected.clear();
+            self.expected.extend((0..size).map(|i| seq.wrapping_add(i as u8)));
+            self.frame.clear();
+            for _ in 0..count {
+                let key = (self.rng.next() as u32).to_be_bytes();
+                wire::push_frame(&mut self.frame, 0x82, &self.expected, Some(key));
+            }
+            self.built = prebuilt.then_some((size, count));
+        }
+        self.write_and_read(size, count, !prebuilt).await
     }
 
     /// Sends one binary message of `size` bytes and verifies its echo.
@@ -238,20 +350,38 @@ impl Echoer {
             }
         }
         // Write and read concurrently: a large message is echoed while it is still being sent.
-        self.write_and_read(size).await
+        self.write_and_read(size, 1, true).await
     }
 
-    async fn write_and_read(&mut self, size: usize) -> Result<()> {
-        let Self { stream, frame, expected, inbuf, filled, codec, .. } = self;
-        let echo = Echo { expected, inbuf, filled, codec, size };
+    /// Writes `frame` while reading `count` echoes of `size` bytes; when each was complete
+    /// goes to `completed`.
+    async fn write_and_read(&mut self, size: usize, count: usize, verify: bool) -> Result<()> {
+        let Self { stream, frame, expected, inbuf, filled, codec, completed, polite, .. } = self;
+        completed.clear();
+        let polite = *polite;
+        let mut echo = Echo { expected, inbuf, filled, codec, size, verify, polite };
         match stream {
             MaybeTls::Plain(stream) => {
                 let stream = &*stream;
                 let write = async {
                     let mut w = stream;
-                    w.write_all(frame).await.context("writing a frame")
+                    if !polite {
+                        return w.write_all(frame).await.context("writing a frame");
+                    }
+                    for piece in frame.chunks(POLITE_IO) {
+                        w.write_all(piece).await.context("writing a frame")?;
+                        futures_lite::future::yield_now().await;
+                    }
+                    Ok(())
                 };
-                let (w, r) = futures_lite::future::zip(write, echo.read(stream)).await;
+                let read = async {
+                    for _ in 0..count {
+                        echo.read(stream).await?;
+                        completed.push(Instant::now());
+                    }
+                    Ok(())
+                };
+                let (w, r) = futures_lite::future::zip(write, read).await;
                 w?;
                 r
             }
@@ -261,7 +391,11 @@ impl Echoer {
             MaybeTls::Tls(tls) => {
                 tls.write_all(frame).await.context("writing a frame")?;
                 tls.flush().await?;
-                echo.read(&mut **tls).await
+                for _ in 0..count {
+                    echo.read(&mut **tls).await?;
+                    completed.push(Instant::now());
+                }
+                Ok(())
             }
         }
     }
@@ -274,11 +408,16 @@ struct Echo<'a> {
     filled: &'a mut usize,
     codec: &'a mut Option<Codec>,
     size: usize,
+    /// Compare the echo with `expected` (else only its length counts).
+    verify: bool,
+    /// Read at most [`POLITE_IO`] at a time, and let the other connections go in between.
+    polite: bool,
 }
 
 impl Echo<'_> {
-    async fn read(self, mut r: impl AsyncRead + Unpin) -> Result<()> {
-        let Self { expected, inbuf, filled, codec, size } = self;
+    async fn read(&mut self, mut r: impl AsyncRead + Unpin) -> Result<()> {
+        let (expected, size, verify, polite) = (self.expected, self.size, self.verify, self.polite);
+        let (inbuf, filled, codec) = (&mut *self.inbuf, &mut *self.filled, &mut *self.codec);
         let mut got = 0usize;
         // A compressed echo (RSV1 on its first frame) is collected, then inflated.
         let mut compressed: Option<Vec<u8>> = None;
@@ -307,7 +446,7 @@ impl Echo<'_> {
                     if let Some(data) = compressed.as_mut() {
                         data.extend_from_slice(payload);
                     } else {
-                        if expected.get(got..got + len) != Some(payload) {
+                        if verify && expected.get(got..got + len) != Some(payload) {
                             bail!("echo differs at byte {got}");
                         }
                         got += len;
@@ -326,7 +465,10 @@ impl Echo<'_> {
                         got = size;
                     }
                 }
-                if fin && opcode <= 2 && got == size {
+                if fin && opcode <= 2 {
+                    if got != size {
+                        bail!("an echo of {got} bytes for a message of {size}");
+                    }
                     done = true;
                     break;
                 }
@@ -345,11 +487,18 @@ impl Echo<'_> {
                 let want = (*filled + (size + 16).clamp(4 << 10, 64 << 10)).next_power_of_two();
                 inbuf.resize(want, 0);
             }
-            let n = r.read(&mut inbuf[*filled..]).await?;
+            let room = match polite {
+                true => inbuf.len().min(*filled + POLITE_IO),
+                false => inbuf.len(),
+            };
+            let n = r.read(&mut inbuf[*filled..room]).await?;
             if n == 0 {
                 bail!("server closed the connection");
             }
             *filled += n;
+            if polite {
+                futures_lite::future::yield_now().await;
+            }
         }
     }
 }
@@ -378,8 +527,8 @@ pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
 pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
-        let mut echoers = Vec::with_capacity(options.connections);
-        for i in 0..options.connections {
+        let mut echoers = Vec::with_capacity(options.connections + options.large);
+        for i in 0..options.connections + options.large {
             echoers.push(Echoer::new(
                 connect_with(options.addr, options.deflate, options.tls.as_ref()).await?,
                 0x9e37_79b9_7f4a_7c15 ^ i as u64,
@@ -388,54 +537,89 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
         let start = Instant::now();
         let measure_from = start + options.warmup;
         let end = measure_from + options.duration;
-        let latencies: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::new()));
-        let cpu_before: Rc<RefCell<Option<f64>>> = Rc::new(RefCell::new(None));
-        let size = options.size;
+        let small: Rc<RefCell<Vec<u32>>> = Rc::default();
+        let large: Rc<RefCell<Vec<u32>>> = Rc::default();
+        let inflight = options.inflight.max(1);
+        let small_count = options.connections.max(1);
+        let method = options.method;
         let mut tasks = Vec::new();
-        for mut echoer in echoers {
-            let latencies = Rc::clone(&latencies);
+        for (i, mut echoer) in echoers.into_iter().enumerate() {
+            let is_large = i >= options.connections;
+            let latencies = Rc::clone(if is_large { &large } else { &small });
+            echoer.polite = is_large;
+            // Large messages are built once and their echoes not compared, so that the
+            // generator's own work on them (16 MiB masked and compared per message, many
+            // milliseconds) does not show as latency of the small ones.
+            let (size, count, method) = match is_large {
+                true => (options.large_size, 1, Method::LoadTest),
+                false => (options.size, inflight, method),
+            };
+            let interval = options.interval.filter(|_| !is_large);
             tasks.push(ex.spawn(async move {
+                // Paced connections start spread over one interval.
+                let mut next = interval
+                    .map(|every| start + every.mul_f64((i as f64 / small_count as f64).fract()));
                 loop {
+                    if let (Some(at), Some(every)) = (next.as_mut(), interval) {
+                        Timer::at(*at).await;
+                        // Late (the echo took longer): the next goes now, without a burst to
+                        // catch up.
+                        *at = (*at + every).max(Instant::now());
+                    }
                     let sent = Instant::now();
                     if sent >= end {
                         return Ok::<(), anyhow::Error>(());
                     }
-                    echoer.round_trip(size).await?;
+                    if count == 1 && method == Method::Verify {
+                        echoer.round_trip(size).await?;
+                    } else {
+                        echoer.batch(size, count, method).await?;
+                    }
                     if sent >= measure_from {
-                        let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                        latencies.borrow_mut().push(us);
+                        let mut latencies = latencies.borrow_mut();
+                        for done in echoer.completed.drain(..) {
+                            let us = done.duration_since(sent).as_micros();
+                            latencies.push(us.min(u128::from(u32::MAX)) as u32);
+                        }
                     }
                 }
             }));
         }
-        // Read the server's CPU time at the start and end of the window.
+        // Read the server's CPU time, and ours, at the start and end of the window.
         let pid = options.server_pid;
         Timer::at(measure_from).await;
-        if let Some(pid) = pid {
-            *cpu_before.borrow_mut() = Some(cpu_time_us(pid)?);
-        }
+        let cpu_before = pid.map(cpu_time_us).transpose()?;
+        let own_before = cpu_time_us(std::process::id())?;
         Timer::at(end).await;
         let cpu_after = pid.map(cpu_time_us).transpose()?;
+        let own_after = cpu_time_us(std::process::id())?;
         for task in tasks {
             task.await?;
         }
-        let mut latencies = latencies.take();
-        latencies.sort_unstable();
-        let messages = latencies.len() as u64;
+        let percentile = |latencies: &mut Vec<u32>, p: f64| {
+            latencies.sort_unstable();
+            match latencies.len() {
+                0 => 0.0,
+                n => latencies[((n - 1) as f64 * p) as usize] as f64,
+            }
+        };
+        let mut small = small.take();
+        let mut large = large.take();
+        let messages = small.len() as u64;
         if messages == 0 {
             bail!("no message completed in the measured window");
         }
-        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64;
-        let cpu = match (cpu_before.take(), cpu_after) {
-            (Some(a), Some(b)) => Some((b - a) / messages as f64),
-            _ => None,
-        };
+        let cpu = cpu_before.zip(cpu_after).map(|(a, b)| (b - a) / messages as f64);
+        let window_us = options.duration.as_secs_f64() * 1e6;
         Ok(LoadReport {
             messages,
             seconds: options.duration.as_secs_f64(),
-            p50_us: pct(0.5),
-            p99_us: pct(0.99),
+            p50_us: percentile(&mut small, 0.5),
+            p99_us: percentile(&mut small, 0.99),
             server_cpu_us_per_msg: cpu,
+            load_cpu_percent: (own_after - own_before) / window_us * 100.0,
+            large_messages: large.len() as u64,
+            large_p99_us: percentile(&mut large, 0.99),
         })
     }))
 }

@@ -69,7 +69,7 @@ fn print_help() {
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
-         load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID] [--deflate] [--tls CA.pem]\n  \
+         load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID] [--deflate] [--tls CA.pem] [--inflight K] [--method verify|load-test] [--large N] [--large-size BYTES] [--interval-us US]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"
     );
 }
@@ -271,8 +271,8 @@ fn tls_flag(args: &[String]) -> Result<Option<std::sync::Arc<ws_transport::rustl
 }
 
 fn load_command(args: &[String]) -> Result<()> {
+    let defaults = load::LoadOptions::new(flag(args, "--addr", None)?);
     let options = load::LoadOptions {
-        addr: flag(args, "--addr", None)?,
         connections: flag(args, "--connections", Some(1))?,
         size: flag(args, "--size", Some(20))?,
         warmup: std::time::Duration::from_secs_f64(flag(args, "--warmup", Some(1.0))?),
@@ -284,22 +284,45 @@ fn load_command(args: &[String]) -> Result<()> {
             .transpose()?,
         deflate: args.iter().any(|a| a == "--deflate"),
         tls: tls_flag(args)?,
+        inflight: flag(args, "--inflight", Some(1))?,
+        method: flag(args, "--method", Some(load::Method::Verify))?,
+        large: flag(args, "--large", Some(0))?,
+        large_size: flag(args, "--large-size", Some(defaults.large_size))?,
+        interval: args
+            .iter()
+            .any(|a| a == "--interval-us")
+            .then(|| flag(args, "--interval-us", None).map(std::time::Duration::from_micros))
+            .transpose()?,
+        ..defaults
     };
+    if options.inflight == 0 {
+        bail!("--inflight must be at least 1");
+    }
     let report = load::run(&options)?;
-    let mb = report.messages_per_sec() * options.size as f64 / 1e6;
     print!(
-        "connections {} size {} B: {:.0} msg/s, {:.1} MB/s, p50 {:.0} us, p99 {:.0} us",
-        options.connections,
-        options.size,
-        report.messages_per_sec(),
-        mb,
-        report.p50_us,
-        report.p99_us
+        "connections {} size {} B inflight {}: p50 {:.0} us, p99 {:.0} us",
+        options.connections, options.size, options.inflight, report.p50_us, report.p99_us
     );
-    if let Some(cpu) = report.server_cpu_us_per_msg {
+    // Beside large messages the server's CPU is mostly theirs: per small message it means
+    // nothing.
+    if let Some(cpu) = report.server_cpu_us_per_msg.filter(|_| options.large == 0) {
         print!(", server cpu {cpu:.2} us/msg");
     }
+    print!(", load cpu {:.0}%", report.load_cpu_percent);
+    if report.load_bound() {
+        // The generator was the limit: its rate is not a figure of the server's.
+        print!(", msg/s not reported: the load generator was the bottleneck");
+    } else {
+        let mb = report.messages_per_sec() * options.size as f64 / 1e6;
+        print!(", {:.0} msg/s, {mb:.1} MB/s", report.messages_per_sec());
+    }
     println!(" ({} messages in {:.1} s)", report.messages, report.seconds);
+    if options.large > 0 {
+        println!(
+            "  beside them {} connections x {} B: {} messages, p99 {:.0} us",
+            options.large, options.large_size, report.large_messages, report.large_p99_us
+        );
+    }
     Ok(())
 }
 
