@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use ws_transport::Message;
@@ -38,6 +39,11 @@ async fn main() -> anyhow::Result<()> {
         Router::new().route("/", get(page_or_echo)).route("/chat", get(chat)).with_state(room);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
+    // Each message goes out at once: with Nagle's algorithm a second small write waits for
+    // the peer's acknowledgement of the first (up to 40 ms with delayed ACKs).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }
