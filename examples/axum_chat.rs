@@ -54,8 +54,9 @@ async fn page_or_echo(upgrade: Option<WebSocketUpgrade>) -> Response {
         return Html(PAGE).into_response();
     };
     upgrade.on_upgrade(|mut ws| async move {
+        // Echoes are queued (`feed`) and written together when `next` waits for input.
         while let Some(Ok(message)) = ws.next().await {
-            if ws.send(message).await.is_err() {
+            if ws.feed(message).await.is_err() {
                 break;
             }
         }

@@ -26,8 +26,10 @@ async fn main() -> anyhow::Result<()> {
         let config = config.clone();
         tokio::spawn(async move {
             let mut ws = ws_transport::tokio::accept(stream, config).await?;
+            // `feed` queues the echo; `next` writes what is queued before it waits for more
+            // input, so the echoes of messages that came in one read go out in one write.
             while let Some(message) = ws.next().await {
-                ws.send(message?).await?;
+                ws.feed(message?).await?;
             }
             Ok::<(), ws_transport::Error>(())
         });

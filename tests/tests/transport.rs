@@ -34,7 +34,7 @@ fn serve_one<T: Send + 'static>(
 /// The README's server loop.
 async fn readme_echo(ws: &mut Ws) -> std::result::Result<(), Error> {
     while let Some(message) = ws.recv().await? {
-        ws.send(message).await?;
+        ws.feed(message).await?;
     }
     Ok(())
 }
@@ -337,5 +337,75 @@ fn an_idle_websocket_holds_no_buffer() -> Result<()> {
     ensure!(message.is_some());
     ensure!(pending, "the second read found input");
     ensure!(held == 0, "an idle WebSocket holds {held} bytes of buffers");
+    Ok(())
+}
+
+/// A stream that records each write and never has input.
+#[derive(Default)]
+struct Recorder {
+    writes: Vec<Vec<u8>>,
+}
+
+impl smol::io::AsyncRead for Recorder {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl smol::io::AsyncWrite for Recorder {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.get_mut().writes.push(buf.to_vec());
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Replies fed to a peer that pipelines go out together: `recv` writes what is queued when
+/// it is about to wait for input, not before each message already read. Sixteen messages
+/// read at once, sixteen echoes fed, one write.
+#[test]
+fn replies_to_pipelined_messages_go_out_in_one_write() -> Result<()> {
+    let payload = |i: u8| [b'a' + i; 20];
+    let input: Vec<u8> =
+        (0..16u8).flat_map(|i| client_frame(0x82, &payload(i), [1, 2, 3, i])).collect();
+    let conn = ws_proto::Connection::server(ws_proto::ProtocolConfig::default());
+    let mut ws = WebSocket::from_parts(Recorder::default(), conn, Config::default(), &input);
+    future::block_on(async {
+        for i in 0..16u8 {
+            let message = ws.recv().await?.context("a message")?;
+            ensure!(message.as_bytes() == payload(i), "message {i}");
+            ensure!(ws.get_ref().writes.is_empty(), "a write before message {i} was taken");
+            ws.feed(message).await?;
+        }
+        // Every message read is taken: the next recv writes the echoes, then waits.
+        ensure!(future::poll_once(ws.recv()).await.is_none(), "recv did not wait for input");
+        Ok(())
+    })?;
+    let writes = &ws.get_ref().writes;
+    ensure!(writes.len() == 1, "{} writes for 16 echoes", writes.len());
+    let echoes: Vec<u8> =
+        (0..16u8).flat_map(|i| ws_tests::unmasked_frame(0x82, &payload(i))).collect();
+    ensure!(writes[0] == echoes, "the write is not the 16 echoes in order");
     Ok(())
 }

@@ -198,6 +198,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// the close handshake completes (and after that); `Err` if the peer broke the protocol
     /// (after the close frame with the right code was sent) or the stream failed. Cancel-safe.
     ///
+    /// What [`feed`](Self::feed) queued is written before it waits for input, not before it
+    /// returns a message already read: an echo loop of `recv` and `feed` answers a peer that
+    /// pipelines with one write per read, not one per message.
+    ///
     /// Requires [`Delivery::Messages`](ws_proto::Delivery::Messages), the default; with
     /// chunks, poll [`connection_mut`](Self::connection_mut) instead.
     pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
@@ -207,12 +211,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The poll function under [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
         loop {
-            // What we owe goes first (a frame sent in place must be whole before anything
-            // else is queued), then the events buffered.
-            let flushed = ready!(self.poll_flush(cx));
+            // Output queued since the last wait (replies fed, pongs) is written when this is
+            // about to wait for input (`poll_read_more` flushes first), not before each
+            // message already read: a peer that pipelines gets its replies in one write.
+            // Some goes first all the same: a frame sent in place must be whole before
+            // anything else is queued, past the write buffer size nothing more is taken in
+            // (backpressure), and a closing session writes as it goes.
+            let owed = self.in_flight.is_some()
+                || !self.session.is_open()
+                || self.session.pending_output().len() >= self.config.write_buffer_size;
+            let flushed = if owed { ready!(self.poll_flush(cx)) } else { Ok(()) };
             if self.received.is_none() && self.end.is_none() && flushed.is_ok() {
                 self.take_events()?;
-                ready!(self.poll_flush(cx)).ok();
             }
             // A message received is returned even if writing failed since: the failure is
             // reported by the next call.
@@ -355,7 +365,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues a message, waiting only while more than [`Config::write_buffer_size`] bytes are
     /// queued (backpressure), or, once the peer has closed or broken the protocol, for the
     /// close handshake to finish before it refuses (see [`poll_ready`](Self::poll_ready)).
-    /// Call [`flush`](Self::flush) after a batch.
+    /// Call [`flush`](Self::flush) after a batch, or let [`recv`](Self::recv) write it when
+    /// it next waits for input.
     pub async fn feed(&mut self, message: impl Outgoing) -> Result<(), Error> {
         future::poll_fn(|cx| self.poll_ready(cx)).await?;
         self.start_send(message)
