@@ -28,8 +28,9 @@
 //!     let (stream, _) = listener.accept().await?;
 //!     smol::spawn(async move {
 //!         let mut ws = ws_transport::accept(stream, Default::default()).await?;
+//!         // `feed` queues the echo; `recv` writes what is queued before it waits for input.
 //!         while let Some(message) = ws.recv().await? {
-//!             ws.send(message).await?;
+//!             ws.feed(message).await?;
 //!         }
 //!         Ok::<(), ws_transport::Error>(())
 //!     })
