@@ -409,3 +409,18 @@ fn replies_to_pipelined_messages_go_out_in_one_write() -> Result<()> {
     ensure!(writes[0] == echoes, "the write is not the 16 echoes in order");
     Ok(())
 }
+
+/// A ping read together with messages is answered at once, not only once the application
+/// has taken the messages after it (which may take longer than the peer's pong timeout).
+#[test]
+fn a_ping_read_with_messages_is_answered_before_they_are_taken() -> Result<()> {
+    let mut input = client_frame(0x89, b"are you there", [9, 8, 7, 6]);
+    input.extend((0..3u8).flat_map(|i| client_frame(0x82, &[i; 20], [1, 2, 3, i])));
+    let conn = ws_proto::Connection::server(ws_proto::ProtocolConfig::default());
+    let mut ws = WebSocket::from_parts(Recorder::default(), conn, Config::default(), &input);
+    let message = future::block_on(ws.recv())?.context("a message")?;
+    ensure!(message.as_bytes() == [0; 20], "the first message");
+    let pong = ws_tests::unmasked_frame(0x8a, b"are you there");
+    ensure!(ws.get_ref().writes == [pong], "the pong was not written with the first message");
+    Ok(())
+}

@@ -562,9 +562,9 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
                 loop {
                     if let (Some(at), Some(every)) = (next.as_mut(), interval) {
                         Timer::at(*at).await;
-                        // Late (the echo took longer): the next goes now, without a burst to
-                        // catch up.
-                        *at = (*at + every).max(Instant::now());
+                        // Late (the echo took longer): the next goes one interval from now,
+                        // without a burst to catch up.
+                        *at = (*at).max(Instant::now()) + every;
                     }
                     let sent = Instant::now();
                     if sent >= end {
@@ -589,10 +589,10 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
         let pid = options.server_pid;
         Timer::at(measure_from).await;
         let cpu_before = pid.map(cpu_time_us).transpose()?;
-        let own_before = cpu_time_us(std::process::id())?;
+        let own_before = (cpu_time_us(std::process::id())?, Instant::now());
         Timer::at(end).await;
         let cpu_after = pid.map(cpu_time_us).transpose()?;
-        let own_after = cpu_time_us(std::process::id())?;
+        let own_after = (cpu_time_us(std::process::id())?, Instant::now());
         for task in tasks {
             task.await?;
         }
@@ -610,14 +610,15 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
             bail!("no message completed in the measured window");
         }
         let cpu = cpu_before.zip(cpu_after).map(|(a, b)| (b - a) / messages as f64);
-        let window_us = options.duration.as_secs_f64() * 1e6;
+        // The whole process (async-io's thread is idle here), over the time between reads.
+        let window_us = own_after.1.duration_since(own_before.1).as_secs_f64() * 1e6;
         Ok(LoadReport {
             messages,
             seconds: options.duration.as_secs_f64(),
             p50_us: percentile(&mut small, 0.5),
             p99_us: percentile(&mut small, 0.99),
             server_cpu_us_per_msg: cpu,
-            load_cpu_percent: (own_after - own_before) / window_us * 100.0,
+            load_cpu_percent: (own_after.0 - own_before.0) / window_us * 100.0,
             large_messages: large.len() as u64,
             large_p99_us: percentile(&mut large, 0.99),
         })

@@ -58,7 +58,8 @@ const MIN_READ: usize = 2 << 10;
 /// 1 MiB, or four reads of 256 KiB).
 const TURN_BYTES: usize = 1 << 20;
 /// How long one connection's turn goes on reading: a handler that is slow per message (or
-/// inflating large ones) gives way after this, as a fast one does after [`TURN_BYTES`].
+/// inflating large ones) gives way once the read during which this passed is handled, as a
+/// fast one does after [`TURN_BYTES`].
 const TURN_TIME: Duration = Duration::from_millis(1);
 /// How often connections waiting for the memory budget look at it again.
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
@@ -499,6 +500,13 @@ impl<H: Handler> Engine<H> {
     fn outbound(&mut self, key: u64, command: Outbound, now: Instant) {
         let max_backlog = self.max_backlog;
         // A connection that has ended since: dropped.
+        let Some(c) = self.get(key) else { return };
+        if !c.backlog.fits(c.session.connection(), &command, max_backlog) {
+            // What earlier commands queued may be only waiting for its turn: one now writes
+            // it (as every command's own turn did before commands queued the connection),
+            // so that only a peer too slow to take it is over the limit.
+            self.turn(key, now);
+        }
         let Some(c) = self.get(key) else { return };
         if !c.backlog.offer(c.session.connection_mut(), command, max_backlog)
             && c.session.is_open()

@@ -67,8 +67,7 @@ impl Backlog {
     /// included; `false` means it is too slow for what is sent to it.
     pub(crate) fn offer(&mut self, conn: &mut Connection, command: Outbound, max: usize) -> bool {
         let cost = command.cost();
-        let waiting = self.0.as_ref().map_or(0, |w| w.bytes);
-        if waiting + cost + conn.pending_output().len() > max {
+        if !self.fits(conn, &command, max) {
             return false;
         }
         match &mut self.0 {
@@ -83,6 +82,12 @@ impl Backlog {
             }
         }
         true
+    }
+
+    /// Whether [`offer`](Self::offer) would take `command`.
+    pub(crate) fn fits(&self, conn: &Connection, command: &Outbound, max: usize) -> bool {
+        let waiting = self.0.as_ref().map_or(0, |w| w.bytes);
+        waiting + command.cost() + conn.pending_output().len() <= max
     }
 
     /// Queues on `conn` what waits and it can take now. Returns whether anything was queued.

@@ -42,7 +42,8 @@ const FINISH_READS: usize = 16;
 /// Every async fn is cancel-safe: dropping its future (in `select!`, or at a timeout) loses
 /// nothing and corrupts nothing. A message [`recv`](Self::recv) had received is returned by
 /// the next `recv`; a message [`send`](Self::send) or [`feed`](Self::feed) had queued is
-/// written by the next call that writes (any send, `flush`, `recv` or `close`), in order.
+/// written by the next call that writes (any send, `flush` or `close`, or `recv` once it
+/// waits for input), in order.
 /// A message whose `feed` was dropped before it returned was not queued.
 ///
 /// Once the stream failed, timed out or was closed, sends return [`Error::Closed`].
@@ -222,7 +223,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 || self.session.pending_output().len() >= self.config.write_buffer_size;
             let flushed = if owed { ready!(self.poll_flush(cx)) } else { Ok(()) };
             if self.received.is_none() && self.end.is_none() && flushed.is_ok() {
+                let before = self.session.pending_output().len();
                 self.take_events()?;
+                if self.session.pending_output().len() > before {
+                    // The connection answered a ping (or a close): that goes now, with what
+                    // was fed before it, however long the application takes over the
+                    // messages still to come.
+                    ready!(self.poll_flush(cx)).ok();
+                }
             }
             // A message received is returned even if writing failed since: the failure is
             // reported by the next call.
