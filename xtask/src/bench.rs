@@ -337,13 +337,12 @@ fn measure_cells(
     Ok(samples)
 }
 
-/// The cells beside the main table (see [`EXTRA`]).
+/// The cells beside the main table (see [`EXTRA`]), all by the `load_test` method.
 #[derive(Debug, Clone, Copy)]
 struct Extra {
     name: &'static str,
     connections: usize,
     inflight: usize,
-    method: load::Method,
     /// Connections streaming 16 MiB messages beside the small ones.
     large: usize,
     /// Small messages paced at one per this many microseconds per connection.
@@ -363,13 +362,11 @@ const EXTRA: [Extra; 6] = [
 
 impl Extra {
     const fn load_test(name: &'static str, connections: usize, inflight: usize) -> Self {
-        let method = load::Method::LoadTest;
-        Self { name, connections, inflight, method, large: 0, interval_us: None }
+        Self { name, connections, inflight, large: 0, interval_us: None }
     }
 
     const fn paced(name: &'static str, large: usize) -> Self {
-        let method = load::Method::LoadTest;
-        Self { name, connections: 32, inflight: 1, method, large, interval_us: Some(1000) }
+        Self { name, connections: 32, inflight: 1, large, interval_us: Some(1000) }
     }
 }
 
@@ -391,7 +388,7 @@ fn measure_extra(plan: &Plan, servers: &[Server]) -> Result<ExtraSamples> {
                     duration: plan.window,
                     server_pid: Some(running.pid()),
                     inflight: cell.inflight,
-                    method: cell.method,
+                    method: load::Method::LoadTest,
                     large: cell.large,
                     interval: cell.interval_us.map(Duration::from_micros),
                     ..LoadOptions::new(running.addr)
@@ -454,7 +451,9 @@ fn render_extra(servers: &[Server], base: &str, samples: &ExtraSamples) -> Strin
             ));
         }
     }
-    let (alone, beside) = (4, 5);
+    let paced =
+        |large: bool| EXTRA.iter().position(|c| c.interval_us.is_some() && (c.large > 0) == large);
+    let (Some(alone), Some(beside)) = (paced(false), paced(true)) else { return out };
     out.push_str(
         "\nFairness: 32 connections each sending 20 B every millisecond, alone and beside 2 \
          connections streaming 16 MiB messages (the small messages' round trips).\n\n\
@@ -466,7 +465,9 @@ fn render_extra(servers: &[Server], base: &str, samples: &ExtraSamples) -> Strin
             med(alone, server.name, |r| r.p99_us),
             med(beside, server.name, |r| r.p50_us),
             med(beside, server.name, |r| r.p99_us),
-            med(beside, server.name, |r| r.large_messages as f64 * 16.0 * 1.048576 / r.seconds),
+            med(beside, server.name, |r| {
+                r.large_messages as f64 * load::LARGE_SIZE as f64 / 1e6 / r.seconds
+            }),
             med(beside, server.name, load_cpu),
         ) else {
             continue;

@@ -68,7 +68,7 @@ impl LoadOptions {
             inflight: 1,
             method: Method::Verify,
             large: 0,
-            large_size: 16 << 20,
+            large_size: LARGE_SIZE,
             interval: None,
         }
     }
@@ -111,6 +111,9 @@ pub(crate) struct LoadReport {
     pub(crate) large_messages: u64,
     pub(crate) large_p99_us: f64,
 }
+
+/// The size of the large messages of a mixed load, unless told.
+pub(crate) const LARGE_SIZE: usize = 16 << 20;
 
 /// Generator CPU from which its messages/s is taken to be its own limit, not the server's.
 pub(crate) const LOAD_BOUND_PERCENT: f64 = 95.0;
@@ -596,15 +599,14 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
         for task in tasks {
             task.await?;
         }
-        let percentile = |latencies: &mut Vec<u32>, p: f64| {
-            latencies.sort_unstable();
-            match latencies.len() {
-                0 => 0.0,
-                n => latencies[((n - 1) as f64 * p) as usize] as f64,
-            }
+        let percentile = |sorted: &[u32], p: f64| match sorted.len() {
+            0 => 0.0,
+            n => sorted[((n - 1) as f64 * p) as usize] as f64,
         };
         let mut small = small.take();
         let mut large = large.take();
+        small.sort_unstable();
+        large.sort_unstable();
         let messages = small.len() as u64;
         if messages == 0 {
             bail!("no message completed in the measured window");
@@ -615,12 +617,12 @@ pub(crate) fn run(options: &LoadOptions) -> Result<LoadReport> {
         Ok(LoadReport {
             messages,
             seconds: options.duration.as_secs_f64(),
-            p50_us: percentile(&mut small, 0.5),
-            p99_us: percentile(&mut small, 0.99),
+            p50_us: percentile(&small, 0.5),
+            p99_us: percentile(&small, 0.99),
             server_cpu_us_per_msg: cpu,
             load_cpu_percent: (own_after.0 - own_before.0) / window_us * 100.0,
             large_messages: large.len() as u64,
-            large_p99_us: percentile(&mut large, 0.99),
+            large_p99_us: percentile(&large, 0.99),
         })
     }))
 }

@@ -309,12 +309,8 @@ impl<H: Handler> Engine<H> {
             wake,
         });
         let inbox = Arc::new(Inbox { commands: Mutex::new(Some(Vec::new())), mailbox });
-        Ok(Self::new(epoll, inbox, options, budget))
-    }
-
-    fn new(epoll: OwnedFd, inbox: Arc<Inbox<H>>, options: &Options, budget: Arc<Budget>) -> Self {
         let config = options.transport.clone();
-        Self {
+        Ok(Self {
             epoll,
             inbox,
             timer_settings: config.timers(),
@@ -334,7 +330,7 @@ impl<H: Handler> Engine<H> {
             next_pressure_scan: Instant::now(),
             stats: options.stats.as_ref().map(|stats| (Arc::clone(stats), stats.shard())),
             pending: Pending::default(),
-        }
+        })
     }
 
     fn run(mut self) {
@@ -609,11 +605,9 @@ impl<H: Handler> Engine<H> {
         if !matches!(turn, Turn::Done(_)) {
             let held = c.memory();
             c.held.update(&self.budget, held);
-            if c.poisoned && !was_poisoned && !std::mem::replace(&mut c.queued, true) {
-                // Poisoned after its turn: another writes the close frame.
-                self.ready.push_back(key);
-            }
         }
+        // Poisoned after its turn (`memory` included): another writes the close frame.
+        let again = matches!(turn, Turn::Again) || (c.poisoned && !was_poisoned);
         match turn {
             Turn::Stalled => {
                 if !std::mem::replace(&mut c.stalled, true) {
@@ -622,12 +616,12 @@ impl<H: Handler> Engine<H> {
                 self.schedule(key, now);
             }
             Turn::Wait => self.schedule(key, now),
-            Turn::Again => {
-                if !std::mem::replace(&mut c.queued, true) {
-                    self.ready.push_back(key);
-                }
-            }
+            Turn::Again => {}
             Turn::Done(result) => self.remove(key, result),
+        }
+        // A connection removed just now is not queued (its key no longer names it).
+        if again {
+            self.wake(key);
         }
     }
 
@@ -1045,25 +1039,9 @@ mod tests {
         }
     }
 
-    /// A client frame: binary, masked with a fixed key, a header for `len` bytes of payload,
-    /// and as much of it as `payload` holds.
-    fn frame(len: usize, payload: &[u8]) -> Vec<u8> {
-        let key = [1, 2, 3, 4];
-        let mut out = vec![0x82];
-        match len {
-            0..=125 => out.push(0x80 | len as u8),
-            126..=0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        out
+    /// A binary client frame, masked.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        ws_tests::client_frame(0x82, payload, [1, 2, 3, 4])
     }
 
     /// Bytes waiting to be read on a socket.
@@ -1121,13 +1099,13 @@ mod tests {
         let total = 8 << 20;
         let writer = std::thread::spawn(move || {
             let payload = vec![7u8; total];
-            let _ = large.write_all(&frame(total, &payload));
+            let _ = large.write_all(&frame(&payload));
             large
         });
         // The same sockets, to see what waits on them once the engine has them.
         let (large_probe, small_probe) =
             (large_server.try_clone().unwrap(), small_server.try_clone().unwrap());
-        small.write_all(&frame(5, b"first")).unwrap();
+        small.write_all(&frame(b"first")).unwrap();
         until_waiting(&small_probe, 11);
 
         let a = adopt(&mut engine, large_server, large_peer);
@@ -1141,7 +1119,7 @@ mod tests {
             let before = bytes_read(&mut engine, a);
             let sent = pass == 0 || pass % 5 == 1;
             if sent && pass > 0 {
-                small.write_all(&frame(5, b"again")).unwrap();
+                small.write_all(&frame(b"again")).unwrap();
                 until_waiting(&small_probe, 11);
             }
             assert!(engine.step(&mut events));
