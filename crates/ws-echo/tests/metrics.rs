@@ -178,9 +178,18 @@ fn known_traffic(python: &PathBuf, engine: &str) -> Result<()> {
     assert_eq!(get(server.addr, "/healthz")?.0, 200);
     assert_eq!(get(server.addr, "/metrics")?.0, 404);
 
+    // Every count below that is taken as a connection ends (sessions, plain answers and
+    // refusals are counted after the answer is written) is waited for, not raced.
     let s = scrape_until(python, metrics, |s| {
         value(s, "ws_connections_open", &[]) == 0.0
             && value(s, "ws_sessions_opened_total", &[]) == 3.0
+            && value(
+                s,
+                "ws_handshakes_refused_total",
+                &[("reason", "bad_request"), ("status", "400")],
+            ) == 1.0
+            && value(s, "ws_http_requests_total", &[("status", "200")]) == 1.0
+            && value(s, "ws_http_requests_total", &[("status", "404")]) == 1.0
     })?;
     let v = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
     assert_eq!(v("ws_connections_accepted_total", &[]), 6.0);
