@@ -261,8 +261,12 @@ fn compression_and_keepalive_round_trips_are_counted() -> Result<()> {
     let ping = ws.read_frame()?.context("no ping")?;
     assert_eq!((ping.opcode, ping.payload.as_slice()), (9, &b"keepalive"[..]));
     ws.send(0x8a, &ping.payload)?;
-    let s =
-        scrape_until(&python, server.addr, |s| value(s, "ws_ping_rtt_seconds_count", &[]) == 1.0)?;
+    // The round trip is counted as the pong is taken, its message when the engine's pass
+    // ends: wait for both.
+    let s = scrape_until(&python, server.addr, |s| {
+        value(s, "ws_ping_rtt_seconds_count", &[]) == 1.0
+            && value(s, "ws_messages_received_total", &[("opcode", "pong")]) == 1.0
+    })?;
     let v = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
     let way = |direction| [("direction", direction)];
     assert_eq!(v("ws_compressed_payload_bytes_total", &way("received")), 7.0);
