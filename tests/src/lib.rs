@@ -18,7 +18,7 @@ pub mod tls;
 pub fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::Async];
     #[cfg(target_os = "linux")]
-    engines.push(Engine::Epoll);
+    engines.extend([Engine::Epoll, Engine::Uring]);
     engines
 }
 

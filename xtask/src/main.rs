@@ -65,7 +65,7 @@ fn print_help() {
          commands:\n  \
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
          conformance-all   every conformance run ci makes, two at a time\n  \
-         conformance [--client [--split] [--tokio]] [--server ws-echo|ws-echo-async|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
+         conformance [--client [--split] [--tokio]] [--server ws-echo|ws-echo-async|ws-echo-uring|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
          soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
@@ -103,6 +103,7 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
 const CI_CONFORMANCE: &[(&str, &[&str])] = &[
     ("ws-echo (epoll engine)", &[]),
     ("ws-echo (portable engine)", &["--server", "ws-echo-async"]),
+    ("ws-echo (io_uring engine)", &["--server", "ws-echo-uring"]),
     ("ws-transport recv/send server", &["--server", "ws-transport"]),
     ("ws-transport on tokio (Stream + Sink)", &["--server", "ws-transport-tokio"]),
     ("ws-transport's axum extractor", &["--server", "ws-transport-axum"]),
@@ -112,6 +113,7 @@ const CI_CONFORMANCE: &[(&str, &[&str])] = &[
     ("client mode on tokio (forward over the halves)", &["--client", "--tokio", "--split"]),
     ("over TLS, ws-echo (epoll engine)", &["--tls"]),
     ("over TLS, ws-echo (portable engine)", &["--server", "ws-echo-async", "--tls"]),
+    ("over TLS, ws-echo (io_uring engine)", &["--server", "ws-echo-uring", "--tls"]),
     ("over TLS, client mode", &["--client", "--tls"]),
 ];
 

@@ -132,7 +132,7 @@ fn missing() -> Result<()> {
 #[test]
 fn metrics_count_known_traffic_exactly() -> Result<()> {
     let Some(python) = python() else { return missing() };
-    for engine in ["epoll", "async"] {
+    for engine in ["epoll", "uring", "async"] {
         known_traffic(&python, engine).with_context(|| format!("--engine {engine}"))?;
     }
     Ok(())

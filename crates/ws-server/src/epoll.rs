@@ -27,7 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -40,15 +40,16 @@ use ws_proto::{
     CloseCode, Connection, Deadline, Session, State, TimerAction, TimerSettings, TransportCommand,
 };
 use ws_transport::{Config, WebSocket};
+use ws_uring::{Completion, Ring};
 
 use crate::budget::{Budget, Held, PRESSURE_CHECK};
 use crate::handle::{Backlog, ConnHandle, HandleInner, Mailbox, Outbound};
 use crate::handler::{
     End, Handler, Pass, drop_handler, guarded, hand_frames, log_end, panicked, pump,
 };
-use crate::options::{LiveGuard, Options};
+use crate::options::{Engine as EngineKind, LiveGuard, Options};
 use crate::stats::{Pending, Shard, Stats};
-use crate::wire::Wire;
+use crate::wire::{Ask, Wire};
 
 /// The epoll key of an engine's wake-up eventfd; connections use slot keys below it.
 const WAKE: u64 = u64::MAX;
@@ -65,6 +66,17 @@ const TURN_TIME: Duration = Duration::from_millis(1);
 const BUDGET_RETRY: Duration = Duration::from_millis(10);
 /// Events taken from epoll per wait.
 const EVENTS_PER_WAIT: usize = 256;
+/// The io_uring engine's receive buffers: lent to connections' receives as bytes arrive and
+/// back once copied, so they bound only what is in flight between the kernel and the engine
+/// in one pass. 2 MiB per engine thread, fixed from its start: like the thread's stack, not
+/// counted in the memory budget (which counts what grows with connections and their peers).
+const URING_BUFFERS: u16 = 128;
+const URING_BUFFER_SIZE: usize = 16 << 10;
+/// Submission queue entries per io_uring engine (a full queue is submitted early).
+const URING_ENTRIES: u32 = 1024;
+/// The smallest limit on a connection's io_uring input and output buffers.
+const URING_MIN_CAP: usize = 64 << 10;
+
 /// Read buffers an engine keeps for its connections to share: a connection that waits for
 /// input returns its buffer here, and the next one to read takes it, so neither allocates nor
 /// zeroes one per message, and idle connections hold none. Each is at most twice
@@ -190,10 +202,16 @@ impl<H: Handler> Drop for Pool<H> {
 /// One engine: its epoll set, its connections, their timers.
 struct Engine<H: Handler> {
     epoll: OwnedFd,
+    /// On an io_uring engine: the ring, once the thread has started it (else epoll).
+    ring: Option<Ring>,
+    /// It is to be an io_uring engine where the kernel allows.
+    want_ring: bool,
     inbox: Arc<Inbox<H>>,
     config: Config,
     /// See [`Options::max_backlog`].
     max_backlog: usize,
+    /// See [`Options::max_connections`].
+    max_connections: usize,
     /// The protocol timers' part of `config`, shared by every connection.
     timer_settings: TimerSettings,
     /// Connections by slot; a key is `generation << 32 | slot`, so a stale key never reaches
@@ -312,10 +330,13 @@ impl<H: Handler> Engine<H> {
         let config = options.transport.clone();
         Ok(Self {
             epoll,
+            ring: None,
+            want_ring: options.engine == EngineKind::Uring,
             inbox,
             timer_settings: config.timers(),
             config,
             max_backlog: options.max_backlog,
+            max_connections: options.max_connections,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -334,9 +355,40 @@ impl<H: Handler> Engine<H> {
     }
 
     fn run(mut self) {
+        if self.want_ring {
+            self.start_ring();
+        }
         let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
         while self.step(&mut events) {}
         self.end();
+    }
+
+    /// Moves the engine's I/O to io_uring, on the thread that runs it (the ring takes
+    /// submissions from one thread), before any connection comes; if the kernel cannot, the
+    /// engine stays on epoll and says why.
+    fn start_ring(&mut self) {
+        let settings = ws_uring::Settings {
+            entries: URING_ENTRIES,
+            files: u32::try_from(self.slots_limit()).unwrap_or(u32::MAX),
+            buffers: URING_BUFFERS,
+            buffer_size: URING_BUFFER_SIZE,
+        };
+        let started = Ring::new(settings).and_then(|mut ring| {
+            ring.poll(WAKE, self.inbox.mailbox.wake.as_raw_fd())?;
+            Ok(ring)
+        });
+        match started {
+            Ok(ring) => {
+                debug!(files = ring.files(), "engine on io_uring");
+                self.ring = Some(ring);
+            }
+            Err(err) => warn!("io_uring unavailable, this engine uses epoll: {err}"),
+        }
+    }
+
+    /// How many registered files a ring gets: one per connection the server may hold.
+    fn slots_limit(&self) -> usize {
+        self.max_connections
     }
 
     /// One pass of the loop: waits for edges (not at all while connections are queued),
@@ -362,13 +414,44 @@ impl<H: Handler> Engine<H> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            next.map(|at| timespec(at.saturating_duration_since(now)))
+            next.map(|at| at.saturating_duration_since(now))
         } else {
-            Some(Timespec { tv_sec: 0, tv_nsec: 0 })
+            Some(Duration::ZERO)
         };
         if let Some((_, shard)) = &self.stats {
             shard.flush(&mut self.pending);
         }
+        let waited = match self.ring.is_some() {
+            true => self.reap(timeout),
+            false => self.wait(events, timeout),
+        };
+        if !waited {
+            return false;
+        }
+        let now = Instant::now();
+        // One turn each for the connections queued by now; those that queue again during
+        // the pass go after the next wait, behind whatever became ready meanwhile.
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(c) = self.get(key) else { continue };
+            c.queued = false;
+            self.turn(key, now);
+        }
+        self.expire_timers(now);
+        self.retry_stalled(now);
+        if self.budget.exhausted() {
+            // The pool is a cache: it must not be what keeps the budget spent.
+            self.pool.clear();
+        }
+        let pooled = self.pool.iter().map(Vec::capacity).sum();
+        self.pool_held.update(&self.budget, pooled);
+        true
+    }
+
+    /// Waits for epoll's edges (at most `timeout`) and queues the connections they name.
+    /// False if epoll failed.
+    fn wait(&mut self, events: &mut Vec<epoll::Event>, timeout: Option<Duration>) -> bool {
+        let timeout = timeout.map(timespec);
         events.clear();
         match epoll::wait(&self.epoll, spare_capacity(events), timeout.as_ref()) {
             Ok(_) => {}
@@ -399,23 +482,86 @@ impl<H: Handler> Engine<H> {
             }
             self.wake(key);
         }
-        // One turn each for the connections queued by now; those that queue again during
-        // the pass go after the next wait, behind whatever became ready meanwhile.
-        for _ in 0..self.ready.len() {
-            let Some(key) = self.ready.pop_front() else { break };
-            let Some(c) = self.get(key) else { continue };
-            c.queued = false;
-            self.turn(key, now);
-        }
-        self.expire_timers(now);
-        self.retry_stalled(now);
-        if self.budget.exhausted() {
-            // The pool is a cache: it must not be what keeps the budget spent.
-            self.pool.clear();
-        }
-        let pooled = self.pool.iter().map(Vec::capacity).sum();
-        self.pool_held.update(&self.budget, pooled);
         true
+    }
+
+    /// Submits what the last pass queued on the ring, waits for completions (at most
+    /// `timeout`), and hands each to its connection, which joins the run queue. False if the
+    /// ring failed.
+    fn reap(&mut self, timeout: Option<Duration>) -> bool {
+        let Self { ring: Some(ring), slots, ready, pool, .. } = self else { return true };
+        let want = usize::from(timeout != Some(Duration::ZERO));
+        if let Err(err) = ring.submit_and_wait(want, timeout) {
+            warn!("io_uring_enter failed, closing this engine's connections: {err}");
+            return false;
+        }
+        let (mut woken, mut poll_ended) = (false, false);
+        ring.complete(|key, completion| {
+            if key == WAKE {
+                woken = true;
+                poll_ended |= matches!(completion, Completion::Polled { armed: false });
+                return;
+            }
+            let Some(c) = conn_mut(slots, key) else { return };
+            let Some(uring) = c.wire.uring_mut() else { return };
+            match completion {
+                Completion::Recv { data, armed } => {
+                    if !armed {
+                        uring.recv = None;
+                        uring.cancelling = false;
+                    }
+                    uring.received(data, pool);
+                    c.readable = true;
+                }
+                Completion::Sent { result, buf, offset } => {
+                    uring.sent(result, buf, offset);
+                    c.writable = true;
+                }
+                Completion::Polled { .. } => {}
+            }
+            if !std::mem::replace(&mut c.queued, true) {
+                ready.push_back(key);
+            }
+        });
+        if poll_ended {
+            if let Err(err) = ring.poll(WAKE, self.inbox.mailbox.wake.as_raw_fd()) {
+                warn!("cannot watch this engine's wake-ups, closing its connections: {err}");
+                return false;
+            }
+        }
+        if woken {
+            self.take_commands(Instant::now());
+        }
+        true
+    }
+
+    /// After a turn on an io_uring engine: starts or stops the connection's receive, and
+    /// submits what it has to send, as its state asks.
+    fn sync_ring(&mut self, key: u64) {
+        let Some(ring) = self.ring.as_mut() else { return };
+        let Some(c) = conn_mut(&mut self.slots, key) else { return };
+        let Some(uring) = c.wire.uring_mut() else { return };
+        let mut failed = false;
+        match uring.ask() {
+            Some(Ask::Recv) => match ring.recv(key, uring.target) {
+                Ok(id) => uring.recv = Some(id),
+                Err(err) => failed = uring.fail(err),
+            },
+            Some(Ask::Cancel(id)) => uring.cancelling = ring.cancel(id).is_ok(),
+            None => {}
+        }
+        if let Some((buf, offset)) = uring.take_send() {
+            let len = buf.len() - offset;
+            match ring.send(key, uring.target, buf, offset) {
+                Ok(id) => uring.sending = Some((id, len)),
+                Err((err, buf)) => failed = uring.refused(err, buf, offset),
+            }
+        }
+        if failed {
+            // The next turn reads the error and ends the connection.
+            c.readable = true;
+            self.wake(key);
+        }
     }
 
     /// The engine ends: what it still holds is released, and every handler hears how its
@@ -525,22 +671,35 @@ impl<H: Handler> Engine<H> {
         let slot = &mut self.slots[index];
         slot.generation = slot.generation.wrapping_add(1);
         let key = u64::from(slot.generation) << 32 | index as u64;
-        use epoll::EventFlags as F;
-        let flags = F::IN | F::OUT | F::RDHUP | F::ET;
-        if let Err(err) = epoll::add(&self.epoll, &stream, epoll::EventData::new_u64(key), flags) {
-            warn!(%peer, "cannot watch the connection: {err}");
-            self.free.push(index as u32);
-            drop_handler(peer, handler);
-            return;
-        }
-        debug!(%peer, tls = tls.is_some(), "open");
+        let wire = match self.ring.as_mut() {
+            Some(ring) => {
+                let target = ring.register(index as u32, stream.as_raw_fd());
+                let config = &self.config;
+                let cap = config.read_buffer_size.max(config.write_buffer_size).max(URING_MIN_CAP);
+                Wire::uring(stream, tls, target, cap)
+            }
+            None => {
+                use epoll::EventFlags as F;
+                let flags = F::IN | F::OUT | F::RDHUP | F::ET;
+                let data = epoll::EventData::new_u64(key);
+                if let Err(err) = epoll::add(&self.epoll, stream.as_fd(), data, flags) {
+                    warn!(%peer, "cannot watch the connection: {err}");
+                    self.free.push(index as u32);
+                    drop_handler(peer, handler);
+                    return;
+                }
+                Wire::new(stream, tls)
+            }
+        };
+        let tls = wire.is_tls();
+        debug!(%peer, tls, "open");
         // Plaintext rustls decrypted with the handshake raises no edge: the first turn
         // reads it.
-        let readable = tls.is_some();
+        let readable = tls;
         // Frame bytes that came with the handshake count as read.
         let already_read = conn.buffered_input() as u64;
         slot.conn = Some(Box::new(Conn {
-            wire: Wire::new(stream, tls),
+            wire,
             session: Session::new(conn, now),
             handler,
             backlog: Backlog::default(),
@@ -617,8 +776,9 @@ impl<H: Handler> Engine<H> {
             }
             Turn::Wait => self.schedule(key, now),
             Turn::Again => {}
-            Turn::Done(result) => self.remove(key, result),
+            Turn::Done(result) => return self.remove(key, result),
         }
+        self.sync_ring(key);
         // A connection removed just now is not queued (its key no longer names it).
         if again {
             self.wake(key);
@@ -749,6 +909,19 @@ impl<H: Handler> Engine<H> {
         self.live -= 1;
         let mut c = c;
         c.held.release(&self.budget);
+        c.wire.last_try();
+        if let (Some(ring), Some(uring)) = (self.ring.as_mut(), c.wire.uring_mut()) {
+            // What it still has to send gets one try (a close frame, say); then its receive
+            // and any send the peer is not taking end, and the socket leaves the file table.
+            // It closes once the kernel has let go of it.
+            if let Some(id) = uring.recv.take() {
+                let _ = ring.cancel(id);
+            }
+            if let Some((id, _)) = uring.sending.take() {
+                let _ = ring.cancel(id);
+            }
+            ring.unregister(uring.target);
+        }
         let end = result.unwrap_or_else(End::Error);
         if let Some((_, shard)) = &self.stats {
             self.pending.take(c.session.connection_mut());
@@ -992,7 +1165,7 @@ impl<H: Handler> Conn<H> {
         let input = conn.take_input_buffer();
         conn.release_idle_buffers();
         let size = config.read_buffer_size.max(MIN_READ).max(self.wire.min_read());
-        for buf in input.into_iter().chain(self.wire.take_idle_buffer()) {
+        for buf in input.into_iter().chain(self.wire.take_idle_buffers()) {
             if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * size {
                 pool.push(buf);
             }

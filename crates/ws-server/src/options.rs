@@ -21,6 +21,17 @@ pub enum Engine {
     #[cfg(target_os = "linux")]
     #[cfg_attr(feature = "clap", value(help = "engine threads with edge-triggered epoll (Linux)"))]
     Epoll,
+    /// The [`Epoll`](Self::Epoll) engine's threads with their I/O on io_uring: a multishot
+    /// receive per connection into buffers lent from one pool (an idle connection holds
+    /// none), sends queued during a pass and submitted together, one system call per pass
+    /// of the loop for every connection. Where the kernel has no io_uring (or it is
+    /// disabled), the threads use epoll, and say so in the log. Linux only.
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "engine threads with io_uring I/O; epoll where the kernel lacks it (Linux)")
+    )]
+    Uring,
 }
 
 impl Default for Engine {

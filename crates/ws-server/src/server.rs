@@ -527,7 +527,9 @@ impl<H: Handler> Engines<H> {
         Ok(match options.engine {
             Engine::Async => Self::Async,
             #[cfg(target_os = "linux")]
-            Engine::Epoll => Self::Epoll(crate::epoll::Pool::start(options, budget)?),
+            Engine::Epoll | Engine::Uring => {
+                Self::Epoll(crate::epoll::Pool::start(options, budget)?)
+            }
         })
     }
 

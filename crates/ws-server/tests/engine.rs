@@ -19,7 +19,7 @@ use ws_tests::{RawClient, TestServer};
 fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::Async];
     #[cfg(target_os = "linux")]
-    engines.push(Engine::Epoll);
+    engines.extend([Engine::Epoll, Engine::Uring]);
     engines
 }
 

@@ -165,6 +165,8 @@ enum Target {
     Echo,
     /// ws-echo with `--engine async`: the engine's portable path, on ws-transport.
     EchoAsync,
+    /// ws-echo with `--engine uring`: the engine threads with their I/O on io_uring.
+    EchoUring,
     /// The README's `recv`/`send` loop on ws-transport (its `echo_server` example).
     Transport,
     /// ws-transport on tokio's streams and timers, as a Stream and a Sink
@@ -179,6 +181,7 @@ impl Target {
         Some(match s {
             "ws-echo" => Self::Echo,
             "ws-echo-async" => Self::EchoAsync,
+            "ws-echo-uring" => Self::EchoUring,
             "ws-transport" => Self::Transport,
             "ws-transport-tokio" => Self::TransportTokio,
             "ws-transport-axum" => Self::TransportAxum,
@@ -191,6 +194,7 @@ impl Target {
         match self {
             Self::Echo => "server",
             Self::EchoAsync => "server-async",
+            Self::EchoUring => "server-uring",
             Self::Transport => "server-transport",
             Self::TransportTokio => "server-transport-tokio",
             Self::TransportAxum => "server-transport-axum",

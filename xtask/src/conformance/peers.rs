@@ -23,6 +23,11 @@ impl EchoServer {
                 "target/debug/ws-echo",
                 &["--bind", "127.0.0.1:0", "--log", "error", "--engine", "async"],
             ),
+            Target::EchoUring => (
+                &["-p", "ws-echo"],
+                "target/debug/ws-echo",
+                &["--bind", "127.0.0.1:0", "--log", "error", "--engine", "uring"],
+            ),
             Target::Transport => (
                 &["-p", "ws-transport", "--example", "echo_server"],
                 "target/debug/examples/echo_server",
