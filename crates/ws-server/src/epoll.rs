@@ -206,6 +206,7 @@ struct Engine<H: Handler> {
     ring: Option<Ring>,
     /// It is to be an io_uring engine where the kernel allows.
     want_ring: bool,
+
     inbox: Arc<Inbox<H>>,
     config: Config,
     /// See [`Options::max_backlog`].
@@ -231,7 +232,11 @@ struct Engine<H: Handler> {
     drain_deadline: Option<Instant>,
     /// Read buffers not in use; see [`POOLED_BUFFERS`].
     pool: Vec<Vec<u8>>,
-    /// The server's memory budget, and what the pool holds of it.
+    /// On an io_uring engine, connections' input and output buffers not in use (empty, unlike
+    /// `pool`'s read buffers, which stay initialised to their full length): at most
+    /// [`POOLED_BUFFERS`], each at most the connection's limit.
+    spare: Vec<Vec<u8>>,
+    /// The server's memory budget, and what the pools hold of it.
     budget: Arc<Budget>,
     pool_held: Held,
     /// Connections that wait for the budget before they read again.
@@ -292,6 +297,14 @@ struct Conn<H> {
     queued: bool,
 }
 
+/// The engine's buffer pools, lent to a turn.
+struct Pools<'a> {
+    /// Read buffers, initialised to their full length.
+    read: &'a mut Vec<Vec<u8>>,
+    /// io_uring input and output buffers, empty.
+    spare: &'a mut Vec<Vec<u8>>,
+}
+
 /// How far one turn reads: at most `bytes`, and no more once it has read for `time`.
 #[derive(Debug, Clone, Copy)]
 struct TurnLimit {
@@ -332,6 +345,7 @@ impl<H: Handler> Engine<H> {
             epoll,
             ring: None,
             want_ring: options.engine == EngineKind::Uring,
+
             inbox,
             timer_settings: config.timers(),
             config,
@@ -345,6 +359,7 @@ impl<H: Handler> Engine<H> {
             turn_limit: TurnLimit { bytes: TURN_BYTES, time: TURN_TIME },
             drain_deadline: None,
             pool: Vec::new(),
+            spare: Vec::new(),
             budget,
             pool_held: Held::default(),
             stalled: Vec::new(),
@@ -442,8 +457,9 @@ impl<H: Handler> Engine<H> {
         if self.budget.exhausted() {
             // The pool is a cache: it must not be what keeps the budget spent.
             self.pool.clear();
+            self.spare.clear();
         }
-        let pooled = self.pool.iter().map(Vec::capacity).sum();
+        let pooled = self.pool.iter().chain(&self.spare).map(Vec::capacity).sum();
         self.pool_held.update(&self.budget, pooled);
         true
     }
@@ -489,8 +505,9 @@ impl<H: Handler> Engine<H> {
     /// `timeout`), and hands each to its connection, which joins the run queue. False if the
     /// ring failed.
     fn reap(&mut self, timeout: Option<Duration>) -> bool {
-        let Self { ring: Some(ring), slots, ready, pool, .. } = self else { return true };
+        let Self { ring: Some(ring), slots, ready, spare, .. } = self else { return true };
         let want = usize::from(timeout != Some(Duration::ZERO));
+
         if let Err(err) = ring.submit_and_wait(want, timeout) {
             warn!("io_uring_enter failed, closing this engine's connections: {err}");
             return false;
@@ -510,7 +527,7 @@ impl<H: Handler> Engine<H> {
                         uring.recv = None;
                         uring.cancelling = false;
                     }
-                    uring.received(data, pool);
+                    uring.received(data, spare);
                     c.readable = true;
                 }
                 Completion::Sent { result, buf, offset } => {
@@ -551,9 +568,9 @@ impl<H: Handler> Engine<H> {
             None => {}
         }
         if let Some((buf, offset)) = uring.take_send() {
-            let len = buf.len() - offset;
+            let held = buf.capacity();
             match ring.send(key, uring.target, buf, offset) {
-                Ok(id) => uring.sending = Some((id, len)),
+                Ok(id) => uring.sending = Some((id, held)),
                 Err((err, buf)) => failed = uring.refused(err, buf, offset),
             }
         }
@@ -753,7 +770,8 @@ impl<H: Handler> Engine<H> {
     fn turn(&mut self, key: u64, now: Instant) {
         let config = &self.config;
         let Some(c) = conn_mut(&mut self.slots, key) else { return };
-        let turn = c.turn(now, config, self.turn_limit, &mut self.pool, &self.budget);
+        let pools = Pools { read: &mut self.pool, spare: &mut self.spare };
+        let turn = c.turn(now, config, self.turn_limit, pools, &self.budget);
         if self.stats.is_some() {
             self.pending.take(c.session.connection_mut());
         }
@@ -920,7 +938,9 @@ impl<H: Handler> Engine<H> {
             if let Some((id, _)) = uring.sending.take() {
                 let _ = ring.cancel(id);
             }
-            ring.unregister(uring.target);
+            if let Err(err) = ring.unregister(uring.target) {
+                warn!(peer = %c.peer, "io_uring: cannot release the socket: {err}");
+            }
         }
         let end = result.unwrap_or_else(End::Error);
         if let Some((_, shard)) = &self.stats {
@@ -943,15 +963,16 @@ impl<H: Handler> Conn<H> {
     /// the stream when the session says so, echoes what is buffered, and reads while the
     /// session wants input and the socket has it (as far as `limit` lets it: see
     /// [`TURN_BYTES`] and [`TURN_TIME`]). Read buffers come
-    /// from and go back to `pool`.
+    /// from and go back to `pools.read`.
     fn turn(
         &mut self,
         now: Instant,
         config: &Config,
         limit: TurnLimit,
-        pool: &mut Vec<Vec<u8>>,
+        pools: Pools<'_>,
         budget: &Budget,
     ) -> Turn {
+        let Pools { read: pool, spare } = pools;
         let mut read_this_turn = 0;
         // When the first read of the turn ended: the clock is read only by turns that read
         // again, so a small message costs no clock read.
@@ -990,7 +1011,7 @@ impl<H: Handler> Conn<H> {
                 // peer that writes a whole message before it reads is not deadlocked.
                 self.session.write_blocked(now);
                 if !self.session.wants_read() {
-                    self.idle(pool, config);
+                    self.idle(pool, spare, config);
                     return Turn::Wait;
                 }
             }
@@ -1012,7 +1033,7 @@ impl<H: Handler> Conn<H> {
             // While the memory budget is spent, input read is not taken (taking it is what
             // allocates: replies, zlib state); only what is owed is written.
             if budget.exhausted() && self.session.connection().buffered_input() > 0 {
-                self.idle(pool, config);
+                self.idle(pool, spare, config);
                 return Turn::Stalled;
             }
             // Large binary payload goes from the input buffer straight to the socket.
@@ -1089,7 +1110,7 @@ impl<H: Handler> Conn<H> {
                 continue;
             }
             if !self.readable || !self.session.wants_read() {
-                self.idle(pool, config);
+                self.idle(pool, spare, config);
                 return Turn::Wait;
             }
             if read_this_turn >= limit.bytes {
@@ -1102,7 +1123,7 @@ impl<H: Handler> Conn<H> {
                 }
             }
             if budget.exhausted() {
-                self.idle(pool, config);
+                self.idle(pool, spare, config);
                 return Turn::Stalled;
             }
             if read_this_turn == 0 {
@@ -1160,14 +1181,19 @@ impl<H: Handler> Conn<H> {
 
     /// Before waiting for an edge: the read buffer goes back to the pool (unless it holds
     /// part of a frame), empty buffers are freed.
-    fn idle(&mut self, pool: &mut Vec<Vec<u8>>, config: &Config) {
+    fn idle(&mut self, pool: &mut Vec<Vec<u8>>, spare: &mut Vec<Vec<u8>>, config: &Config) {
         let conn = self.session.connection_mut();
         let input = conn.take_input_buffer();
         conn.release_idle_buffers();
         let size = config.read_buffer_size.max(MIN_READ).max(self.wire.min_read());
-        for buf in input.into_iter().chain(self.wire.take_idle_buffers()) {
+        for buf in input.into_iter().chain(self.wire.take_idle_buffer()) {
             if pool.len() < POOLED_BUFFERS && buf.capacity() <= 2 * size {
                 pool.push(buf);
+            }
+        }
+        for buf in self.wire.take_idle_uring_buffers() {
+            if spare.len() < POOLED_BUFFERS {
+                spare.push(buf);
             }
         }
     }

@@ -42,8 +42,10 @@ pub(crate) struct Uring {
     head: usize,
     /// The peer ended the stream (after `inbound`).
     eof: bool,
-    /// The receive failed (after `inbound`), or a send did.
-    error: Option<io::Error>,
+    /// The receive failed: read says so once `inbound` is read.
+    recv_error: Option<io::Error>,
+    /// A send failed (or the ring took none): the next write or flush says so.
+    send_error: Option<io::Error>,
     /// The multishot receive, while it runs.
     pub(crate) recv: Option<OpId>,
     /// A cancel of `recv` was asked for (input is at `cap`).
@@ -52,7 +54,7 @@ pub(crate) struct Uring {
     staged: Vec<u8>,
     /// What is left of a send that went only in part: it goes before `staged`.
     unsent: Option<(Vec<u8>, usize)>,
-    /// The send in flight and its length.
+    /// The send in flight and the size of its buffer (the ring holds it meanwhile).
     pub(crate) sending: Option<(OpId, usize)>,
     /// A send completed since the last flush: output moved.
     moved: bool,
@@ -99,7 +101,8 @@ impl Wire {
             inbound: Vec::new(),
             head: 0,
             eof: false,
-            error: None,
+            recv_error: None,
+            send_error: None,
             recv: None,
             cancelling: false,
             staged: Vec::new(),
@@ -176,7 +179,7 @@ impl Wire {
             flushed = send(tls, &self.stream, self.uring.as_deref_mut())?;
         }
         if let Some(uring) = self.uring.as_deref_mut() {
-            if let Some(err) = uring.error.take() {
+            if let Some(err) = uring.send_error.take() {
                 return Err(err);
             }
             flushed.moved |= std::mem::take(&mut uring.moved);
@@ -200,15 +203,19 @@ impl Wire {
         let _ = self.flush();
     }
 
-    /// Before the connection waits: the buffers it holds that are empty (TLS's input, and
-    /// on an io_uring engine its input and output), for the pool.
-    pub(crate) fn take_idle_buffers(&mut self) -> impl Iterator<Item = Vec<u8>> {
-        let tls = self.tls.as_deref_mut().and_then(Tls::take_idle_buffers);
+    /// Before the connection waits: the buffer TLS bytes were read into, for the pool.
+    pub(crate) fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
+        self.tls.as_deref_mut()?.take_idle_buffers()
+    }
+
+    /// Before the connection waits, on an io_uring engine: its input and output buffers
+    /// if they are empty (and cleared), for the engine's spare ones.
+    pub(crate) fn take_idle_uring_buffers(&mut self) -> impl Iterator<Item = Vec<u8>> {
         let (inbound, staged) = match self.uring.as_deref_mut() {
             Some(u) => u.take_idle_buffers(),
             None => (None, None),
         };
-        tls.into_iter().chain(inbound).chain(staged)
+        inbound.into_iter().chain(staged)
     }
 
     /// One read of plaintext into `buf` (at least [`min_read`](Self::min_read) long):
@@ -361,13 +368,13 @@ impl Uring {
                 self.inbound.clear();
                 self.head = 0;
                 // The next completion is the next edge; the end or an error is still to read.
-                if !self.eof && self.error.is_none() {
+                if !self.eof && self.recv_error.is_none() {
                     *readable = false;
                 }
             }
             return Ok(Some(n));
         }
-        if let Some(err) = self.error.take() {
+        if let Some(err) = self.recv_error.take() {
             return Err(err);
         }
         *readable = false;
@@ -375,7 +382,7 @@ impl Uring {
     }
 
     fn write(&mut self, parts: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
-        if let Some(err) = self.error.take() {
+        if let Some(err) = self.send_error.take() {
             return Err(err);
         }
         let room = self.cap.saturating_sub(self.staged.len());
@@ -391,16 +398,15 @@ impl Uring {
         Ok(Some(taken))
     }
 
-    /// What the receive brought: bytes (into a buffer from `pool` if it holds none), the end
+    /// What the receive brought: bytes (into a buffer from `spare` if it holds none), the end
     /// of the stream (no bytes), or the error that ended it. [`ask`](Self::ask) then says
     /// whether it should stop or start again.
-    pub(crate) fn received(&mut self, bytes: io::Result<&[u8]>, pool: &mut Vec<Vec<u8>>) {
+    pub(crate) fn received(&mut self, bytes: io::Result<&[u8]>, spare: &mut Vec<Vec<u8>>) {
         match bytes {
             Ok([]) => self.eof = true,
             Ok(bytes) => {
                 if self.inbound.capacity() == 0 {
-                    if let Some(mut buf) = pool.pop() {
-                        buf.clear();
+                    if let Some(buf) = spare.pop() {
                         self.inbound = buf;
                     }
                 }
@@ -408,7 +414,7 @@ impl Uring {
             }
             // The receive is over; the engine starts it again.
             Err(err) if ws_uring::only_ended(&err) => {}
-            Err(err) => self.error = Some(err),
+            Err(err) => self.recv_error = Some(err),
         }
     }
 
@@ -427,7 +433,7 @@ impl Uring {
                     self.staged = buf;
                 }
             }
-            Err(err) => self.error = Some(err),
+            Err(err) => self.send_error = Some(err),
         }
     }
 
@@ -436,7 +442,7 @@ impl Uring {
     pub(crate) fn ask(&self) -> Option<Ask> {
         let held = self.inbound.len() - self.head;
         match self.recv {
-            None if !self.eof && self.error.is_none() && held < self.cap => Some(Ask::Recv),
+            None if !self.eof && self.recv_error.is_none() && held < self.cap => Some(Ask::Recv),
             Some(id) if held >= self.cap && !self.cancelling => Some(Ask::Cancel(id)),
             _ => None,
         }
@@ -444,7 +450,7 @@ impl Uring {
 
     /// The next send to submit: what is left of a short one, else what is staged.
     pub(crate) fn take_send(&mut self) -> Option<(Vec<u8>, usize)> {
-        if self.sending.is_some() || self.error.is_some() {
+        if self.sending.is_some() || self.send_error.is_some() {
             return None;
         }
         if let Some(unsent) = self.unsent.take() {
@@ -459,13 +465,14 @@ impl Uring {
         if offset < buf.len() {
             self.unsent = Some((buf, offset));
         }
-        self.fail(err)
+        self.send_error = Some(err);
+        true
     }
 
-    /// The ring did not take an operation: the connection fails (true: it should have a
-    /// turn to see so).
+    /// The ring did not take the receive: the connection fails, once its input is read
+    /// (true: it should have a turn to see so).
     pub(crate) fn fail(&mut self, err: io::Error) -> bool {
-        self.error = Some(err);
+        self.recv_error = Some(err);
         true
     }
 
@@ -473,7 +480,9 @@ impl Uring {
         let drained = self.head == self.inbound.len() && self.inbound.capacity() > 0;
         let inbound = drained.then(|| {
             self.head = 0;
-            std::mem::take(&mut self.inbound)
+            let mut buf = std::mem::take(&mut self.inbound);
+            buf.clear();
+            buf
         });
         let staged = (self.staged.is_empty() && self.staged.capacity() > 0)
             .then(|| std::mem::take(&mut self.staged));
@@ -508,14 +517,14 @@ mod tests {
         assert_eq!(&buf, b"hello");
         assert!(readable, "input is left");
         // The connection waits with input left: it keeps it, and its place in it.
-        assert_eq!(wire.take_idle_buffers().count(), 0);
+        assert_eq!(wire.take_idle_uring_buffers().count(), 0);
         let mut rest = [0u8; 16];
         assert_eq!(wire.read(&mut rest, &mut readable, false, &mut pool).unwrap(), Some(6));
         assert_eq!(&rest[..6], b" world");
         assert!(!readable, "drained: the next completion is the next edge");
         assert_eq!(wire.read(&mut rest, &mut readable, false, &mut pool).unwrap(), None);
         // Drained, its buffer goes to the pool.
-        assert_eq!(wire.take_idle_buffers().count(), 1);
+        assert_eq!(wire.take_idle_uring_buffers().count(), 1);
         // The end of the stream comes after the input before it.
         uring(&mut wire).received(Ok(b"ab"), &mut pool);
         uring(&mut wire).received(Ok(b""), &mut pool);
@@ -541,7 +550,7 @@ mod tests {
         let u = uring(&mut wire);
         (u.recv, u.cancelling) = (None, false);
         u.received(Err(io::Error::from_raw_os_error(125)), &mut pool);
-        assert!(u.error.is_none(), "a cancel is no error");
+        assert!(u.recv_error.is_none(), "a cancel is no error");
         assert_eq!(uring(&mut wire).ask(), None);
         let (mut readable, mut buf) = (true, [0u8; 4]);
         wire.read(&mut buf, &mut readable, false, &mut pool).unwrap();

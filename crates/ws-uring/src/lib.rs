@@ -36,8 +36,6 @@ use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 const CANCEL: u64 = u64::MAX;
 /// The buffer group the receive buffers are registered as.
 const GROUP: u16 = 0;
-/// The alignment the kernel asks of a buffer ring (a page).
-const PAGE: usize = 4096;
 
 /// Where an operation goes: a socket in the ring's file table, or a plain descriptor (when
 /// the table is full or could not be registered).
@@ -154,10 +152,14 @@ impl Ring {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "receive buffer too large"))?;
         let mut builder = IoUring::builder();
         builder.setup_cqsize(entries.saturating_mul(4)).setup_clamp();
-        // One thread submits and reaps: completion work runs when it waits, not by
-        // interrupting it (kernel 6.1). Older kernels refuse the flags: try without.
-        let ring = match builder.clone().setup_single_issuer().setup_defer_taskrun().build(entries)
-        {
+        // One thread submits and reaps: completion work runs when it enters the kernel to
+        // reap, not by interrupting it (kernel 6.1). The ring's flags say when such work
+        // waits, so that a submission that does not wait reaps too (without that, a loop kept
+        // busy would see no completion until it next waited). Older kernels refuse the
+        // flags: try without.
+        let mut deferred = builder.clone();
+        deferred.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag();
+        let ring = match deferred.build(entries) {
             Ok(ring) => ring,
             Err(_) => builder.build(entries)?,
         };
@@ -257,13 +259,15 @@ impl Ring {
         }
     }
 
-    /// Takes a socket out of the file table. Queued operations are submitted first, so those
-    /// naming it still find it.
-    pub fn unregister(&mut self, target: Target) {
+    /// Before a socket is closed: queued operations are submitted, so that none naming it is
+    /// handed to the kernel after its descriptor could have been reused, and it leaves the
+    /// file table (where the table's reference kept it open for operations in flight).
+    pub fn unregister(&mut self, target: Target) -> io::Result<()> {
+        self.ring.submit()?;
         if let Target::Fixed(index) = target {
-            let _ = self.ring.submit();
-            let _ = self.ring.submitter().register_files_update(index, &[-1]);
+            self.ring.submitter().register_files_update(index, &[-1])?;
         }
+        Ok(())
     }
 
     /// Starts a multishot receive on `target`, reported under `key`.
@@ -293,12 +297,15 @@ impl Ring {
         // The heap block does not move when the Vec moves into the table below.
         let data = buf[offset..].as_ptr();
         let user_data = self.insert(Op::Send { key, buf, offset });
+        // No SIGPIPE for a peer that has gone: the send fails with EPIPE instead.
+        let flags = libc::MSG_NOSIGNAL;
         let entry = match target {
-            Target::Fixed(i) => opcode::Send::new(types::Fixed(i), data, len).build(),
-            Target::Fd(fd) => opcode::Send::new(types::Fd(fd), data, len).build(),
+            Target::Fixed(i) => opcode::Send::new(types::Fixed(i), data, len).flags(flags).build(),
+            Target::Fd(fd) => opcode::Send::new(types::Fd(fd), data, len).flags(flags).build(),
         };
-        match self.push_op(entry.user_data(user_data), user_data) {
-            Ok(id) => Ok(id),
+        match self.push(&entry.user_data(user_data)) {
+            Ok(()) => Ok(OpId(user_data)),
+            // Never reached the kernel: the buffer is the caller's again.
             Err(err) => match self.remove(user_data) {
                 Some(Op::Send { buf, .. }) => Err((err, buf)),
                 _ => Err((err, Vec::new())),
@@ -360,19 +367,26 @@ impl Ring {
             if user_data == CANCEL {
                 continue;
             }
-            let Some(slot) = slot_of(ops, user_data) else { continue };
+            // A buffer a completion carries goes back to the kernel whatever else happens.
+            let bid = cqueue::buffer_select(cqe.flags());
+            recycled |= bid.is_some();
+            let slot = match slot_of(ops, user_data) {
+                Some(slot) if !matches!(slot.op, Op::Free) => slot,
+                _ => {
+                    if let Some(bid) = bid {
+                        buffers.provide(bid);
+                    }
+                    continue;
+                }
+            };
             let result = cqe.result();
             let more = cqueue::more(cqe.flags());
             let (key, completion) = match &mut slot.op {
                 Op::Free => continue,
                 Op::Recv { key } => {
                     let key = *key;
-                    let bid = cqueue::buffer_select(cqe.flags());
                     let data = match (result, bid) {
-                        (n, Some(bid)) if n > 0 => {
-                            recycled = true;
-                            Ok(buffers.received(bid, n as usize))
-                        }
+                        (n, Some(bid)) if n > 0 => Ok(buffers.received(bid, n as usize)),
                         (0, _) => Ok(&[][..]),
                         (n, _) if n < 0 => Err(io::Error::from_raw_os_error(-n)),
                         _ => Err(io::Error::other("a receive completed without its buffer")),
@@ -392,12 +406,12 @@ impl Ring {
                     else {
                         continue;
                     };
+                    unlist(free_ops, in_flight, user_data);
                     let result = if result < 0 {
                         Err(io::Error::from_raw_os_error(-result))
                     } else {
                         Ok(result as usize)
                     };
-                    release(ops, free_ops, in_flight, user_data);
                     f(key, Completion::Sent { result, buf, offset });
                     continue;
                 }
@@ -432,7 +446,10 @@ impl Ring {
     fn remove(&mut self, user_data: u64) -> Option<Op> {
         let slot = slot_of(&mut self.ops, user_data)?;
         let op = std::mem::replace(&mut slot.op, Op::Free);
-        release(&mut self.ops, &mut self.free_ops, &mut self.in_flight, user_data);
+        if matches!(op, Op::Free) {
+            return None;
+        }
+        unlist(&mut self.free_ops, &mut self.in_flight, user_data);
         Some(op)
     }
 
@@ -502,12 +519,22 @@ fn slot_of(ops: &mut [OpSlot], user_data: u64) -> Option<&mut OpSlot> {
     (u64::from(slot.generation) == user_data >> 32).then_some(slot)
 }
 
+/// Frees an operation's slot, once: a slot already free is left alone, so it is never in
+/// the free list twice.
 fn release(ops: &mut [OpSlot], free_ops: &mut Vec<u32>, in_flight: &mut usize, user_data: u64) {
     if let Some(slot) = slot_of(ops, user_data) {
+        if matches!(slot.op, Op::Free) {
+            return;
+        }
         slot.op = Op::Free;
-        free_ops.push((user_data & 0xffff_ffff) as u32);
-        *in_flight -= 1;
+        unlist(free_ops, in_flight, user_data);
     }
+}
+
+/// A slot just made free goes on the free list and stops counting as in flight.
+fn unlist(free_ops: &mut Vec<u32>, in_flight: &mut usize, user_data: u64) {
+    free_ops.push((user_data & 0xffff_ffff) as u32);
+    *in_flight -= 1;
 }
 
 /// Whether a receive's error only says it ended (cancelled, or the buffers were all in use
@@ -518,6 +545,13 @@ pub fn only_ended(err: &io::Error) -> bool {
 
 fn unsupported(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, format!("io_uring without {what}"))
+}
+
+/// The page size: a buffer ring must be page-aligned.
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system; it takes no pointer.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).ok().filter(|s| s.is_power_of_two()).unwrap_or(4096)
 }
 
 /// The soft `RLIMIT_NOFILE`: the kernel refuses a file table larger than it.
@@ -566,10 +600,10 @@ unsafe impl Send for Buffers {}
 impl Buffers {
     fn new(count: u16, size: usize, size_u32: u32) -> io::Result<Self> {
         let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "receive buffers too large");
-        let ring_layout =
-            Layout::from_size_align(usize::from(count) * 16, PAGE).map_err(|_| too_large())?;
+        let ring_layout = Layout::from_size_align(usize::from(count) * 16, page_size())
+            .map_err(|_| too_large())?;
         let bytes = size.checked_mul(usize::from(count)).ok_or_else(too_large)?;
-        let memory_layout = Layout::from_size_align(bytes, PAGE).map_err(|_| too_large())?;
+        let memory_layout = Layout::from_size_align(bytes, page_size()).map_err(|_| too_large())?;
         // SAFETY: both layouts have a non-zero size (count and size are at least 1).
         let (ring, memory) =
             unsafe { (alloc::alloc_zeroed(ring_layout), alloc::alloc(memory_layout)) };
@@ -731,7 +765,7 @@ mod tests {
         }
         assert_eq!(got, message);
         assert_eq!(ring.in_flight(), 0);
-        ring.unregister(target);
+        ring.unregister(target).unwrap();
     }
 
     #[test]
