@@ -54,8 +54,13 @@ fn ws_echo(binary: &Path, names: [&'static str; 2]) -> [Server; 2] {
 /// build of ws-echo, to measure a change before and after in the same run.
 fn servers(root: &Path, baseline: Option<&Path>) -> Vec<Server> {
     let peers = root.join("bench/peers/target/release");
-    let mut servers: Vec<Server> =
-        ws_echo(&root.join("target/release/ws-echo"), ["ws-echo", "ws-echo (async)"]).into();
+    let binary = root.join("target/release/ws-echo");
+    let mut servers: Vec<Server> = ws_echo(&binary, ["ws-echo", "ws-echo (async)"]).into();
+    // The epoll engine's threads with their I/O on io_uring.
+    let mut uring = servers[0].clone();
+    uring.name = "ws-echo (io_uring)";
+    uring.args.extend(["--engine".to_owned(), "uring".to_owned()]);
+    servers.insert(1, uring);
     if let Some(binary) = baseline {
         servers.extend(ws_echo(binary, ["ws-echo (baseline)", "ws-echo (async, baseline)"]));
     }
@@ -508,8 +513,13 @@ fn measure_idle(
 /// `issued` and ring as the crypto provider.
 fn tls_servers(root: &Path, issued: &ws_tests::tls::Issued) -> Vec<Server> {
     let (cert, key) = (issued.cert.display().to_string(), issued.key.display().to_string());
-    let mut servers: Vec<Server> =
-        ws_echo(&root.join("target/release/ws-echo"), ["ws-echo", "ws-echo (async)"]).into();
+    let binary = root.join("target/release/ws-echo");
+    let mut servers: Vec<Server> = ws_echo(&binary, ["ws-echo", "ws-echo (async)"]).into();
+    // The epoll engine's threads with their I/O on io_uring.
+    let mut uring = servers[0].clone();
+    uring.name = "ws-echo (io_uring)";
+    uring.args.extend(["--engine".to_owned(), "uring".to_owned()]);
+    servers.insert(1, uring);
     for server in &mut servers {
         server.args.extend(["--tls-cert".into(), cert.clone(), "--tls-key".into(), key.clone()]);
     }
