@@ -531,8 +531,16 @@ impl<H: Handler> Engine<H> {
                     c.readable = true;
                 }
                 Completion::Sent { result, buf, offset } => {
+                    let failed = result.is_err();
                     uring.sent(result, buf, offset);
+                    // A send that went whole, from a connection that was not waiting for it
+                    // (it could still write, nothing else is staged, it is not closing),
+                    // needs no turn: one message then costs one turn, not two.
+                    let waited = !c.writable || uring.owes() || failed;
                     c.writable = true;
+                    if !waited && c.session.is_open() && c.end.is_none() {
+                        return;
+                    }
                 }
                 Completion::Polled { .. } => {}
             }

@@ -354,7 +354,7 @@ impl Uring {
     }
 
     /// Output taken but not yet sent.
-    fn owes(&self) -> bool {
+    pub(crate) fn owes(&self) -> bool {
         !self.staged.is_empty() || self.unsent.is_some() || self.sending.is_some()
     }
 
