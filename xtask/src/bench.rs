@@ -50,17 +50,23 @@ fn ws_echo(binary: &Path, names: [&'static str; 2]) -> [Server; 2] {
     ]
 }
 
+/// ws-echo's engines from `binary`: epoll, the same threads on io_uring, and the portable
+/// one.
+fn ws_echo_all(binary: &Path) -> Vec<Server> {
+    let mut servers: Vec<Server> = ws_echo(binary, ["ws-echo", "ws-echo (async)"]).into();
+    let mut uring = servers[0].clone();
+    uring.name = "ws-echo (io_uring)";
+    uring.args.extend(["--engine".to_owned(), "uring".to_owned()]);
+    servers.insert(1, uring);
+    servers
+}
+
 /// The servers of a run: ws-echo as built, the peers, and (with `--baseline PATH`) another
 /// build of ws-echo, to measure a change before and after in the same run.
 fn servers(root: &Path, baseline: Option<&Path>) -> Vec<Server> {
     let peers = root.join("bench/peers/target/release");
     let binary = root.join("target/release/ws-echo");
-    let mut servers: Vec<Server> = ws_echo(&binary, ["ws-echo", "ws-echo (async)"]).into();
-    // The epoll engine's threads with their I/O on io_uring.
-    let mut uring = servers[0].clone();
-    uring.name = "ws-echo (io_uring)";
-    uring.args.extend(["--engine".to_owned(), "uring".to_owned()]);
-    servers.insert(1, uring);
+    let mut servers = ws_echo_all(&binary);
     if let Some(binary) = baseline {
         servers.extend(ws_echo(binary, ["ws-echo (baseline)", "ws-echo (async, baseline)"]));
     }
@@ -509,17 +515,12 @@ fn measure_idle(
     Ok(idle)
 }
 
-/// ws-echo's two engines and fastwebsockets on tokio-rustls, all with the certificate
+/// ws-echo's engines and fastwebsockets on tokio-rustls, all with the certificate
 /// `issued` and ring as the crypto provider.
 fn tls_servers(root: &Path, issued: &ws_tests::tls::Issued) -> Vec<Server> {
     let (cert, key) = (issued.cert.display().to_string(), issued.key.display().to_string());
     let binary = root.join("target/release/ws-echo");
-    let mut servers: Vec<Server> = ws_echo(&binary, ["ws-echo", "ws-echo (async)"]).into();
-    // The epoll engine's threads with their I/O on io_uring.
-    let mut uring = servers[0].clone();
-    uring.name = "ws-echo (io_uring)";
-    uring.args.extend(["--engine".to_owned(), "uring".to_owned()]);
-    servers.insert(1, uring);
+    let mut servers = ws_echo_all(&binary);
     for server in &mut servers {
         server.args.extend(["--tls-cert".into(), cert.clone(), "--tls-key".into(), key.clone()]);
     }
