@@ -539,6 +539,14 @@ impl<H: Handler> Engine<H> {
                     let waited = !c.writable || uring.owes() || failed;
                     c.writable = true;
                     if !waited && c.session.is_open() && c.end.is_none() {
+                        // It waits without a turn: the send's buffer, kept for its next
+                        // output, goes to the spare ones instead (an idle connection holds
+                        // no buffer).
+                        for buf in c.wire.take_idle_uring_buffers() {
+                            if spare.len() < POOLED_BUFFERS {
+                                spare.push(buf);
+                            }
+                        }
                         return;
                     }
                 }
