@@ -67,7 +67,7 @@ fn print_help() {
          conformance-all   every conformance run ci makes, two at a time\n  \
          conformance [--client [--split] [--tokio]] [--server ws-echo|ws-echo-async|ws-echo-uring|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
          bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
-         soak  [--minutes M | --seconds S] [--connections N]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
+         soak  [--minutes M | --seconds S] [--connections N] [--engine E]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID] [--deflate] [--tls CA.pem] [--inflight K] [--method verify|load-test] [--large N] [--large-size BYTES] [--interval-us US]\n  \
          idle  --addr HOST:PORT --server-pid PID [--connections N]"

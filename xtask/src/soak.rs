@@ -61,7 +61,8 @@ struct Plan {
     duration: Duration,
 }
 
-/// `cargo xtask soak [--minutes M | --seconds S] [--connections N]`.
+/// `cargo xtask soak [--minutes M | --seconds S] [--connections N] [--engine E]` (E as
+/// ws-echo's `--engine`; its default otherwise).
 pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
     let seconds = match args.iter().any(|a| a == "--minutes") {
         true => crate::flag::<u64>(args, "--minutes", None)? * 60,
@@ -72,7 +73,11 @@ pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
         duration: Duration::from_secs(seconds.max(10)),
     };
     crate::run("build ws-echo", crate::cargo().args(["build", "--release", "-p", "ws-echo"]))?;
-    let mut server = Server::start(root, plan.connections)?;
+    let engine = match args.iter().position(|a| a == "--engine") {
+        Some(i) => Some(args.get(i + 1).context("--engine needs a value")?.as_str()),
+        None => None,
+    };
+    let mut server = Server::start(root, plan.connections, engine)?;
     let result = run(&plan, server.addr, server.pid());
     server.stop()?;
     result
@@ -85,10 +90,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(root: &Path, connections: usize) -> Result<Self> {
+    fn start(root: &Path, connections: usize, engine: Option<&str>) -> Result<Self> {
         let mut child = Command::new(root.join("target/release/ws-echo"))
             .args(["--bind", "127.0.0.1:0", "--log", "error"])
             .args(["--max-connections", &(connections + 1000).to_string()])
+            .args(engine.map(|engine| ["--engine", engine]).into_iter().flatten())
             .stdout(Stdio::piped())
             .spawn()
             .context("starting ws-echo")?;
