@@ -1,6 +1,7 @@
 //! The epoll engine ([`Engine::Epoll`](crate::Engine::Epoll), Linux): engine threads that each
 //! own an edge-triggered epoll set and drive their connections' sessions and handlers directly
-//! with non-blocking reads and writes.
+//! with non-blocking reads and writes. With [`Engine::Uring`](crate::Engine::Uring) the same
+//! threads wait on an io_uring ring instead (`reap`, `sync_ring`; the ring is ws-uring's).
 //!
 //! Why not the portable path: smol's reactor (async-io) registers a socket in
 //! one-shot mode, so every wait re-arms it with `epoll_ctl`, and each read that finds nothing
@@ -384,7 +385,8 @@ impl<H: Handler> Engine<H> {
     fn start_ring(&mut self) {
         let settings = ws_uring::Settings {
             entries: URING_ENTRIES,
-            files: u32::try_from(self.slots_limit()).unwrap_or(u32::MAX),
+            // One registered file per connection the server may hold.
+            files: u32::try_from(self.max_connections).unwrap_or(u32::MAX),
             buffers: URING_BUFFERS,
             buffer_size: URING_BUFFER_SIZE,
         };
@@ -399,11 +401,6 @@ impl<H: Handler> Engine<H> {
             }
             Err(err) => warn!("io_uring unavailable, this engine uses epoll: {err}"),
         }
-    }
-
-    /// How many registered files a ring gets: one per connection the server may hold.
-    fn slots_limit(&self) -> usize {
-        self.max_connections
     }
 
     /// One pass of the loop: waits for edges (not at all while connections are queued),
@@ -578,7 +575,10 @@ impl<H: Handler> Engine<H> {
         match uring.ask() {
             Some(Ask::Recv) => match ring.recv(key, uring.target) {
                 Ok(id) => uring.recv = Some(id),
-                Err(err) => failed = uring.fail(err),
+                Err(err) => {
+                    uring.fail(err);
+                    failed = true;
+                }
             },
             Some(Ask::Cancel(id)) => uring.cancelling = ring.cancel(id).is_ok(),
             None => {}
@@ -587,7 +587,10 @@ impl<H: Handler> Engine<H> {
             let held = buf.capacity();
             match ring.send(key, uring.target, buf, offset) {
                 Ok(id) => uring.sending = Some((id, held)),
-                Err((err, buf)) => failed = uring.refused(err, buf, offset),
+                Err((err, buf)) => {
+                    uring.refused(err, buf, offset);
+                    failed = true;
+                }
             }
         }
         if failed {

@@ -460,20 +460,18 @@ impl Uring {
     }
 
     /// A send the ring did not take: the bytes go back, first, and the connection fails
-    /// (true: it should have a turn to see so).
-    pub(crate) fn refused(&mut self, err: io::Error, buf: Vec<u8>, offset: usize) -> bool {
+    /// (it should have a turn to see so).
+    pub(crate) fn refused(&mut self, err: io::Error, buf: Vec<u8>, offset: usize) {
         if offset < buf.len() {
             self.unsent = Some((buf, offset));
         }
         self.send_error = Some(err);
-        true
     }
 
-    /// The ring did not take the receive: the connection fails, once its input is read
-    /// (true: it should have a turn to see so).
-    pub(crate) fn fail(&mut self, err: io::Error) -> bool {
+    /// The ring did not take the receive: the connection fails, once its input is read (it
+    /// should have a turn to see so).
+    pub(crate) fn fail(&mut self, err: io::Error) {
         self.recv_error = Some(err);
-        true
     }
 
     fn take_idle_buffers(&mut self) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
@@ -538,7 +536,7 @@ mod tests {
     fn the_receive_stops_at_the_input_limit_and_starts_again_below_it() {
         let mut wire = wire(8);
         let mut pool = Vec::new();
-        let id = ws_uring_op(7);
+        let id = OpId::for_tests(7);
         assert_eq!(uring(&mut wire).ask(), Some(Ask::Recv));
         uring(&mut wire).recv = Some(id);
         assert_eq!(uring(&mut wire).ask(), None);
@@ -572,7 +570,7 @@ mod tests {
         assert!(wire.owes());
         let (buf, offset) = uring(&mut wire).take_send().unwrap();
         assert_eq!((&buf[..], offset), (&b"hello wo"[..], 0));
-        uring(&mut wire).sending = Some((ws_uring_op(1), 8));
+        uring(&mut wire).sending = Some((OpId::for_tests(1), 8));
         assert!(uring(&mut wire).take_send().is_none(), "one send at a time");
         assert_eq!(wire.write(&[IoSlice::new(b"rld")]).unwrap(), Some(3));
         // Five of eight went: the other three go before what was staged since.
@@ -591,10 +589,5 @@ mod tests {
         let (buf, offset) = uring(&mut wire).take_send().unwrap();
         uring(&mut wire).sent(Err(io::ErrorKind::BrokenPipe.into()), buf, offset);
         assert!(wire.write(&[IoSlice::new(b"y")]).is_err());
-    }
-
-    /// An operation id as the ring would give one.
-    fn ws_uring_op(n: u64) -> OpId {
-        OpId::for_tests(n)
     }
 }

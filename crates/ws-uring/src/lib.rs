@@ -206,7 +206,7 @@ impl Ring {
     /// armed. Kernels before 6.0 take the request but fail it.
     fn try_multishot(&mut self) -> io::Result<()> {
         let (mut a, b) = UnixStream::pair()?;
-        let id = self.recv(0, Target::Fd(b.as_raw_fd()))?;
+        self.recv(0, Target::Fd(b.as_raw_fd()))?;
         a.write_all(b"x")?;
         let mut got = None;
         for _ in 0..100 {
@@ -220,15 +220,8 @@ impl Ring {
                 break;
             }
         }
-        self.cancel(id)?;
-        // The pair closes only once the receive is over: wait for the cancel to end it.
-        for _ in 0..100 {
-            if self.in_flight == 0 {
-                break;
-            }
-            self.submit_and_wait(1, Some(Duration::from_millis(10)))?;
-            self.complete(|_, _| {});
-        }
+        // The pair closes only once the receive is over.
+        self.cancel_all();
         match got {
             Some(Ok((1, true))) => Ok(()),
             Some(Err(err)) => Err(err),
@@ -241,11 +234,6 @@ impl Ring {
     /// [`register`]: Self::register
     pub fn files(&self) -> u32 {
         self.files
-    }
-
-    /// Bytes the receive buffers take (fixed for the ring's life).
-    pub fn memory(&self) -> usize {
-        self.buffers.size * usize::from(self.buffers.count)
     }
 
     /// Puts `fd` in the file table at `index` if there is room, else returns it as a plain
@@ -478,11 +466,10 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
-    /// Cancels what is in flight and reaps it, so that the kernel is done with every buffer
-    /// before one is freed; if it does not confirm that within a second, the buffers are
-    /// leaked instead.
-    fn drop(&mut self) {
+impl Ring {
+    /// Cancels every operation in flight and reaps them all (within a second): true once
+    /// none is left, so that the kernel uses none of the ring's buffers.
+    fn cancel_all(&mut self) -> bool {
         let live: Vec<u64> = (0..self.ops.len())
             .filter(|&i| !matches!(self.ops[i].op, Op::Free))
             .map(|i| u64::from(self.ops[i].generation) << 32 | i as u64)
@@ -499,7 +486,16 @@ impl Drop for Ring {
             }
             self.complete(|_, _| {});
         }
-        if self.in_flight > 0 {
+        self.in_flight == 0
+    }
+}
+
+impl Drop for Ring {
+    /// Cancels what is in flight and reaps it, so that the kernel is done with every buffer
+    /// before one is freed; if it does not confirm that within a second, the buffers are
+    /// leaked instead.
+    fn drop(&mut self) {
+        if !self.cancel_all() {
             for slot in &mut self.ops {
                 if let Op::Send { buf, .. } = std::mem::replace(&mut slot.op, Op::Free) {
                     std::mem::forget(buf);
@@ -815,6 +811,10 @@ mod tests {
         ring.send(1, Target::Fd(server.as_raw_fd()), vec![0; 1 << 20], 0).unwrap();
         ring.submit_and_wait(0, None).unwrap();
         assert_eq!(ring.in_flight(), 2);
+        // What Drop does first: every operation cancelled and reaped, so that nothing is
+        // freed while the kernel holds it (else Drop leaks instead).
+        assert!(ring.cancel_all(), "{} still in flight", ring.in_flight());
+        assert_eq!(ring.in_flight(), 0);
         drop(ring);
     }
 }
