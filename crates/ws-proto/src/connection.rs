@@ -254,6 +254,7 @@ impl Connection {
     }
 
     /// The close state.
+    #[inline]
     pub fn state(&self) -> State {
         self.state
     }
@@ -274,6 +275,7 @@ impl Connection {
     }
 
     /// Whether permessage-deflate is on.
+    #[inline]
     pub fn compression(&self) -> bool {
         self.out.compression()
     }
@@ -315,6 +317,7 @@ impl Connection {
     /// # Panics
     ///
     /// If `n` is more than that buffer's length.
+    #[inline]
     pub fn input_written(&mut self, n: usize) {
         assert!(self.in_end + n <= self.input.len(), "input_written past the input buffer");
         if self.state == State::Closed {
@@ -336,6 +339,7 @@ impl Connection {
 
     /// Bytes buffered but not yet processed: at most one partial frame header or control frame
     /// once [`poll_event`](Self::poll_event) has returned `None`.
+    #[inline]
     pub fn buffered_input(&self) -> usize {
         self.in_end - self.in_start
     }
@@ -387,6 +391,7 @@ impl Connection {
     /// other.give_input_buffer(buf);
     /// assert!(other.input_buffer(4096).len() >= 4096);
     /// ```
+    #[inline]
     pub fn take_input_buffer(&mut self) -> Option<Vec<u8>> {
         if self.in_start != self.in_end || self.input.capacity() == 0 {
             return None;
@@ -399,6 +404,7 @@ impl Connection {
     /// Gives the connection a buffer to read into (from a pool; see
     /// [`take_input_buffer`](Self::take_input_buffer)) if it holds none; otherwise hands
     /// `buf` back. Its contents are irrelevant: it is only written into.
+    #[inline]
     pub fn give_input_buffer(&mut self, buf: Vec<u8>) -> Option<Vec<u8>> {
         if self.input.capacity() != 0 {
             return Some(buf);
@@ -414,6 +420,7 @@ impl Connection {
     /// contents cleared), for a pool as with [`take_input_buffer`](Self::take_input_buffer);
     /// the next frame queued allocates another unless one is given back with
     /// [`give_output_buffer`](Self::give_output_buffer).
+    #[inline]
     pub fn take_output_buffer(&mut self) -> Option<Vec<u8>> {
         if self.out.start != self.out.buf.len() || self.out.buf.capacity() == 0 {
             return None;
@@ -426,6 +433,7 @@ impl Connection {
 
     /// Gives the connection an empty buffer to queue output in if it holds none (nothing is
     /// pending and its buffer was taken or freed); otherwise hands `buf` back.
+    #[inline]
     pub fn give_output_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
         if self.out.buf.capacity() != 0 || !self.out.buf.is_empty() {
             return Some(buf);
@@ -440,6 +448,14 @@ impl Connection {
     /// moves a few held bytes (part of a header or control frame) out of a large read buffer.
     /// Call it when the connection goes idle; buffers are allocated again on demand.
     pub fn release_idle_buffers(&mut self) {
+        // The common case, a connection whose buffers went to a pool already: nothing to do.
+        #[cfg(feature = "deflate")]
+        let codec = self.inflate.is_some() || self.out.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        let codec = false;
+        if !codec && self.buffer_capacity() == 0 {
+            return;
+        }
         let held = self.in_end - self.in_start;
         if held == 0 {
             self.input = Vec::new();
@@ -975,6 +991,7 @@ impl Connection {
     // ---- output ------------------------------------------------------------------------------
 
     /// Bytes waiting to be written to the transport.
+    #[inline]
     pub fn pending_output(&self) -> &[u8] {
         &self.out.buf[self.out.start..]
     }
@@ -985,17 +1002,20 @@ impl Connection {
     /// # Panics
     ///
     /// If `n` is more than is pending.
+    #[inline]
     pub fn consume_output(&mut self, n: usize) {
         self.out.consume(n);
     }
 
     /// Whether a frame begun with [`Sender::begin_frame`] still awaits payload: nothing else
     /// (a close frame included) can go out before it completes.
+    #[inline]
     pub fn frame_in_progress(&self) -> bool {
         self.out.open_frame.is_some()
     }
 
     /// Whether a data message from the peer has begun and not yet ended.
+    #[inline]
     pub fn receiving_message(&self) -> bool {
         self.message.is_some()
     }

@@ -89,6 +89,9 @@ pub struct WebSocket<S> {
     read_size: usize,
     /// The connection's buffers went to the thread's pool at its last wait (see `pool`).
     pooled: bool,
+    /// The connection's events were polled until it had none, and no input reached it
+    /// since: polling again would find none (`recv` skips that after each wake-up).
+    drained: bool,
 }
 
 /// The payload of a frame sent in place: the first `after` bytes of the pending output (the
@@ -127,6 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             bytes_written: 0,
             read_size: MIN_READ,
             pooled: false,
+            drained: false,
         }
     }
 
@@ -155,6 +159,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The protocol state machine, to poll events and queue frames directly.
     pub fn connection_mut(&mut self) -> &mut Connection {
+        // The caller may feed it input or poll its events itself.
+        self.drained = false;
         self.session.connection_mut()
     }
 
@@ -249,7 +255,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls the connection's events until a message or the end, keeping what `recv` returns.
     fn take_events(&mut self) -> Result<(), Error> {
-        while let Some(event) = self.session.connection_mut().poll_event() {
+        while !self.drained {
+            let Some(event) = self.session.connection_mut().poll_event() else {
+                self.drained = true;
+                break;
+            };
             match event {
                 Event::Message(message) => {
                     self.received = Some(message.into());
@@ -324,6 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             match Pin::new(&mut self.stream).poll_read(cx, buf) {
                 Poll::Ready(Ok(n)) => {
                     self.session.received(n, self.now());
+                    self.drained = false;
                     if n == 0 {
                         return Poll::Ready(Ok(false));
                     }

@@ -62,6 +62,32 @@ fn client_and_server_exchange_messages_and_close() -> Result {
     })
 }
 
+/// `recv` skips polling a connection it found empty until input arrives; input fed through
+/// `connection_mut` counts as input.
+#[test]
+fn recv_returns_a_message_fed_through_connection_mut() -> Result {
+    smol::block_on(async {
+        let (listener, addr) = listener()?;
+        let server = smol::spawn(async move {
+            let mut ws = accept_one(&listener, Config::default()).await?;
+            ws.send("a").await?;
+            while ws.recv().await?.is_some() {}
+            Ok::<_, Error>(())
+        });
+        let (mut ws, _) = connect_tcp(&format!("ws://{addr}/"), Config::default()).await?;
+        assert_eq!(ws.recv().await?, Some(Message::from("a")));
+        // Nothing more comes from the server: recv finds the connection empty and waits.
+        assert!(futures_lite::future::poll_once(ws.recv()).await.is_none());
+        // A server's text frame "b" (FIN, opcode 1, unmasked, length 1), fed by hand.
+        ws.connection_mut().receive_data(&[0x81, 0x01, b'b']);
+        let fed = futures_lite::future::poll_once(ws.recv()).await;
+        assert_eq!(fed.transpose()?, Some(Some(Message::from("b"))));
+        ws.close(CloseCode::NORMAL, "").await?;
+        server.await?;
+        Ok(())
+    })
+}
+
 #[test]
 fn hook_picks_a_subprotocol_and_refuses_foreign_origins() -> Result {
     smol::block_on(async {
