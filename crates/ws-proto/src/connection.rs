@@ -40,6 +40,20 @@ pub enum Event<'a> {
     Disconnected,
 }
 
+/// An event from [`Connection::poll_event_owned`]: a binary message owned, or any other
+/// event as [`Connection::poll_event`] reports it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PolledEvent<'a> {
+    /// A complete binary message ([`Delivery::Messages`]), owned: moved out of the
+    /// connection when it was assembled there (it came in several frames or reads, or was
+    /// inflated), copied out of the read buffer otherwise.
+    Binary(Vec<u8>),
+    /// Any other event, text messages included: a `String` built from owned bytes is
+    /// validated again (safe code cannot skip that), which costs more than copying the
+    /// `&str`.
+    Event(Event<'a>),
+}
+
 /// The frame whose payload is being read.
 #[derive(Debug, Clone, Copy)]
 struct InFrame {
@@ -516,6 +530,38 @@ impl Connection {
         let ev = self.advance()?;
         self.count(&ev);
         Some(make_event(ev, &self.input, &self.assembly, &self.inflated))
+    }
+
+    /// [`poll_event`](Self::poll_event) for a driver that hands messages out by value: a
+    /// binary message comes owned, and one assembled in the connection's buffer (a message
+    /// in several frames or reads, or inflated) is moved out of it rather than copied. The
+    /// connection assembles the next such message in a new buffer.
+    ///
+    /// ```
+    /// use ws_proto::{Connection, PolledEvent, ProtocolConfig};
+    ///
+    /// let mut conn = Connection::server(ProtocolConfig::default());
+    /// // A masked binary frame (key 0) with the payload "hi", in two reads.
+    /// conn.receive_data(&[0x82, 0x82, 0, 0, 0, 0, b'h']);
+    /// assert!(conn.poll_event_owned().is_none());
+    /// conn.receive_data(b"i");
+    /// assert_eq!(conn.poll_event_owned(), Some(PolledEvent::Binary(b"hi".to_vec())));
+    /// ```
+    #[must_use = "events report messages and failures"]
+    pub fn poll_event_owned(&mut self) -> Option<PolledEvent<'_>> {
+        let ev = self.advance()?;
+        self.count(&ev);
+        if let Ev::Message { kind: MessageKind::Binary, range, assembled } = &ev {
+            let data = if *assembled {
+                // The assembly holds exactly this message (`range` is all of it).
+                self.assembly_delivered = false;
+                std::mem::take(&mut self.assembly)
+            } else {
+                self.input[range.clone()].to_vec()
+            };
+            return Some(PolledEvent::Binary(data));
+        }
+        Some(PolledEvent::Event(make_event(ev, &self.input, &self.assembly, &self.inflated)))
     }
 
     /// Counts a data message received once its last piece is reported.

@@ -89,6 +89,16 @@ fn wire(pieces: &[Piece], key: [u8; 4]) -> Vec<u8> {
 
 /// Feeds `input` split at `cuts`, then EOF; returns every event and all output.
 fn run(config: &ProtocolConfig, input: &[u8], cuts: &[usize]) -> (Vec<Owned>, Vec<u8>) {
+    run_with(config, input, cuts, drain)
+}
+
+/// [`run`], draining the events with `drain`.
+fn run_with(
+    config: &ProtocolConfig,
+    input: &[u8],
+    cuts: &[usize],
+    drain: fn(&mut Connection) -> Vec<Owned>,
+) -> (Vec<Owned>, Vec<u8>) {
     let mut conn = Connection::server(config.clone());
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     cuts.sort_unstable();
@@ -96,7 +106,8 @@ fn run(config: &ProtocolConfig, input: &[u8], cuts: &[usize]) -> (Vec<Owned>, Ve
     let mut output = Vec::new();
     let mut start = 0;
     for cut in cuts.into_iter().chain([input.len()]) {
-        events.extend(feed(&mut conn, &input[start..cut]));
+        conn.receive_data(&input[start..cut]);
+        events.extend(drain(&mut conn));
         output.extend(take_output(&mut conn));
         start = cut;
     }
@@ -164,6 +175,8 @@ proptest! {
             prop_assert_eq!(&whole, &split);
             let bytewise = run(&config, &input, &(1..input.len()).collect::<Vec<_>>());
             prop_assert_eq!(&whole, &bytewise);
+            // Binary messages moved or copied out by poll_event_owned are the same messages.
+            prop_assert_eq!(&whole, &run_with(&config, &input, &cuts, drain_owned));
         }
     }
 

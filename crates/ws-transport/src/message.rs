@@ -35,6 +35,14 @@ impl Message {
     pub fn kind(&self) -> MessageKind {
         self.borrowed().kind()
     }
+
+    /// Bytes of memory the payload holds (its buffer's capacity, at least its length).
+    pub fn capacity(&self) -> usize {
+        match self {
+            Self::Text(text) => text.capacity(),
+            Self::Binary(data) => data.capacity(),
+        }
+    }
 }
 
 /// What [`WebSocket::send`](crate::WebSocket::send) and [`WebSocket::feed`](crate::WebSocket::feed) take: text or binary, borrowed

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncWrite, future};
 use ws_proto::{
-    CloseCode, Connection, Deadline, Event, Session, State, TimerAction, TransportCommand,
+    CloseCode, Connection, Deadline, Event, PolledEvent, Session, State, TimerAction,
+    TransportCommand,
 };
 
 use crate::config::Config;
@@ -191,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn memory(&self) -> usize {
         self.session.connection().memory()
             + self.in_flight.as_ref().map_or(0, |flight| flight.payload.capacity())
-            + self.received.as_ref().map_or(0, |message| message.as_bytes().len())
+            + self.received.as_ref().map_or(0, Message::capacity)
     }
 
     /// Bytes read from and written to the stream since the handshake.
@@ -256,9 +257,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Polls the connection's events until a message or the end, keeping what `recv` returns.
     fn take_events(&mut self) -> Result<(), Error> {
         while !self.drained {
-            let Some(event) = self.session.connection_mut().poll_event() else {
+            let Some(polled) = self.session.connection_mut().poll_event_owned() else {
                 self.drained = true;
                 break;
+            };
+            let event = match polled {
+                // Moved out of the connection when it was assembled there, not copied again.
+                PolledEvent::Binary(data) => {
+                    self.received = Some(Message::Binary(data));
+                    return Ok(());
+                }
+                PolledEvent::Event(event) => event,
             };
             match event {
                 Event::Message(message) => {

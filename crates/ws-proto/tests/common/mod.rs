@@ -3,7 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use ws_proto::{
-    CloseCode, Connection, Event, MessageKind, MessageRef, ProtocolConfig, ProtocolError,
+    CloseCode, Connection, Event, MessageKind, MessageRef, PolledEvent, ProtocolConfig,
+    ProtocolError,
 };
 
 /// An event copied out of the connection, for comparison.
@@ -49,6 +50,19 @@ pub fn drain(conn: &mut Connection) -> Vec<Owned> {
         }
     }
     panic!("poll_event did not settle");
+}
+
+/// [`drain`] through [`Connection::poll_event_owned`].
+pub fn drain_owned(conn: &mut Connection) -> Vec<Owned> {
+    let mut events = Vec::new();
+    for _ in 0..1_000_000 {
+        match conn.poll_event_owned() {
+            Some(PolledEvent::Binary(data)) => events.push(Owned::Binary(data)),
+            Some(PolledEvent::Event(event)) => events.push(owned(event)),
+            None => return events,
+        }
+    }
+    panic!("poll_event_owned did not settle");
 }
 
 /// Feeds `input` and returns the events.
