@@ -271,10 +271,14 @@ impl Session {
         if self.closed {
             return None;
         }
-        let write =
-            self.write_blocked_since.map(|since| (since + settings.write_timeout, Deadline::Write));
         let protocol = self.timers.poll_timeout(settings, &self.conn, now);
-        [write, protocol].into_iter().flatten().min_by_key(|(at, _)| *at)
+        let Some(since) = self.write_blocked_since else { return protocol };
+        let write = (since + settings.write_timeout, Deadline::Write);
+        // The earlier of the two; the write deadline on a tie.
+        Some(match protocol {
+            Some(protocol) if protocol.0 < write.0 => protocol,
+            _ => write,
+        })
     }
 
     /// Acts on a deadline from [`poll_timeout`](Self::poll_timeout) that has passed. On

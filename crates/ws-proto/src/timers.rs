@@ -162,7 +162,12 @@ impl Timers {
             (None, None) => None,
         };
         let idle = s.idle_timeout.map(|idle| (self.last_received + idle, Deadline::Idle));
-        [keepalive, idle].into_iter().flatten().min_by_key(|(at, _)| *at)
+        // The earlier of the two; keepalive on a tie.
+        match (keepalive, idle) {
+            (Some(keepalive), Some(idle)) if idle.0 < keepalive.0 => Some(idle),
+            (Some(keepalive), _) => Some(keepalive),
+            (None, idle) => idle,
+        }
     }
 
     /// Acts on a deadline returned by [`poll_timeout`](Self::poll_timeout) that has passed:
