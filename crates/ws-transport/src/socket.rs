@@ -498,7 +498,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.poll_flush_owed(cx)
     }
 
-    /// [`poll_flush`](Self::poll_flush) with something to write, flush or end.
+    /// [`poll_flush`](Self::poll_flush) with something to write, flush or end. Out of line,
+    /// so that the check in `poll_flush` inlines into its callers.
+    #[inline(never)]
     fn poll_flush_owed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
             if self.shutting_down {
