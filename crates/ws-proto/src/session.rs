@@ -83,6 +83,11 @@ pub struct Session {
     /// The transport is closed, or must be ([`TransportCommand::Close`] was handed out, or
     /// the driver reported it failed).
     closed: bool,
+    /// The pongs received when [`poll_timeout`](Self::poll_timeout) last ran with the
+    /// connection open, no write blocked and no close timer running; `None` when it last ran
+    /// otherwise, or a deadline was handled since (see
+    /// [`timeout_not_earlier`](Self::timeout_not_earlier)).
+    steady_pongs: Option<u64>,
 }
 
 impl Session {
@@ -95,6 +100,7 @@ impl Session {
             read_closed: false,
             write_closed: false,
             closed: false,
+            steady_pongs: None,
         }
     }
 
@@ -269,9 +275,14 @@ impl Session {
         now: Instant,
     ) -> Option<(Instant, Deadline)> {
         if self.closed {
+            self.steady_pongs = None;
             return None;
         }
         let protocol = self.timers.poll_timeout(settings, &self.conn, now);
+        let steady = self.write_blocked_since.is_none()
+            && self.conn.state() == State::Open
+            && self.timers.closing_since().is_none();
+        self.steady_pongs = steady.then(|| self.conn.pongs_received());
         let Some(since) = self.write_blocked_since else { return protocol };
         let write = (since + settings.write_timeout, Deadline::Write);
         // The earlier of the two; the write deadline on a tie.
@@ -281,11 +292,48 @@ impl Session {
         })
     }
 
+    /// Whether the next deadline is no earlier than what [`poll_timeout`](Self::poll_timeout)
+    /// last returned (with the same settings), `None` included: since then nothing that can
+    /// bring a deadline forward has happened (a write that blocked, a close, a pong, a
+    /// deadline handled), only input, which pushes keepalive and idle deadlines back. A
+    /// driver waiting on a timer armed for that deadline (or on none, when there was none)
+    /// may then go on waiting without reading the clock or calling `poll_timeout`: it does
+    /// so once the timer fires.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use ws_proto::{Connection, ProtocolConfig, Session, TimerSettings};
+    ///
+    /// let start = Instant::now();
+    /// let mut session = Session::new(Connection::server(ProtocolConfig::default()), start);
+    /// let mut settings = TimerSettings::default();
+    /// settings.idle_timeout = Some(Duration::from_secs(60));
+    /// let first = session.poll_timeout(&settings, start);
+    /// // A read later on (the first byte of a frame) moves the idle deadline back: the
+    /// // timer armed for `first` stands.
+    /// session.read_buffer(1)[0] = 0x81;
+    /// session.received(1, start + Duration::from_secs(1));
+    /// assert!(session.timeout_not_earlier());
+    /// // A write that blocks brings the write deadline in.
+    /// session.write_blocked(start + Duration::from_secs(2));
+    /// assert!(!session.timeout_not_earlier());
+    /// # let _ = first;
+    /// ```
+    #[inline]
+    pub fn timeout_not_earlier(&self) -> bool {
+        !self.closed
+            && !self.read_closed
+            && self.write_blocked_since.is_none()
+            && self.conn.state() == State::Open
+            && self.steady_pongs.is_some_and(|pongs| pongs == self.conn.pongs_received())
+    }
+
     /// Acts on a deadline from [`poll_timeout`](Self::poll_timeout) that has passed. On
     /// [`TimerAction::Abort`] the transport is closed for the session's part: the driver
     /// makes one try to write what is pending (a 1011 close frame after an unanswered ping)
     /// and closes it.
     pub fn handle_timeout(&mut self, which: Deadline, now: Instant) -> TimerAction {
+        self.steady_pongs = None;
         let action = match which {
             Deadline::Write => TimerAction::Abort(Deadline::Write),
             _ => self.timers.handle_timeout(which, &mut self.conn, now),

@@ -278,3 +278,47 @@ fn after_the_transport_failed_nothing_more_is_asked() {
 fn unmasked(b0: u8, payload: &[u8]) -> Vec<u8> {
     frame(b0, payload, None)
 }
+
+/// `timeout_not_earlier` holds across input, which pushes deadlines back, and not across
+/// what can bring one forward: a deadline handled, a pong (the next ping may be due before
+/// the pong deadline), a blocked write, a close.
+#[test]
+fn timeout_not_earlier_holds_only_while_deadlines_can_only_move_back() {
+    let t0 = Instant::now();
+    let mut settings = TimerSettings::default();
+    settings.ping_interval = Some(S);
+    settings.pong_timeout = 10 * S;
+    let mut s = session(server(), t0);
+    // Nothing was asked yet.
+    assert!(!s.timeout_not_earlier());
+    assert_eq!(s.poll_timeout(&settings, t0), Some((t0 + S, Deadline::Ping)));
+    assert!(s.timeout_not_earlier());
+    // A message (echoed and written) pushes the ping back.
+    read(&mut s, &client_frame(0x82, b"x"), t0 + S / 2);
+    assert!(echo(&mut s).is_empty());
+    s.wrote(s.pending_output().len());
+    assert!(s.timeout_not_earlier());
+    assert_eq!(s.poll_timeout(&settings, t0 + S / 2), Some((t0 + 3 * S / 2, Deadline::Ping)));
+    // The ping goes out: a deadline handled, its pong deadline 10 s on.
+    assert_eq!(s.handle_timeout(Deadline::Ping, t0 + 2 * S), TimerAction::Flush);
+    assert!(!s.timeout_not_earlier());
+    s.wrote(s.pending_output().len());
+    assert_eq!(s.poll_timeout(&settings, t0 + 2 * S), Some((t0 + 12 * S, Deadline::Pong)));
+    assert!(s.timeout_not_earlier());
+    // The pong brings the next ping, 1 s after it, before the pong deadline.
+    read(&mut s, &client_frame(0x8a, b"keepalive"), t0 + 3 * S);
+    assert_eq!(echo(&mut s), [Owned::Pong(b"keepalive".to_vec())]);
+    assert!(!s.timeout_not_earlier());
+    assert_eq!(s.poll_timeout(&settings, t0 + 3 * S), Some((t0 + 4 * S, Deadline::Ping)));
+    assert!(s.timeout_not_earlier());
+    // A blocked write brings in the write deadline, until output moves again.
+    read(&mut s, &client_frame(0x82, b"y"), t0 + 3 * S);
+    assert!(echo(&mut s).is_empty());
+    s.write_blocked(t0 + 3 * S);
+    assert!(!s.timeout_not_earlier());
+    s.wrote(s.pending_output().len());
+    assert!(s.timeout_not_earlier());
+    // Our close starts the close timer.
+    s.close(CloseCode::NORMAL, "", t0 + 3 * S).unwrap();
+    assert!(!s.timeout_not_earlier());
+}

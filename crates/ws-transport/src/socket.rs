@@ -71,6 +71,9 @@ pub struct WebSocket<S> {
     /// Made when a deadline is first waited for.
     timer: Option<Pin<Box<dyn AsyncTimer>>>,
     timer_at: Option<Instant>,
+    /// The session had a deadline when `poll_deadline` last asked (`false`: none, nothing
+    /// to wait for but input).
+    timed: bool,
     /// A message sent in place whose payload is still to be written; see [`InFlight`].
     in_flight: Option<InFlight>,
     /// A message received and not yet returned (its `recv` was dropped while writing).
@@ -121,6 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             config,
             timer: None,
             timer_at: None,
+            timed: true,
             in_flight: None,
             received: None,
             end: None,
@@ -692,14 +696,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Ready with the session's next deadline once it has passed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Deadline> {
+        // The common case, at every wait for input: nothing has brought a deadline forward
+        // since the last look (only input came, which pushes deadlines back), so the timer
+        // armed then, or none when there was no deadline, still stands: wait on it without
+        // reading the clock.
+        if self.session.timeout_not_earlier() {
+            match (&mut self.timer, self.timer_at) {
+                (Some(timer), Some(_)) => {
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // It fired: look again below.
+                    self.timer_at = None;
+                }
+                (_, None) if !self.timed => return Poll::Pending,
+                _ => {}
+            }
+        }
         let settings = self.config.timers();
         // Bounded: each turn either returns or finds the timer fired, so time has moved on
         // to the deadline.
         loop {
             let now = self.now();
             let Some((at, which)) = self.session.poll_timeout(&settings, now) else {
+                self.timed = false;
                 return Poll::Pending;
             };
+            self.timed = true;
             if at <= now {
                 self.timer_at = None;
                 return Poll::Ready(which);
