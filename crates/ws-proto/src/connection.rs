@@ -533,9 +533,11 @@ impl Connection {
     }
 
     /// [`poll_event`](Self::poll_event) for a driver that hands messages out by value: a
-    /// binary message comes owned, and one assembled in the connection's buffer (a message
-    /// in several frames or reads, or inflated) is moved out of it rather than copied. The
-    /// connection assembles the next such message in a new buffer.
+    /// binary message comes owned, and one of [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN)
+    /// bytes or more assembled in the connection's buffer (a message in several frames or
+    /// reads, or inflated) is moved out of it rather than copied, its spare capacity beyond
+    /// a quarter of its length given back; the connection assembles the next message in a
+    /// new buffer. Smaller ones are copied (exactly their length), and the buffer is kept.
     ///
     /// ```
     /// use ws_proto::{Connection, PolledEvent, ProtocolConfig};
@@ -552,10 +554,18 @@ impl Connection {
         let ev = self.advance()?;
         self.count(&ev);
         if let Ev::Message { kind: MessageKind::Binary, range, assembled } = &ev {
-            let data = if *assembled {
-                // The assembly holds exactly this message (`range` is all of it).
+            let data = if *assembled && range.len() >= crate::DIRECT_WRITE_MIN {
+                // The assembly holds exactly this message (`range` is all of it). Its growth
+                // (doubling, or inflation's steps) can leave up to as much again unused:
+                // give that back (in place, with the usual allocators).
                 self.assembly_delivered = false;
-                std::mem::take(&mut self.assembly)
+                let mut data = std::mem::take(&mut self.assembly);
+                if data.capacity() - data.len() > data.len() / 4 {
+                    data.shrink_to_fit();
+                }
+                data
+            } else if *assembled {
+                self.assembly[range.clone()].to_vec()
             } else {
                 self.input[range.clone()].to_vec()
             };

@@ -7,7 +7,9 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use ws_proto::{Connection, DeflateParams, Delivery, MessageKind, ProtocolConfig, ProtocolError};
+use ws_proto::{
+    Connection, DeflateParams, Delivery, MessageKind, PolledEvent, ProtocolConfig, ProtocolError,
+};
 
 fn params(
     server_reset: bool,
@@ -273,4 +275,33 @@ fn an_empty_compressed_payload_is_an_empty_message_and_the_stream_stays_in_step(
         feed(&mut s, &input),
         [Owned::Text(String::new()), Owned::Text("Hello".into()), Owned::Text("Hello".into())]
     );
+}
+
+/// `poll_event_owned` copies a small assembled message out (exactly its length) and keeps
+/// the assembly buffer; a large one is moved out with at most a quarter of its length spare.
+/// Inflated (whose buffer grows in steps of 16 KiB) and uncompressed over several reads.
+#[test]
+fn owned_binary_messages_hold_little_more_than_they_carry() {
+    for size in [20, 100_000] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let (mut c, mut s) = pair(&params(false, false, 15, 15), ProtocolConfig::default());
+        c.sender().send_message(MessageKind::Binary, &data).unwrap();
+        s.receive_data(&take_output(&mut c));
+        let mut plain = server();
+        let wire = frame(0x82, &data, Some(KEY));
+        for piece in wire.chunks(wire.len().div_ceil(3)) {
+            assert_eq!(plain.poll_event_owned(), None);
+            plain.receive_data(piece);
+        }
+        for conn in [&mut s, &mut plain] {
+            match conn.poll_event_owned() {
+                Some(PolledEvent::Binary(got)) => {
+                    assert_eq!(got, data);
+                    let capacity = got.capacity();
+                    assert!(capacity <= size + size / 4, "{size} bytes in {capacity}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }
