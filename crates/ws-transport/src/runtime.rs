@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// A timer and a clock from an async runtime. [`Smol`] and (with the `tokio` feature)
-/// [`Tokio`] are provided; [`default_runtime`] picks one.
+/// A timer and a clock from an async runtime. `Smol` and (with the `tokio` feature) `Tokio`
+/// are provided; [`default_runtime`] picks one.
 pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// A timer that fires at `at`.
     fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>>;
@@ -22,7 +22,8 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
 pub trait AsyncTimer: Send + fmt::Debug {
     /// Fires at `at` instead.
     fn reset(self: Pin<&mut Self>, at: Instant);
-    /// Ready once the time has come.
+    /// Ready once the time has come; until then `Pending`, waking the task when it comes (a
+    /// WebSocket waiting for input relies on that wake alone to notice its deadline).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
 }
 
