@@ -462,12 +462,9 @@ impl Connection {
     /// moves a few held bytes (part of a header or control frame) out of a large read buffer.
     /// Call it when the connection goes idle; buffers are allocated again on demand.
     pub fn release_idle_buffers(&mut self) {
-        // The common case, a connection whose buffers went to a pool already: nothing to do.
-        #[cfg(feature = "deflate")]
-        let codec = self.inflate.is_some() || self.out.deflate.is_some();
-        #[cfg(not(feature = "deflate"))]
-        let codec = false;
-        if !codec && self.buffer_capacity() == 0 {
+        // The common case, a connection whose buffers went to a pool already and that holds
+        // no compression state: nothing to do.
+        if !self.compression() && self.buffer_capacity() == 0 {
             return;
         }
         let held = self.in_end - self.in_start;
@@ -554,28 +551,27 @@ impl Connection {
     pub fn poll_event_owned(&mut self) -> Option<PolledEvent<'_>> {
         let ev = self.advance()?;
         self.count(&ev);
-        if let Ev::Message { kind: MessageKind::Binary, range, assembled } = &ev {
-            let data = if *assembled && range.len() >= crate::DIRECT_WRITE_MIN {
-                // The assembly holds exactly this message (`range` is all of it), in a buffer
-                // grown to fit it (`grow_within`), or with up to two of inflation's 16 KiB
-                // steps spare: those are given back where they are more than a quarter of
-                // the message. Not above 128 KiB, where allocators map memory of its own
-                // and shrinking gives pages back that the next message faults in again (255
-                // faults per 1 MiB message, measured; there the spare is under a quarter).
-                self.assembly_delivered = false;
-                let mut data = std::mem::take(&mut self.assembly);
-                if data.capacity() - data.len() > data.len() / 4 && data.capacity() <= 128 << 10 {
-                    data.shrink_to_fit();
-                }
-                data
-            } else if *assembled {
-                self.assembly[range.clone()].to_vec()
-            } else {
-                self.input[range.clone()].to_vec()
-            };
-            return Some(PolledEvent::Binary(data));
+        let Ev::Message { kind: MessageKind::Binary, range, assembled } = ev else {
+            return Some(PolledEvent::Event(make_event(
+                ev,
+                &self.input,
+                &self.assembly,
+                &self.inflated,
+            )));
+        };
+        if !assembled || range.len() < crate::DIRECT_WRITE_MIN {
+            let data = message_bytes(range, assembled, &self.input, &self.assembly);
+            return Some(PolledEvent::Binary(data.to_vec()));
         }
-        Some(PolledEvent::Event(make_event(ev, &self.input, &self.assembly, &self.inflated)))
+        // The assembly holds exactly this message (`range` is all of it), in a buffer grown
+        // to fit it (`grow_within`), or with up to two of inflation's 16 KiB steps spare:
+        // those are given back where they are more than a quarter of the message.
+        self.assembly_delivered = false;
+        let mut data = std::mem::take(&mut self.assembly);
+        if data.capacity() - data.len() > data.len() / 4 && data.capacity() <= SHRINK_MAX {
+            data.shrink_to_fit();
+        }
+        Some(PolledEvent::Binary(data))
     }
 
     /// Counts a data message received once its last piece is reported.
@@ -1203,6 +1199,12 @@ fn inflated_verdict(
     })
 }
 
+/// The largest moved message buffer [`Connection::poll_event_owned`] shrinks. Above it,
+/// allocators map memory of its own, and shrinking gives pages back that the next message
+/// faults in again (255 faults per 1 MiB message, measured); there the spare is under a
+/// quarter anyway.
+const SHRINK_MAX: usize = 128 << 10;
+
 /// Makes room for `n` more bytes in `buf`, doubling as `Vec` does but to no more than
 /// `declared` bytes (what the peer has declared of the message so far, which is at least
 /// what will be assembled): a message assembled whole fills its buffer exactly, while what
@@ -1218,10 +1220,22 @@ fn grow_within(buf: &mut Vec<u8>, n: usize, declared: u64) {
     buf.reserve_exact(target - buf.len());
 }
 
+/// A data message's bytes: in the assembly buffer when it was assembled, else in place in
+/// the read buffer.
+#[inline]
+fn message_bytes<'a>(
+    range: Range<usize>,
+    assembled: bool,
+    input: &'a [u8],
+    assembly: &'a [u8],
+) -> &'a [u8] {
+    if assembled { &assembly[range] } else { &input[range] }
+}
+
 fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8], inflated: &'a [u8]) -> Event<'a> {
     match ev {
         Ev::Message { kind, range, assembled } => {
-            let bytes = if assembled { &assembly[range] } else { &input[range] };
+            let bytes = message_bytes(range, assembled, input, assembly);
             Event::Message(match kind {
                 MessageKind::Binary => MessageRef::Binary(bytes),
                 // Validated as it arrived; this conversion cannot fail.

@@ -83,10 +83,9 @@ pub struct Session {
     /// The transport is closed, or must be ([`TransportCommand::Close`] was handed out, or
     /// the driver reported it failed).
     closed: bool,
-    /// The pongs received when [`poll_timeout`](Self::poll_timeout) last ran with the
-    /// connection open, no write blocked and no close timer running; `None` when it last ran
-    /// otherwise, or a deadline was handled since (see
-    /// [`timeout_not_earlier`](Self::timeout_not_earlier)).
+    /// The pongs received when [`poll_timeout`](Self::poll_timeout) last ran in the steady
+    /// state (see `steady`); `None` when it last ran otherwise, or a deadline was handled
+    /// since (see [`timeout_not_earlier`](Self::timeout_not_earlier)).
     steady_pongs: Option<u64>,
 }
 
@@ -275,14 +274,10 @@ impl Session {
         now: Instant,
     ) -> Option<(Instant, Deadline)> {
         if self.closed {
-            self.steady_pongs = None;
             return None;
         }
         let protocol = self.timers.poll_timeout(settings, &self.conn, now);
-        let steady = self.write_blocked_since.is_none()
-            && self.conn.state() == State::Open
-            && self.timers.closing_since().is_none();
-        self.steady_pongs = steady.then(|| self.conn.pongs_received());
+        self.steady_pongs = self.steady().then(|| self.conn.pongs_received());
         let Some(since) = self.write_blocked_since else { return protocol };
         let write = (since + settings.write_timeout, Deadline::Write);
         // The earlier of the two; the write deadline on a tie.
@@ -321,11 +316,18 @@ impl Session {
     /// ```
     #[inline]
     pub fn timeout_not_earlier(&self) -> bool {
+        self.steady() && self.steady_pongs == Some(self.conn.pongs_received())
+    }
+
+    /// Open, the peer's side not ended, no write blocked, no close timer: only keepalive and
+    /// idle deadlines run, and input only pushes them back.
+    #[inline]
+    fn steady(&self) -> bool {
         !self.closed
             && !self.read_closed
             && self.write_blocked_since.is_none()
             && self.conn.state() == State::Open
-            && self.steady_pongs.is_some_and(|pongs| pongs == self.conn.pongs_received())
+            && self.timers.closing_since().is_none()
     }
 
     /// Acts on a deadline from [`poll_timeout`](Self::poll_timeout) that has passed. On
