@@ -105,6 +105,25 @@ fn servers(root: &Path, baseline: Option<&Path>) -> Vec<Server> {
     servers
 }
 
+/// Repeats of each cell in a full run.
+const FULL_REPEATS: usize = 3;
+
+/// The servers named in `list` (comma-separated, as the tables name them), in the run's
+/// order, with fastwebsockets always among them: the tables' ratios are to it.
+fn choose(servers: Vec<Server>, list: &str) -> Result<Vec<Server>> {
+    let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    for name in &names {
+        if !servers.iter().any(|s| s.name == *name) {
+            let known: Vec<&str> = servers.iter().map(|s| s.name).collect();
+            bail!("--servers: no server {name:?} (known: {})", known.join(", "));
+        }
+    }
+    Ok(servers
+        .into_iter()
+        .filter(|s| s.name == "fastwebsockets" || names.contains(&s.name))
+        .collect())
+}
+
 /// A running server process, killed when dropped.
 struct Running {
     child: Child,
@@ -223,7 +242,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Some(i) => Some(PathBuf::from(args.get(i + 1).context("--baseline needs a path")?)),
         None => None,
     };
-    let plan = if quick {
+    let mut plan = if quick {
         Plan {
             connections: vec![1, 16, 256],
             sizes: vec![20, 16 << 10],
@@ -236,13 +255,26 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Plan {
             connections: vec![1, 16, 256],
             sizes: vec![20, 1 << 10, 16 << 10, 1 << 20],
-            repeats: 3,
+            repeats: FULL_REPEATS,
             warmup: Duration::from_secs(1),
             window: Duration::from_secs(3),
             idle_connections: 10_000,
         }
     };
-    let servers = servers(root, baseline.as_deref());
+    if args.iter().any(|a| a == "--repeats") {
+        plan.repeats = crate::flag(args, "--repeats", None)?;
+        if plan.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
+    }
+    let mut servers = servers(root, baseline.as_deref());
+    let chosen = match args.iter().position(|a| a == "--servers") {
+        Some(i) => Some(args.get(i + 1).context("--servers needs a list of names")?),
+        None => None,
+    };
+    if let Some(list) = chosen {
+        servers = choose(servers, list)?;
+    }
     for server in &servers {
         if !server.binary.exists() {
             bail!("{} is not built ({})", server.name, server.binary.display());
@@ -285,7 +317,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("results.json"), &json)?;
     std::fs::write(out.join("results.md"), &markdown)?;
-    if !quick && baseline.is_none() {
+    // Only a full run of every server, at the default repeats, is the published one.
+    if !quick && baseline.is_none() && chosen.is_none() && plan.repeats == FULL_REPEATS {
         std::fs::write(root.join("docs/benchmarks.json"), &json)?;
     }
     println!("{markdown}");

@@ -66,7 +66,7 @@ fn print_help() {
          ci    fmt --check, clippy -D warnings, doc -D warnings, dependency rules, tests, conformance, fuzzing\n  \
          conformance-all   every conformance run ci makes, two at a time\n  \
          conformance [--client [--split] [--tokio]] [--server ws-echo|ws-echo-async|ws-echo-uring|ws-transport|ws-transport-tokio|ws-transport-axum] [--tls] [--url ws://HOST:PORT/] [--cases PREFIX] [--bless]\n  \
-         bench [--quick] [--baseline WS_ECHO_BINARY]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build)\n  \
+         bench [--quick] [--baseline WS_ECHO_BINARY] [--servers NAME,NAME] [--repeats N]   ws-echo against fastwebsockets, tokio-tungstenite, async-tungstenite (and another ws-echo build); --servers runs only those named (and fastwebsockets)\n  \
          soak  [--minutes M | --seconds S] [--connections N] [--engine E]   ws-echo under a realistic mix (default 10 minutes, 10,000 connections)\n  \
          fuzz  [--seconds S]   runs every fuzz target for S seconds (default 60), from the corpus in fuzz/corpus\n  \
          load  --addr HOST:PORT [--connections N] [--size BYTES] [--seconds S] [--warmup S] [--server-pid PID] [--deflate] [--tls CA.pem] [--inflight K] [--method verify|load-test] [--large N] [--large-size BYTES] [--interval-us US]\n  \
