@@ -340,6 +340,60 @@ fn an_idle_websocket_holds_no_buffer() -> Result<()> {
     Ok(())
 }
 
+/// An echo loop allocates nothing per small message: the buffer of a message fed back takes
+/// the next one received. An idle connection keeps that buffer only while it is small
+/// (`ws_proto::RECYCLED_IDLE_MAX`), and a large one is freed when it goes idle.
+#[test]
+fn an_echo_loop_reuses_the_buffer_it_fed_back() -> Result<()> {
+    // The server says when it has seen the connection idle; the client sends on after that.
+    let (idle_tx, idle_rx) = std::sync::mpsc::channel();
+    let (addr, server) = serve_one(Config::default(), move |mut ws| {
+        Box::pin(async move {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let message = ws.recv().await?.context("the client closed")?;
+                let Message::Binary(data) = &message else { anyhow::bail!("{message:?}") };
+                seen.push(data.as_ptr() as usize);
+                ws.feed(message).await?;
+                ws.flush().await?;
+            }
+            // The client sends nothing until told: the connection is idle.
+            let idle = future::poll_once(ws.read_more()).await.is_none();
+            let held_small = ws.connection().buffer_capacity();
+            idle_tx.send(())?;
+            let message = ws.recv().await?.context("the client closed")?;
+            ws.feed(message).await?;
+            ws.flush().await?;
+            let idle_after_large = future::poll_once(ws.read_more()).await.is_none();
+            let held_large = ws.connection().buffer_capacity();
+            idle_tx.send(())?;
+            Ok::<_, anyhow::Error>((seen, idle && idle_after_large, held_small, held_large))
+        })
+    })?;
+    let mut client = RawClient::connect(addr)?;
+    // The first is the longest: the others fit in its buffer.
+    for payload in [&b"the first message"[..], b"second", b"third"] {
+        client.send(0x82, payload)?;
+        let echo = client.read_frame()?.context("no echo")?;
+        ensure!(echo.payload == payload, "echo of {payload:?}: {echo:?}");
+    }
+    idle_rx.recv_timeout(Duration::from_secs(20))?;
+    client.send(0x82, &[7; 1000])?;
+    let echo = client.read_frame()?.context("no echo")?;
+    ensure!(echo.payload == [7; 1000], "echo of 1000 bytes");
+    idle_rx.recv_timeout(Duration::from_secs(20))?;
+    let (seen, idle, held_small, held_large) = server.join().expect("server thread")??;
+    // The second and third messages were received into the buffer of the first.
+    ensure!(seen[1] == seen[0] && seen[2] == seen[0], "buffers at {seen:x?}");
+    ensure!(idle, "a read after the echoes found input");
+    ensure!(
+        (1..=ws_proto::RECYCLED_IDLE_MAX).contains(&held_small),
+        "an idle echo of small messages holds {held_small} bytes"
+    );
+    ensure!(held_large == 0, "an idle echo of 1000 bytes holds {held_large} bytes");
+    Ok(())
+}
+
 /// A stream that records each write and never has input.
 #[derive(Default)]
 struct Recorder {

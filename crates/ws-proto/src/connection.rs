@@ -176,6 +176,9 @@ pub struct Connection {
     assembly: Vec<u8>,
     /// The last event borrowed `assembly`; clear it on the next poll.
     assembly_delivered: bool,
+    /// A buffer handed back with [`Connection::recycle`], for the next binary message that
+    /// [`Connection::poll_event_owned`] copies out (empty: none).
+    recycled: Vec<u8>,
     utf8: Utf8Validator,
     /// The decompressor, when permessage-deflate is negotiated.
     #[cfg(feature = "deflate")]
@@ -233,6 +236,7 @@ impl Connection {
             message: None,
             assembly: Vec::new(),
             assembly_delivered: false,
+            recycled: Vec::new(),
             utf8: Utf8Validator::new(),
             #[cfg(feature = "deflate")]
             inflate: None,
@@ -363,6 +367,7 @@ impl Connection {
     pub fn buffer_capacity(&self) -> usize {
         self.input.capacity()
             + self.assembly.capacity()
+            + self.recycled.capacity()
             + self.inflated.capacity()
             + self.out.buf.capacity()
             + self.out.scratch.capacity()
@@ -458,14 +463,29 @@ impl Connection {
         None
     }
 
-    /// Frees buffers that hold nothing, so an idle connection costs only this struct, and
-    /// moves a few held bytes (part of a header or control frame) out of a large read buffer.
+    /// Frees buffers that hold nothing, so an idle connection costs only this struct (and a
+    /// [recycled](Self::recycle) buffer of at most [`RECYCLED_IDLE_MAX`] bytes), and moves a
+    /// few held bytes (part of a header or control frame) out of a large read buffer.
     /// Call it when the connection goes idle; buffers are allocated again on demand.
+    #[inline]
     pub fn release_idle_buffers(&mut self) {
-        // The common case, a connection whose buffers went to a pool already and that holds
-        // no compression state: nothing to do.
-        if !self.compression() && self.buffer_capacity() == 0 {
+        // The common case, a connection whose buffers went to a pool already, that holds no
+        // compression state and at most a small recycled buffer: nothing to do. Inlined, so
+        // that it costs its caller a few comparisons.
+        if !self.compression()
+            && self.recycled.capacity() <= RECYCLED_IDLE_MAX
+            && self.buffer_capacity() == self.recycled.capacity()
+        {
             return;
+        }
+        self.release_held_buffers();
+    }
+
+    /// [`release_idle_buffers`](Self::release_idle_buffers) past its common case.
+    #[inline(never)]
+    fn release_held_buffers(&mut self) {
+        if self.recycled.capacity() > RECYCLED_IDLE_MAX {
+            self.recycled = Vec::new();
         }
         let held = self.in_end - self.in_start;
         if held == 0 {
@@ -534,8 +554,9 @@ impl Connection {
     /// bytes or more assembled in the connection's buffer (a message in several frames or
     /// reads, or inflated) is moved out of it rather than copied, with at most a quarter of
     /// its length spare (an uncompressed message's buffer grows to fit it exactly); the
-    /// connection assembles the next message in a new buffer. Smaller ones are copied
-    /// (exactly their length), and the buffer is kept.
+    /// connection assembles the next message in a new buffer. Smaller ones are copied, into
+    /// the buffer last handed back with [`recycle`](Self::recycle) when there is one, else
+    /// into one of exactly their length; the assembly buffer is kept.
     ///
     /// ```
     /// use ws_proto::{Connection, PolledEvent, ProtocolConfig};
@@ -561,7 +582,11 @@ impl Connection {
         };
         if !assembled || range.len() < crate::DIRECT_WRITE_MIN {
             let data = message_bytes(range, assembled, &self.input, &self.assembly);
-            return Some(PolledEvent::Binary(data.to_vec()));
+            // Into the buffer last recycled, when there is one: no allocation then.
+            let mut owned = std::mem::take(&mut self.recycled);
+            owned.clear();
+            owned.extend_from_slice(data);
+            return Some(PolledEvent::Binary(owned));
         }
         // The assembly holds exactly this message (`range` is all of it), in a buffer grown
         // to fit it (`grow_within`), or with up to two of inflation's 16 KiB steps spare:
@@ -572,6 +597,34 @@ impl Connection {
             data.shrink_to_fit();
         }
         Some(PolledEvent::Binary(data))
+    }
+
+    /// Hands back the buffer of a message the caller is done with (one
+    /// [`poll_event_owned`](Self::poll_event_owned) returned, say, once its reply is
+    /// queued), for the next binary message it copies out: a loop that receives and replies
+    /// then allocates nothing per message. Kept when the connection holds none and it is
+    /// smaller than [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN) (larger messages are moved,
+    /// not copied); freed otherwise. Counted in [`memory`](Self::memory); an idle connection
+    /// keeps it only up to [`RECYCLED_IDLE_MAX`] bytes (see
+    /// [`release_idle_buffers`](Self::release_idle_buffers)).
+    ///
+    /// ```
+    /// use ws_proto::{Connection, PolledEvent, ProtocolConfig};
+    ///
+    /// let mut conn = Connection::server(ProtocolConfig::default());
+    /// let buf = Vec::with_capacity(64);
+    /// let at = buf.as_ptr();
+    /// conn.recycle(buf);
+    /// // A masked binary frame (key 0) with the payload "hi".
+    /// conn.receive_data(&[0x82, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    /// let Some(PolledEvent::Binary(data)) = conn.poll_event_owned() else { panic!() };
+    /// assert_eq!((data.as_slice(), data.as_ptr()), (&b"hi"[..], at));
+    /// ```
+    #[inline]
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.recycled.capacity() == 0 && buf.capacity() < crate::DIRECT_WRITE_MIN {
+            self.recycled = buf;
+        }
     }
 
     /// Counts a data message received once its last piece is reported.
@@ -1204,6 +1257,11 @@ fn inflated_verdict(
 /// faults in again (255 faults per 1 MiB message, measured); there the spare is under a
 /// quarter anyway.
 const SHRINK_MAX: usize = 128 << 10;
+
+/// The largest [recycled](Connection::recycle) buffer an idle connection keeps (see
+/// [`Connection::release_idle_buffers`]): enough for the small messages where an allocation
+/// per message costs most, little beside the connection's own struct.
+pub const RECYCLED_IDLE_MAX: usize = 256;
 
 /// Makes room for `n` more bytes in `buf`, doubling as `Vec` does but to no more than
 /// `declared` bytes (what the peer has declared of the message so far, which is at least

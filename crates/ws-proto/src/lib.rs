@@ -59,7 +59,7 @@ mod utf8;
 mod vocab;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
-pub use connection::{Connection, Event, PolledEvent};
+pub use connection::{Connection, Event, PolledEvent, RECYCLED_IDLE_MAX};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "deflate")]
 pub use extensions::{

@@ -556,6 +556,42 @@ fn idle_buffers_are_released() {
     assert_eq!(feed(&mut conn, &client_frame(0x81, b"again")), [Owned::Text("again".into())]);
 }
 
+/// A buffer handed back with `recycle` takes the next binary message copied out; it counts
+/// in the connection's memory, one of `DIRECT_WRITE_MIN` bytes or more is not kept, and an
+/// idle connection keeps it only up to `RECYCLED_IDLE_MAX` bytes.
+#[test]
+fn recycled_buffers_are_reused_bounded_and_released_when_large() {
+    let owned_binary = |conn: &mut ws_proto::Connection, payload: &[u8]| {
+        conn.receive_data(&client_frame(0x82, payload));
+        match conn.poll_event_owned() {
+            Some(ws_proto::PolledEvent::Binary(data)) => data,
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut conn = server();
+    let first = owned_binary(&mut conn, b"the first message");
+    let at = first.as_ptr();
+    conn.recycle(first);
+    assert_eq!(conn.buffer_capacity(), conn.memory());
+    let second = owned_binary(&mut conn, b"second");
+    assert_eq!((second.as_slice(), second.as_ptr()), (&b"second"[..], at));
+    // Only one is kept, and none of DIRECT_WRITE_MIN bytes or more.
+    conn.recycle(Vec::with_capacity(ws_proto::DIRECT_WRITE_MIN));
+    conn.recycle(Vec::with_capacity(64));
+    conn.recycle(Vec::with_capacity(128));
+    conn.release_idle_buffers();
+    assert_eq!(conn.buffer_capacity(), 64);
+    let small = owned_binary(&mut conn, b"small");
+    // Larger than RECYCLED_IDLE_MAX: used while active, freed when the connection idles.
+    conn.recycle(Vec::with_capacity(ws_proto::RECYCLED_IDLE_MAX + 1));
+    let third = owned_binary(&mut conn, b"third");
+    assert!(third.capacity() > ws_proto::RECYCLED_IDLE_MAX);
+    conn.recycle(third);
+    conn.release_idle_buffers();
+    assert_eq!(conn.buffer_capacity(), 0);
+    drop(small);
+}
+
 #[test]
 fn input_buffers_move_between_connections_without_leaking_bytes() {
     let mut a = server();

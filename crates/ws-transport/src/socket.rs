@@ -453,7 +453,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn queue(&mut self, message: impl Outgoing) -> Result<(), Error> {
         let conn = self.session.connection_mut();
-        conn.sender().send_message(message.kind(), message.bytes()).map_err(closed_or)
+        let queued = conn.sender().send_message(message.kind(), message.bytes());
+        // The payload is copied: an owned one's buffer takes the next message received
+        // (an echo or relay loop then allocates nothing per message).
+        if let Ok(buf) = message.into_owned_bytes() {
+            conn.recycle(buf);
+        }
+        queued.map_err(closed_or)
     }
 
     /// Sends after the stream failed or ended, or after our close frame, are refused.
