@@ -704,6 +704,16 @@ impl Connection {
                 self.assembly = Vec::new();
             }
         }
+        // The common case once a read's events are drained: no input, no frame begun, no
+        // inflated output still to come and no end of stream to report: nothing can happen.
+        if self.in_start == self.in_end && self.frame.is_none() && !self.eof {
+            #[cfg(feature = "deflate")]
+            if !self.inflate_more {
+                return None;
+            }
+            #[cfg(not(feature = "deflate"))]
+            return None;
+        }
         loop {
             if self.state == State::Closed {
                 return None;

@@ -8,7 +8,7 @@ use crate::error::SendError;
 use crate::extensions::Compressor;
 #[cfg(feature = "deflate")]
 use crate::frame::RSV1;
-use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 use crate::inspect::FrameLog;
 use crate::mask::apply_mask;
 use crate::traffic::Counts;
@@ -135,7 +135,12 @@ impl Output {
     /// it is its last.
     #[inline]
     fn encode_header(&mut self, header: &FrameHeader) {
-        header.encode_to_vec(&mut self.buf);
+        let mut head = [0; MAX_HEADER_LEN];
+        let end = self.buf.len() + header.encode(&mut head);
+        // The whole array goes in and the excess is cut: a copy of fixed size, which
+        // compiles to a few moves where a copy of `n` bytes calls `memcpy`.
+        self.buf.extend_from_slice(&head);
+        self.buf.truncate(end);
         if let Some(log) = self.inspect.as_mut() {
             log.sent(*header, &self.buf[self.buf.len() - header.encoded_len()..]);
         }
@@ -152,6 +157,7 @@ impl Output {
         self.sent.frame(opcode, header.fin, header.payload_len);
     }
 
+    #[inline]
     pub(crate) fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
         self.queue_frame_rsv(opcode, fin, 0, payload);
     }
@@ -160,6 +166,9 @@ impl Output {
         // §5.3: a client masks every frame with a fresh key.
         let mask = self.keys.as_mut().map(|keys| keys.next_key());
         let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
+        // One reservation for the header and the payload: a small frame is two copies into
+        // the buffer, not two growth checks and calls.
+        self.buf.reserve(MAX_HEADER_LEN + payload.len());
         self.encode_header(&header);
         if opcode == OpCode::Close {
             self.sent.close = Some(match payload {

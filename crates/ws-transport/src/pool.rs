@@ -8,6 +8,8 @@
 
 use std::cell::RefCell;
 
+use ws_proto::Connection;
+
 /// Buffers of each kind kept per thread.
 pub(crate) const POOLED: usize = 16;
 
@@ -34,26 +36,35 @@ fn keep(pool: &mut Vec<Vec<u8>>, buf: Option<Vec<u8>>) {
     }
 }
 
-/// Keeps an idle connection's read and output buffers (either may be absent) for the next
-/// taker on this thread, where the pools have room and the buffers are not too large; frees
-/// them otherwise.
-pub(crate) fn give(input: Option<Vec<u8>>, output: Option<Vec<u8>>) {
+/// Moves an idle connection's empty read and output buffers to this thread's pools, where
+/// they have room and the buffers are not too large (the others are freed); returns whether
+/// the connection had any. Straight from the connection into the pools: this runs at every
+/// wait for input.
+pub(crate) fn give(conn: &mut Connection) -> bool {
+    let (input, output) = (conn.take_input_buffer(), conn.take_output_buffer());
+    let any = input.is_some() || output.is_some();
     // While the thread is being torn down its pools are gone: the buffers are freed then.
     let _ = POOLS.try_with(|pools| {
         let pools = &mut *pools.borrow_mut();
         keep(&mut pools.input, input);
         keep(&mut pools.output, output);
     });
+    any
 }
 
-/// A read buffer and an output buffer from this thread's pools, where it has them.
-pub(crate) fn take() -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    POOLS
-        .try_with(|pools| {
-            let pools = &mut *pools.borrow_mut();
-            (pools.input.pop(), pools.output.pop())
-        })
-        .unwrap_or_default()
+/// Gives a connection that waited a read buffer and an output buffer from this thread's
+/// pools, where it has them and the connection holds none.
+pub(crate) fn take(conn: &mut Connection) {
+    let _ = POOLS.try_with(|pools| {
+        let pools = &mut *pools.borrow_mut();
+        if let Some(buf) = pools.input.pop() {
+            // Handed back when the connection has one (it read since it waited).
+            pools.input.extend(conn.give_input_buffer(buf));
+        }
+        if let Some(buf) = pools.output.pop() {
+            pools.output.extend(conn.give_output_buffer(buf));
+        }
+    });
 }
 
 #[cfg(test)]
@@ -62,15 +73,31 @@ mod tests {
 
     #[test]
     fn pools_are_bounded_in_count_and_size() {
+        let server = || Connection::server(ws_proto::ProtocolConfig::default());
+        // Connections whose output buffer was used and written: 64 bytes each.
+        let with_output = |capacity: usize| {
+            let mut conn = server();
+            conn.sender().send_binary(&vec![0; capacity - 2]).unwrap();
+            let n = conn.pending_output().len();
+            conn.consume_output(n);
+            conn
+        };
         for _ in 0..POOLED + 4 {
-            give(None, Some(Vec::with_capacity(64)));
+            assert!(give(&mut with_output(64)));
         }
-        give(Some(vec![0; POOLED_MAX + 1]), Some(Vec::with_capacity(POOLED_MAX + 1)));
-        give(Some(Vec::new()), None);
+        // Too large for the pools: freed.
+        let mut large = with_output(POOLED_MAX + 8);
+        large.input_buffer(POOLED_MAX + 1);
+        assert!(give(&mut large));
+        // Nothing to give.
+        assert!(!give(&mut server()));
         let mut taken = 0;
         loop {
-            match take() {
-                (None, Some(buf)) => assert_eq!(buf.capacity(), 64),
+            let mut conn = server();
+            take(&mut conn);
+            let (input, output) = (conn.take_input_buffer(), conn.take_output_buffer());
+            match (input, output) {
+                (None, Some(buf)) => assert!(buf.capacity() >= 64 && buf.capacity() < 128),
                 (None, None) => break,
                 other => panic!("{other:?}"),
             }

@@ -335,13 +335,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.pooled {
                 // Buffers given to the thread's pool at the last wait: take some back.
                 self.pooled = false;
-                let conn = self.session.connection_mut();
-                let (input, output) = pool::take();
-                let input = input.and_then(|buf| conn.give_input_buffer(buf));
-                let output = output.and_then(|buf| conn.give_output_buffer(buf));
-                if input.is_some() || output.is_some() {
-                    pool::give(input, output);
-                }
+                pool::take(self.session.connection_mut());
             }
             let buf = self.session.read_buffer(size);
             match Pin::new(&mut self.stream).poll_read(cx, buf) {
@@ -365,11 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // another connection's does) and the rest is freed, so an idle
                     // connection costs only its structs.
                     let conn = self.session.connection_mut();
-                    let (input, output) = (conn.take_input_buffer(), conn.take_output_buffer());
-                    if input.is_some() || output.is_some() {
-                        pool::give(input, output);
-                        self.pooled = true;
-                    }
+                    self.pooled = pool::give(conn);
                     conn.release_idle_buffers();
                     let which = ready!(self.poll_deadline(cx));
                     self.on_deadline(which, cx)?;
