@@ -236,6 +236,9 @@ pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--tls") {
+        if args.iter().any(|a| a == "--servers" || a == "--repeats") {
+            bail!("--servers and --repeats apply to the plain run, not --tls");
+        }
         return run_tls(root, quick);
     }
     let baseline = match args.iter().position(|a| a == "--baseline") {
@@ -261,19 +264,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             idle_connections: 10_000,
         }
     };
-    if args.iter().any(|a| a == "--repeats") {
-        plan.repeats = crate::flag(args, "--repeats", None)?;
-        if plan.repeats == 0 {
-            bail!("--repeats must be at least 1");
-        }
+    plan.repeats = crate::flag(args, "--repeats", Some(plan.repeats))?;
+    if plan.repeats == 0 {
+        bail!("--repeats must be at least 1");
     }
     let mut servers = servers(root, baseline.as_deref());
-    let chosen = match args.iter().position(|a| a == "--servers") {
-        Some(i) => Some(args.get(i + 1).context("--servers needs a list of names")?),
-        None => None,
-    };
-    if let Some(list) = chosen {
-        servers = choose(servers, list)?;
+    let chosen = args.iter().any(|a| a == "--servers");
+    if chosen {
+        servers = choose(servers, &crate::flag::<String>(args, "--servers", None)?)?;
     }
     for server in &servers {
         if !server.binary.exists() {
@@ -318,7 +316,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::write(out.join("results.json"), &json)?;
     std::fs::write(out.join("results.md"), &markdown)?;
     // Only a full run of every server, at the default repeats, is the published one.
-    if !quick && baseline.is_none() && chosen.is_none() && plan.repeats == FULL_REPEATS {
+    if !quick && baseline.is_none() && !chosen && plan.repeats == FULL_REPEATS {
         std::fs::write(root.join("docs/benchmarks.json"), &json)?;
     }
     println!("{markdown}");

@@ -364,6 +364,7 @@ impl Connection {
 
     /// Bytes of memory the connection's buffers hold (their capacity), compression state
     /// aside: what an idle connection costs beyond this struct.
+    #[inline]
     pub fn buffer_capacity(&self) -> usize {
         self.input.capacity()
             + self.assembly.capacity()
@@ -554,9 +555,9 @@ impl Connection {
     /// bytes or more assembled in the connection's buffer (a message in several frames or
     /// reads, or inflated) is moved out of it rather than copied, with at most a quarter of
     /// its length spare (an uncompressed message's buffer grows to fit it exactly); the
-    /// connection assembles the next message in a new buffer. Smaller ones are copied, into
-    /// the buffer last handed back with [`recycle`](Self::recycle) when there is one, else
-    /// into one of exactly their length; the assembly buffer is kept.
+    /// connection assembles the next message in a new buffer. The others are copied: into the
+    /// buffer last handed back with [`recycle`](Self::recycle) when they fit in it, else into
+    /// one of exactly their length; the assembly buffer is kept.
     ///
     /// ```
     /// use ws_proto::{Connection, PolledEvent, ProtocolConfig};
@@ -582,7 +583,11 @@ impl Connection {
         };
         if !assembled || range.len() < crate::DIRECT_WRITE_MIN {
             let data = message_bytes(range, assembled, &self.input, &self.assembly);
-            // Into the buffer last recycled, when there is one: no allocation then.
+            // Into the buffer last recycled when the message fits: no allocation then. One
+            // that does not fit keeps the buffer for the next.
+            if data.len() > self.recycled.capacity() {
+                return Some(PolledEvent::Binary(data.to_vec()));
+            }
             let mut owned = std::mem::take(&mut self.recycled);
             owned.clear();
             owned.extend_from_slice(data);
@@ -601,10 +606,10 @@ impl Connection {
 
     /// Hands back the buffer of a message the caller is done with (one
     /// [`poll_event_owned`](Self::poll_event_owned) returned, say, once its reply is
-    /// queued), for the next binary message it copies out: a loop that receives and replies
-    /// then allocates nothing per message. Kept when the connection holds none and it is
-    /// smaller than [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN) (larger messages are moved,
-    /// not copied); freed otherwise. Counted in [`memory`](Self::memory); an idle connection
+    /// queued), for the next binary message it copies out that fits in it: a loop that
+    /// receives and replies then allocates nothing per message. Kept when the connection
+    /// holds none and it is smaller than [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN)
+    /// (assembled messages of that size are moved out, not copied); freed otherwise. Counted in [`memory`](Self::memory); an idle connection
     /// keeps it only up to [`RECYCLED_IDLE_MAX`] bytes (see
     /// [`release_idle_buffers`](Self::release_idle_buffers)).
     ///

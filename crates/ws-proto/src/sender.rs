@@ -96,6 +96,7 @@ impl Output {
         self.queue_frame(opcode, fin, data);
     }
 
+    #[inline]
     pub(crate) fn compression(&self) -> bool {
         #[cfg(feature = "deflate")]
         return self.deflate.is_some();
@@ -135,12 +136,7 @@ impl Output {
     /// it is its last.
     #[inline]
     fn encode_header(&mut self, header: &FrameHeader) {
-        let mut head = [0; MAX_HEADER_LEN];
-        let end = self.buf.len() + header.encode(&mut head);
-        // The whole array goes in and the excess is cut: a copy of fixed size, which
-        // compiles to a few moves where a copy of `n` bytes calls `memcpy`.
-        self.buf.extend_from_slice(&head);
-        self.buf.truncate(end);
+        header.encode_to_vec(&mut self.buf);
         if let Some(log) = self.inspect.as_mut() {
             log.sent(*header, &self.buf[self.buf.len() - header.encoded_len()..]);
         }

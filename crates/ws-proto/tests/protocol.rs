@@ -570,11 +570,19 @@ fn recycled_buffers_are_reused_bounded_and_released_when_large() {
     };
     let mut conn = server();
     let first = owned_binary(&mut conn, b"the first message");
-    let at = first.as_ptr();
+    let capacity = first.capacity();
     conn.recycle(first);
-    assert_eq!(conn.buffer_capacity(), conn.memory());
+    // Counted, and kept while idle (it is small).
+    conn.release_idle_buffers();
+    assert_eq!(conn.buffer_capacity(), capacity);
+    // Copied into the first one's buffer: a new one would hold exactly its 6 bytes.
     let second = owned_binary(&mut conn, b"second");
-    assert_eq!((second.as_slice(), second.as_ptr()), (&b"second"[..], at));
+    assert_eq!((second.as_slice(), second.capacity()), (&b"second"[..], capacity));
+    // A message that does not fit is copied into a buffer of its own; the recycled one waits.
+    conn.recycle(second);
+    let long = owned_binary(&mut conn, &[9; 100]);
+    assert_eq!(long.capacity(), 100);
+    assert_eq!(owned_binary(&mut conn, b"short").capacity(), capacity);
     // Only one is kept, and none of DIRECT_WRITE_MIN bytes or more.
     conn.recycle(Vec::with_capacity(ws_proto::DIRECT_WRITE_MIN));
     conn.recycle(Vec::with_capacity(64));

@@ -74,7 +74,8 @@ mod tests {
     #[test]
     fn pools_are_bounded_in_count_and_size() {
         let server = || Connection::server(ws_proto::ProtocolConfig::default());
-        // Connections whose output buffer was used and written: 64 bytes each.
+        // Connections whose output buffer was used and written: 64 bytes of output and the
+        // header's reservation, under 128 bytes each.
         let with_output = |capacity: usize| {
             let mut conn = server();
             conn.sender().send_binary(&vec![0; capacity - 2]).unwrap();
@@ -91,6 +92,11 @@ mod tests {
         assert!(give(&mut large));
         // Nothing to give.
         assert!(!give(&mut server()));
+        // A connection that holds an output buffer already hands the pooled one back.
+        let mut busy = server();
+        busy.sender().send_binary(b"queued").unwrap();
+        take(&mut busy);
+        assert_eq!(busy.pending_output().len(), 8);
         let mut taken = 0;
         loop {
             let mut conn = server();

@@ -357,7 +357,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // Nothing to read: the connection is idle. Its empty buffers go to the
                     // thread's pool (the next read on this thread takes them back, or
                     // another connection's does) and the rest is freed, so an idle
-                    // connection costs only its structs.
+                    // connection costs only its structs (and a recycled message buffer of
+                    // at most `ws_proto::RECYCLED_IDLE_MAX` bytes).
                     let conn = self.session.connection_mut();
                     self.pooled = pool::give(conn);
                     conn.release_idle_buffers();
@@ -444,8 +445,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn queue(&mut self, message: impl Outgoing) -> Result<(), Error> {
         let conn = self.session.connection_mut();
         let queued = conn.sender().send_message(message.kind(), message.bytes());
-        // The payload is copied: an owned one's buffer takes the next message received
-        // (an echo or relay loop then allocates nothing per message).
+        // The payload is copied: an owned one's buffer takes the next binary message this
+        // connection receives (a binary echo loop then allocates nothing per message).
         if let Ok(buf) = message.into_owned_bytes() {
             conn.recycle(buf);
         }

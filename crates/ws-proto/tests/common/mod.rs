@@ -57,7 +57,11 @@ pub fn drain_owned(conn: &mut Connection) -> Vec<Owned> {
     let mut events = Vec::new();
     for _ in 0..1_000_000 {
         match conn.poll_event_owned() {
-            Some(PolledEvent::Binary(data)) => events.push(Owned::Binary(data)),
+            Some(PolledEvent::Binary(data)) => {
+                // As an echo loop does: a buffer handed back for the next message copied out.
+                conn.recycle(data.clone());
+                events.push(Owned::Binary(data));
+            }
             Some(PolledEvent::Event(event)) => events.push(owned(event)),
             None => return events,
         }
