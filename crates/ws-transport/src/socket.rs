@@ -91,6 +91,8 @@ pub struct WebSocket<S> {
     bytes_written: u64,
     /// Bytes to ask for in the next read, adapted to recent reads.
     read_size: usize,
+    /// Bytes read since a read last left the stream drained (took less than it asked).
+    burst: usize,
     /// The connection's buffers went to the thread's pool at its last wait (see `pool`).
     pooled: bool,
     /// The connection's events were polled until it had none, and no input reached it
@@ -134,6 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             bytes_read,
             bytes_written: 0,
             read_size: MIN_READ,
+            burst: 0,
             pooled: false,
             drained: false,
         }
@@ -346,9 +349,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         return Poll::Ready(Ok(false));
                     }
                     self.bytes_read += n as u64;
-                    // Grow the next read while reads fill the buffer; shrink it when they
-                    // do not.
-                    self.read_size = if n >= size { size * 2 } else { (n * 2).max(MIN_READ) };
+                    // Grow the next read while reads fill the buffer. One that does not
+                    // drained the stream: the next is sized to twice what came since it
+                    // was last drained, so that what arrives together (a message larger
+                    // than the last read, say) is taken in one read next time, not a read
+                    // that fills the buffer and one more for the rest.
+                    self.burst += n;
+                    self.read_size = if n >= size {
+                        size * 2
+                    } else {
+                        (std::mem::take(&mut self.burst) * 2).max(MIN_READ)
+                    };
                     return Poll::Ready(Ok(true));
                 }
                 Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}

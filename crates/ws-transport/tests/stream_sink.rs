@@ -150,6 +150,8 @@ struct Script {
     /// how many were taken.
     flood: usize,
     flooded: usize,
+    /// Reads that returned input.
+    reads: usize,
 }
 
 impl AsyncRead for Scripted {
@@ -172,6 +174,7 @@ impl AsyncRead for Scripted {
         }
         buf[..n].copy_from_slice(&script.input[..n]);
         script.input.drain(..n);
+        script.reads += usize::from(n > 0);
         Poll::Ready(Ok(n))
     }
 }
@@ -194,6 +197,38 @@ impl AsyncWrite for Scripted {
         self.0.lock().unwrap().closed = true;
         Poll::Ready(Ok(()))
     }
+}
+
+/// A read is sized by what came together before it: a message larger than the last read is
+/// taken in one read from the next time on, not a read that fills the buffer and another for
+/// the rest (on a socket, each read is a system call).
+#[test]
+fn what_came_together_is_read_in_one_read_next_time() {
+    let script = Scripted::default();
+    let conn = Connection::server(ws_proto::ProtocolConfig::default());
+    let mut ws = WebSocket::from_parts(script.clone(), conn, Config::default(), &[]);
+    let mut cx = Context::from_waker(Waker::noop());
+    // A masked binary frame (key 0) of 16 KiB: 16,392 bytes with its header.
+    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 0, 0, 0, 0];
+    frame.extend_from_slice(&[7; 16 << 10]);
+    let mut reads = Vec::new();
+    for _ in 0..4 {
+        {
+            let mut script = script.0.lock().unwrap();
+            script.input.extend_from_slice(&frame);
+            script.reads = 0;
+        }
+        match ws.poll_next_unpin(&mut cx) {
+            Poll::Ready(Some(Ok(Message::Binary(data)))) => assert_eq!(data.len(), 16 << 10),
+            other => panic!("{other:?}"),
+        }
+        // Nothing more has come.
+        assert!(ws.poll_next_unpin(&mut cx).is_pending());
+        reads.push(script.0.lock().unwrap().reads);
+    }
+    // The first grows the reads from 2 KiB; the others come in one read each.
+    assert!(reads[0] > 1, "{reads:?}");
+    assert_eq!(reads[1..], [1, 1, 1]);
 }
 
 /// `forward` over `StreamExt::split` stops at the sink's first error. A sink that refused at
