@@ -342,7 +342,8 @@ fn an_idle_websocket_holds_no_buffer() -> Result<()> {
 
 /// A binary echo loop allocates nothing per small message: the buffer of a message fed back
 /// takes the next one received. An idle connection keeps that buffer only while it is small
-/// (`ws_proto::RECYCLED_IDLE_MAX`), and a large one is freed when it goes idle.
+/// (`ws_proto::RECYCLED_IDLE_MAX`): the buffer of a larger message echoed replaces it, and
+/// is freed when the connection goes idle.
 #[test]
 fn an_echo_loop_reuses_the_buffer_it_fed_back() -> Result<()> {
     // The server says when it has seen the connection idle; the client sends on after that.

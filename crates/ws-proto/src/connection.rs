@@ -607,9 +607,11 @@ impl Connection {
     /// Hands back the buffer of a message the caller is done with (one
     /// [`poll_event_owned`](Self::poll_event_owned) returned, say, once its reply is
     /// queued), for the next binary message it copies out that fits in it: a loop that
-    /// receives and replies then allocates nothing per message. Kept when the connection
-    /// holds none and it is smaller than [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN)
-    /// (assembled messages of that size are moved out, not copied); freed otherwise. Counted in [`memory`](Self::memory); an idle connection
+    /// receives and replies then allocates nothing per message. Kept when it is larger than
+    /// the one the connection holds, which it replaces (so that the buffer follows the
+    /// largest messages of late), and smaller than
+    /// [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN) (assembled messages of that size are
+    /// moved out, not copied); freed otherwise. Counted in [`memory`](Self::memory); an idle connection
     /// keeps it only up to [`RECYCLED_IDLE_MAX`] bytes (see
     /// [`release_idle_buffers`](Self::release_idle_buffers)).
     ///
@@ -627,7 +629,7 @@ impl Connection {
     /// ```
     #[inline]
     pub fn recycle(&mut self, buf: Vec<u8>) {
-        if self.recycled.capacity() == 0 && buf.capacity() < crate::DIRECT_WRITE_MIN {
+        if buf.capacity() > self.recycled.capacity() && buf.capacity() < crate::DIRECT_WRITE_MIN {
             self.recycled = buf;
         }
     }

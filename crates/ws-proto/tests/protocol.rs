@@ -556,9 +556,10 @@ fn idle_buffers_are_released() {
     assert_eq!(feed(&mut conn, &client_frame(0x81, b"again")), [Owned::Text("again".into())]);
 }
 
-/// A buffer handed back with `recycle` takes the next binary message copied out; it counts
-/// in the connection's memory, one of `DIRECT_WRITE_MIN` bytes or more is not kept, and an
-/// idle connection keeps it only up to `RECYCLED_IDLE_MAX` bytes.
+/// A buffer handed back with `recycle` takes the next binary message copied out that fits;
+/// it counts in the connection's memory, the larger of two is kept, one of
+/// `DIRECT_WRITE_MIN` bytes or more is not, and an idle connection keeps it only up to
+/// `RECYCLED_IDLE_MAX` bytes.
 #[test]
 fn recycled_buffers_are_reused_bounded_and_released_when_large() {
     let owned_binary = |conn: &mut ws_proto::Connection, payload: &[u8]| {
@@ -583,12 +584,12 @@ fn recycled_buffers_are_reused_bounded_and_released_when_large() {
     let long = owned_binary(&mut conn, &[9; 100]);
     assert_eq!(long.capacity(), 100);
     assert_eq!(owned_binary(&mut conn, b"short").capacity(), capacity);
-    // Only one is kept, and none of DIRECT_WRITE_MIN bytes or more.
+    // One is kept, the largest under DIRECT_WRITE_MIN bytes.
     conn.recycle(Vec::with_capacity(ws_proto::DIRECT_WRITE_MIN));
-    conn.recycle(Vec::with_capacity(64));
     conn.recycle(Vec::with_capacity(128));
+    conn.recycle(Vec::with_capacity(64));
     conn.release_idle_buffers();
-    assert_eq!(conn.buffer_capacity(), 64);
+    assert_eq!(conn.buffer_capacity(), 128);
     let small = owned_binary(&mut conn, b"small");
     // Larger than RECYCLED_IDLE_MAX: used while active, freed when the connection idles.
     conn.recycle(Vec::with_capacity(ws_proto::RECYCLED_IDLE_MAX + 1));
