@@ -321,13 +321,20 @@ impl Connection {
     /// Space for at least `min` bytes to be read straight into, avoiding the copy that
     /// [`receive_data`](Self::receive_data) makes. Report what was written with
     /// [`input_written`](Self::input_written).
+    #[inline]
     pub fn input_buffer(&mut self, min: usize) -> &mut [u8] {
         self.compact_input();
         if self.input.len() - self.in_end < min {
-            // Vec's own doubling keeps growth amortised; only the new tail is zeroed.
-            self.input.resize(self.in_end + min, 0);
+            self.grow_input(min);
         }
         &mut self.input[self.in_end..]
+    }
+
+    /// [`input_buffer`](Self::input_buffer) when the buffer must grow: out of line.
+    #[inline(never)]
+    fn grow_input(&mut self, min: usize) {
+        // Vec's own doubling keeps growth amortised; only the new tail is zeroed.
+        self.input.resize(self.in_end + min, 0);
     }
 
     /// Records that `n` bytes were written at the start of [`input_buffer`](Self::input_buffer).
@@ -526,6 +533,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn compact_input(&mut self) {
         if self.in_start == self.in_end {
             self.in_start = 0;
