@@ -149,13 +149,35 @@ impl Session {
     /// If `n` is more than the read buffer's length.
     #[inline]
     pub fn received(&mut self, n: usize, now: Instant) {
+        if self.record_read(n) {
+            self.timers.received(now);
+        }
+    }
+
+    /// [`received`](Self::received) without the time, for a driver whose
+    /// [`TimerSettings`] time no deadline from input
+    /// ([`follows_input`](TimerSettings::follows_input): no keepalive, no idle timeout), so
+    /// that a read costs it no reading of the clock. With either on, use `received`: this
+    /// leaves those deadlines timed from the last read that gave the time.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than the read buffer's length.
+    #[inline]
+    pub fn received_untimed(&mut self, n: usize) {
+        self.record_read(n);
+    }
+
+    /// Records a read of `n` bytes (0: the end of the stream); whether it brought input.
+    #[inline]
+    fn record_read(&mut self, n: usize) -> bool {
         if n == 0 {
             self.read_closed = true;
             self.conn.receive_eof();
-        } else {
-            self.conn.input_written(n);
-            self.timers.received(now);
+            return false;
         }
+        self.conn.input_written(n);
+        true
     }
 
     /// Feeds bytes read elsewhere (a reader with its own buffer), as

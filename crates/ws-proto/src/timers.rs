@@ -38,6 +38,25 @@ impl Default for TimerSettings {
     }
 }
 
+impl TimerSettings {
+    /// Whether a deadline is timed from the last input: keepalive pings (`ping_interval`) or
+    /// the idle timeout. Without either, a read needs no time
+    /// ([`Session::received_untimed`](crate::Session::received_untimed)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ws_proto::TimerSettings;
+    ///
+    /// let mut settings = TimerSettings::default();
+    /// assert!(!settings.follows_input());
+    /// settings.idle_timeout = Some(Duration::from_secs(60));
+    /// assert!(settings.follows_input());
+    /// ```
+    pub fn follows_input(&self) -> bool {
+        self.ping_interval.is_some() || self.idle_timeout.is_some()
+    }
+}
+
 /// Which timer a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

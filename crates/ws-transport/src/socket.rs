@@ -74,6 +74,9 @@ pub struct WebSocket<S> {
     /// The session had a deadline when `poll_deadline` last asked (`false`: none, nothing
     /// to wait for but input).
     timed: bool,
+    /// A deadline is timed from the last input (keepalive or idle timeout): reads record
+    /// the time. Without, they read no clock.
+    timed_reads: bool,
     /// A message sent in place whose payload is still to be written; see [`InFlight`].
     in_flight: Option<InFlight>,
     /// A message received and not yet returned (its `recv` was dropped while writing).
@@ -119,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let bytes_read = conn.buffered_input() as u64;
         let runtime = config.runtime_or_default();
         let now = runtime.now();
+        let timed_reads = config.timers().follows_input();
         Self {
             stream,
             session: Session::new(conn, now),
@@ -127,6 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             timer: None,
             timer_at: None,
             timed: true,
+            timed_reads,
             in_flight: None,
             received: None,
             end: None,
@@ -343,7 +348,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let buf = self.session.read_buffer(size);
             match Pin::new(&mut self.stream).poll_read(cx, buf) {
                 Poll::Ready(Ok(n)) => {
-                    self.session.received(n, self.now());
+                    if self.timed_reads {
+                        self.session.received(n, self.now());
+                    } else {
+                        self.session.received_untimed(n);
+                    }
                     self.drained = false;
                     if n == 0 {
                         return Poll::Ready(Ok(false));

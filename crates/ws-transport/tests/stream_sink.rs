@@ -231,6 +231,54 @@ fn what_came_together_is_read_in_one_read_next_time() {
     assert_eq!(reads[1..], [1, 1, 1]);
 }
 
+/// A runtime whose clock counts its readings.
+#[derive(Debug, Default)]
+struct CountingClock(std::sync::atomic::AtomicUsize);
+
+impl ws_transport::Runtime for CountingClock {
+    fn new_timer(&self, at: std::time::Instant) -> Pin<Box<dyn ws_transport::AsyncTimer>> {
+        ws_transport::Runtime::new_timer(&ws_transport::Smol, at)
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::time::Instant::now()
+    }
+}
+
+/// A read records the time only where a deadline is timed from input (keepalive, idle
+/// timeout): without, receiving and echoing costs no reading of the clock.
+#[test]
+fn reads_read_the_clock_only_for_deadlines_that_follow_input() {
+    let clock_readings = |idle_timeout: Option<std::time::Duration>| {
+        let clock = Arc::new(CountingClock::default());
+        let mut config = Config::default();
+        config.runtime = Some(clock.clone());
+        config.idle_timeout = idle_timeout;
+        let script = Scripted::default();
+        let conn = Connection::server(ws_proto::ProtocolConfig::default());
+        let mut ws = WebSocket::from_parts(script.clone(), conn, config, &[]);
+        let mut cx = Context::from_waker(Waker::noop());
+        // The first wait looks at the deadlines once.
+        assert!(ws.poll_next_unpin(&mut cx).is_pending());
+        let before = clock.0.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..10 {
+            // A masked binary frame (key 0) of 5 bytes, echoed.
+            script.0.lock().unwrap().input.extend_from_slice(&[0x82, 0x85, 0, 0, 0, 0]);
+            script.0.lock().unwrap().input.extend_from_slice(b"hello");
+            match ws.poll_next_unpin(&mut cx) {
+                Poll::Ready(Some(Ok(message))) => ws.start_send(message).unwrap(),
+                other => panic!("{other:?}"),
+            }
+            assert!(ws.poll_next_unpin(&mut cx).is_pending());
+        }
+        assert_eq!(script.0.lock().unwrap().written.len(), 10 * 7);
+        clock.0.load(std::sync::atomic::Ordering::Relaxed) - before
+    };
+    assert_eq!(clock_readings(None), 0);
+    assert!(clock_readings(Some(std::time::Duration::from_secs(60))) >= 10);
+}
+
 /// `forward` over `StreamExt::split` stops at the sink's first error. A sink that refused at
 /// once when the peer broke the protocol would make `forward` drop the WebSocket before the
 /// peer's close frame came back: TCP reset under it. The refusal waits for the close
