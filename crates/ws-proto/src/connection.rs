@@ -619,8 +619,8 @@ impl Connection {
     /// the one the connection holds, which it replaces (so that the buffer follows the
     /// largest messages of late), and smaller than
     /// [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN) (assembled messages of that size are
-    /// moved out, not copied); freed otherwise. Counted in [`memory`](Self::memory); an idle connection
-    /// keeps it only up to [`RECYCLED_IDLE_MAX`] bytes (see
+    /// moved out, not copied); freed otherwise. Counted in [`memory`](Self::memory); an
+    /// idle connection keeps it only up to [`RECYCLED_IDLE_MAX`] bytes (see
     /// [`release_idle_buffers`](Self::release_idle_buffers)).
     ///
     /// ```
@@ -719,14 +719,10 @@ impl Connection {
                 self.assembly = Vec::new();
             }
         }
-        // The common case once a read's events are drained: no input, no frame begun, no
-        // inflated output still to come and no end of stream to report: nothing can happen.
+        // The common case once a read's events are drained: no input, no frame begun and no
+        // end of stream to report: nothing can happen. (Inflated output still to come keeps
+        // its frame open: `read_compressed_chunk` ends a frame only once drained.)
         if self.in_start == self.in_end && self.frame.is_none() && !self.eof {
-            #[cfg(feature = "deflate")]
-            if !self.inflate_more {
-                return None;
-            }
-            #[cfg(not(feature = "deflate"))]
             return None;
         }
         loop {
