@@ -578,7 +578,17 @@ impl Connection {
     /// assert_eq!(conn.poll_event_owned(), Some(PolledEvent::Binary(b"hi".to_vec())));
     /// ```
     #[must_use = "events report messages and failures"]
+    #[inline]
     pub fn poll_event_owned(&mut self) -> Option<PolledEvent<'_>> {
+        // Asked after every message: when the input is used up, without a call.
+        if self.at_rest() {
+            return None;
+        }
+        self.next_event_owned()
+    }
+
+    #[inline(never)]
+    fn next_event_owned(&mut self) -> Option<PolledEvent<'_>> {
         let ev = self.advance()?;
         self.count(&ev);
         let Ev::Message { kind: MessageKind::Binary, range, assembled } = ev else {
@@ -711,6 +721,18 @@ impl Connection {
         }
     }
 
+    /// The common case once a read's events are drained: no input, no frame begun, no
+    /// assembled message to clear and no end of stream to report: nothing can happen.
+    /// (Inflated output still to come keeps its frame open: `read_compressed_chunk` ends a
+    /// frame only once drained.)
+    #[inline]
+    fn at_rest(&self) -> bool {
+        self.in_start == self.in_end
+            && self.frame.is_none()
+            && !self.eof
+            && !self.assembly_delivered
+    }
+
     fn advance(&mut self) -> Option<Ev> {
         if self.assembly_delivered {
             self.assembly_delivered = false;
@@ -719,10 +741,7 @@ impl Connection {
                 self.assembly = Vec::new();
             }
         }
-        // The common case once a read's events are drained: no input, no frame begun and no
-        // end of stream to report: nothing can happen. (Inflated output still to come keeps
-        // its frame open: `read_compressed_chunk` ends a frame only once drained.)
-        if self.in_start == self.in_end && self.frame.is_none() && !self.eof {
+        if self.at_rest() {
             return None;
         }
         loop {
@@ -768,6 +787,9 @@ impl Connection {
     }
 
     fn read_header(&mut self) -> Step {
+        if let Some(step) = self.small_message() {
+            return step;
+        }
         let available = &self.input[self.in_start..self.in_end];
         let (header, header_len) = match FrameHeader::parse(available) {
             Ok(Status::Complete(header, len)) => (header, len),
@@ -811,6 +833,49 @@ impl Connection {
             return self.control_frame(header, start..start + len);
         }
         self.data_header(header, header_len)
+    }
+
+    /// The common frame, told from its first two bytes: a whole single-frame text or binary
+    /// message of at most 125 bytes, masked as the peer's role requires, with no reserved bit
+    /// set, arriving between messages, in message delivery, on a connection nobody inspects.
+    /// It is checked and reported as `read_header` and `data_header` would (the frame and
+    /// message limits included); `None` leaves every other frame to them.
+    #[inline]
+    fn small_message(&mut self) -> Option<Step> {
+        let available = &self.input[self.in_start..self.in_end];
+        let [b0, b1, ..] = *available else { return None };
+        let masked = self.role == Role::Server;
+        let len = usize::from(b1 & 0x7f);
+        let header_len = if masked { 6 } else { 2 };
+        let kind = match b0 {
+            0x81 => MessageKind::Text,
+            0x82 => MessageKind::Binary,
+            _ => return None,
+        };
+        if (b1 & 0x80 != 0) != masked
+            || len > 125
+            || available.len() < header_len + len
+            || self.message.is_some()
+            || self.config.delivery != Delivery::Messages
+            || self.out.inspect.is_some()
+            || len > self.config.max_frame_size.min(self.config.max_message_size)
+        {
+            return None;
+        }
+        let start = self.in_start + header_len;
+        let range = start..start + len;
+        if masked {
+            let key = [available[2], available[3], available[4], available[5]];
+            apply_mask(&mut self.input[range.clone()], key, 0);
+        }
+        self.in_start = range.end;
+        self.received.frame(kind.opcode(), true, len as u64);
+        if kind == MessageKind::Text
+            && simdutf8::basic::from_utf8(&self.input[range.clone()]).is_err()
+        {
+            return Some(self.fail(ProtocolError::InvalidUtf8));
+        }
+        Some(Step::Event(Ev::Message { kind, range, assembled: false }))
     }
 
     fn data_header(&mut self, header: FrameHeader, header_len: usize) -> Step {

@@ -433,6 +433,38 @@ fn rfc_10_4_frame_over_the_limit_fails_from_its_header() {
 }
 
 #[test]
+fn rfc_10_4_whole_small_messages_meet_both_limits_exactly() {
+    // Frames of up to 125 bytes that arrive whole are read on a path of their own: the
+    // limits hold there as they do for the others (126 bytes takes the general path).
+    for len in [1, 20, 125, 126] {
+        for opcode in [0x81, 0x82] {
+            let wire = client_frame(opcode, &vec![b'a'; len]);
+            let at = |frame: usize, message: usize| {
+                let mut conn = limited(frame, message, Delivery::Messages);
+                let events = feed(&mut conn, &wire);
+                (events, take_output(&mut conn))
+            };
+            let message = if opcode == 0x81 {
+                Owned::Text("a".repeat(len))
+            } else {
+                Owned::Binary(vec![b'a'; len])
+            };
+            assert_eq!(at(len, len), (vec![message], vec![]), "{len} bytes, {opcode:#x}");
+            assert_eq!(
+                at(len - 1, 1000),
+                (vec![Owned::Failed(ProtocolError::FrameTooLarge)], server_close(1009)),
+                "{len} bytes, {opcode:#x}"
+            );
+            assert_eq!(
+                at(1000, len - 1),
+                (vec![Owned::Failed(ProtocolError::MessageTooLarge)], server_close(1009)),
+                "{len} bytes, {opcode:#x}"
+            );
+        }
+    }
+}
+
+#[test]
 fn rfc_10_4_message_over_the_limit_across_fragments_fails() {
     for delivery in [Delivery::Messages, Delivery::Chunks] {
         let mut conn = limited(100, 150, delivery);
