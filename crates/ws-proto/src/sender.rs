@@ -140,17 +140,23 @@ impl Output {
         if let Some(log) = self.inspect.as_mut() {
             log.sent(*header, &self.buf[self.buf.len() - header.encoded_len()..]);
         }
-        let opcode = match header.opcode {
+        self.count_frame(header.opcode, header.fin, header.payload_len);
+    }
+
+    /// Counts a frame queued: in the traffic tally, and as a message sent at its last frame.
+    #[inline]
+    fn count_frame(&mut self, opcode: OpCode, fin: bool, payload_len: u64) {
+        let opcode = match opcode {
             OpCode::Continuation => self.data_opcode,
             opcode => opcode,
         };
         if !opcode.is_control() {
             self.data_opcode = opcode;
-            if header.fin {
+            if fin {
                 self.messages_sent += 1;
             }
         }
-        self.sent.frame(opcode, header.fin, header.payload_len);
+        self.sent.frame(opcode, fin, payload_len);
     }
 
     #[inline]
@@ -159,6 +165,20 @@ impl Output {
     }
 
     pub(crate) fn queue_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
+        // The common frame: a server's (unmasked) of at most 125 bytes on a connection nobody
+        // inspects, behind a two-byte header.
+        if self.keys.is_none()
+            && self.inspect.is_none()
+            && payload.len() <= 125
+            && opcode != OpCode::Close
+        {
+            let b0 = (u8::from(fin) << 7) | (rsv << 4) | opcode.as_u8();
+            self.buf.reserve(2 + payload.len());
+            self.buf.extend_from_slice(&[b0, payload.len() as u8]);
+            self.buf.extend_from_slice(payload);
+            self.count_frame(opcode, fin, payload.len() as u64);
+            return;
+        }
         // §5.3: a client masks every frame with a fresh key.
         let mask = self.keys.as_mut().map(|keys| keys.next_key());
         let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
