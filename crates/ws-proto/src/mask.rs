@@ -47,8 +47,17 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
         let v = u64::from_ne_bytes(word.try_into().expect("chunk of 8")) ^ k64;
         word.copy_from_slice(&v.to_ne_bytes());
     }
-    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
-        *byte ^= k64_bytes[i & 3];
+    // At most seven bytes left: four at once, then one at a time. The words before were
+    // whole multiples of four bytes, so the key still starts at `k64_bytes[0]`.
+    let mut rest = words.into_remainder();
+    if rest.len() >= 4 {
+        let (four, tail) = rest.split_at_mut(4);
+        let v = u32::from_ne_bytes(four.try_into().expect("four bytes")) ^ k32;
+        four.copy_from_slice(&v.to_ne_bytes());
+        rest = tail;
+    }
+    for (i, byte) in rest.iter_mut().enumerate() {
+        *byte ^= k64_bytes[i];
     }
     (offset + buf.len()) & 3
 }
