@@ -259,7 +259,7 @@ fn a_stalled_tls_handshake_is_closed_at_the_deadline() -> Result<()> {
 /// The `rustls::Error` a failed connect gave.
 fn tls_failure(url: &str, connector: &Connector) -> rustls::Error {
     match smol::block_on(connect_tcp_with(url, Config::default(), connector)) {
-        Err(Error::Tls(err)) => err,
+        Err(Error::Tls(err)) => *err,
         Err(err) => panic!("{url}: not a TLS error: {err}"),
         Ok(_) => panic!("{url}: connected to a server it should have refused"),
     }
@@ -290,7 +290,7 @@ fn bad_certificates_are_refused_with_a_clear_error() -> Result<()> {
         let server = TestServer::start(tls_options(issued)?)?;
         let url = format!("wss://localhost:{}/", server.addr.port());
         let err = tls_failure(&url, &connector);
-        let message = Error::Tls(err.clone()).to_string();
+        let message = Error::Tls(Box::new(err.clone())).to_string();
         match &err {
             rustls::Error::InvalidCertificate(cert) if expected(cert) => {}
             other => bail!("{}: {other:?}", issued.cert.display()),

@@ -78,7 +78,7 @@ fn connect_tcp_on_tokio_opens_ws_and_wss_through_a_proxy_without_smol() -> Resul
                 let stream = ws_transport::tokio::TokioIo::new(stream);
                 if tls {
                     let conn = rustls::ServerConnection::new(std::sync::Arc::clone(&server_tls))
-                        .map_err(Error::Tls)?;
+                        .map_err(|err| Error::Tls(Box::new(err)))?;
                     let mut ws =
                         ws_transport::accept(TlsStream::new(stream, conn), Config::default())
                             .await?;

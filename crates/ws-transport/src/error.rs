@@ -48,9 +48,10 @@ pub enum Error {
     InvalidUrl(String),
     /// TLS failed: the server's certificate is not trusted, has expired or names another
     /// host; a record was bad; or no trusted certificates could be found (the error is then
-    /// `General`).
+    /// `General`). Boxed: rustls's error is larger than all the others, and every result
+    /// that can carry an `Error` (each message received) would be as large.
     #[error("tls: {0}")]
-    Tls(rustls::Error),
+    Tls(Box<rustls::Error>),
     /// The HTTP proxy did not open a tunnel: its answer, or why it could not be asked.
     #[error("proxy: {0}")]
     Proxy(String),
@@ -61,7 +62,7 @@ impl Error {
     /// [`TlsStream`](crate::TlsStream) becomes [`Error::Tls`].
     pub(crate) fn from_io(err: io::Error) -> Self {
         if let Some(tls) = crate::tls::tls_error(&err) {
-            return Self::Tls(tls.clone());
+            return Self::Tls(Box::new(tls.clone()));
         }
         Self::Io(err)
     }

@@ -401,7 +401,8 @@ pub fn default_client_config() -> Result<Arc<ClientConfig>, Error> {
     if let Some(config) = CONFIG.get() {
         return Ok(Arc::clone(config));
     }
-    let config = load_client_config().map_err(|why| Error::Tls(rustls::Error::General(why)))?;
+    let config =
+        load_client_config().map_err(|why| Error::Tls(Box::new(rustls::Error::General(why))))?;
     Ok(Arc::clone(CONFIG.get_or_init(|| config)))
 }
 
