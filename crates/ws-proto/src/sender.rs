@@ -76,24 +76,31 @@ impl Output {
 
     /// Queues one frame of a data message, compressing it when the message is compressed
     /// (RSV1 on its first frame only, RFC 7692 §6.1).
+    #[inline]
     pub(crate) fn queue_data(&mut self, opcode: OpCode, fin: bool, data: &[u8]) {
         #[cfg(feature = "deflate")]
-        if self.sending_compressed {
-            if let Some(deflate) = self.deflate.as_mut() {
-                let mut scratch = std::mem::take(&mut self.scratch);
-                scratch.clear();
-                deflate.compress_fragment(data, fin, &mut scratch);
-                deflate.tally.uncompressed += data.len() as u64;
-                deflate.tally.compressed += scratch.len() as u64;
-                let rsv = if opcode == OpCode::Continuation { 0 } else { RSV1 };
-                self.queue_frame_rsv(opcode, fin, rsv, &scratch);
-                if scratch.capacity() <= RETAINED_BUFFER {
-                    self.scratch = scratch;
-                }
-                return;
-            }
+        if self.sending_compressed && self.deflate.is_some() {
+            self.queue_compressed(opcode, fin, data);
+            return;
         }
         self.queue_frame(opcode, fin, data);
+    }
+
+    #[cfg(feature = "deflate")]
+    fn queue_compressed(&mut self, opcode: OpCode, fin: bool, data: &[u8]) {
+        let Some(deflate) = self.deflate.as_mut() else {
+            unreachable!("queue_data calls this only with a compressor");
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        deflate.compress_fragment(data, fin, &mut scratch);
+        deflate.tally.uncompressed += data.len() as u64;
+        deflate.tally.compressed += scratch.len() as u64;
+        let rsv = if opcode == OpCode::Continuation { 0 } else { RSV1 };
+        self.queue_frame_rsv(opcode, fin, rsv, &scratch);
+        if scratch.capacity() <= RETAINED_BUFFER {
+            self.scratch = scratch;
+        }
     }
 
     #[inline]
