@@ -712,22 +712,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     // ---- timers ------------------------------------------------------------------------------
 
     /// Ready with the session's next deadline once it has passed.
+    #[inline]
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Deadline> {
         // The common case, at every wait for input: nothing has brought a deadline forward
-        // since the last look (only input came, which pushes deadlines back), so the timer
-        // armed then, or none when there was no deadline, still stands: wait on it without
-        // reading the clock.
+        // since the last look (only input came, which pushes deadlines back), and there was
+        // none then: nothing to wait for but input, found without a call.
+        if !self.timed && self.timer_at.is_none() && self.session.timeout_not_earlier() {
+            return Poll::Pending;
+        }
+        self.poll_deadline_timed(cx)
+    }
+
+    #[inline(never)]
+    fn poll_deadline_timed(&mut self, cx: &mut Context<'_>) -> Poll<Deadline> {
+        // Nothing has brought a deadline forward since the last look, so the timer armed
+        // then still stands: wait on it without reading the clock.
         if self.session.timeout_not_earlier() {
-            match (&mut self.timer, self.timer_at) {
-                (Some(timer), Some(_)) => {
-                    if timer.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    // It fired: look again below.
-                    self.timer_at = None;
+            if let (Some(timer), Some(_)) = (&mut self.timer, self.timer_at) {
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
-                (_, None) if !self.timed => return Poll::Pending,
-                _ => {}
+                // It fired: look again below.
+                self.timer_at = None;
             }
         }
         let settings = self.config.timers();
