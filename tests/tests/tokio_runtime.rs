@@ -227,3 +227,38 @@ fn a_hyper_server_upgrades_with_a_subprotocol_and_refuses_plain_gets() -> Result
     })?;
     Ok(())
 }
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A WebSocket that gives way in the middle of a long read or write (`Runtime::yield_turn`)
+/// is not woken at once on tokio, where it would be polled again before the I/O driver looks
+/// for the other connections' input, but once the scheduler has run out of ready tasks and
+/// polled the driver.
+#[test]
+fn a_turn_given_way_on_tokio_is_woken_after_the_driver_has_run() -> Result<()> {
+    use ws_transport::Runtime;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let wakes = std::sync::Arc::new(CountingWaker::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        ws_transport::Tokio.yield_turn(&mut std::task::Context::from_waker(&waker));
+        let woken = || wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(woken(), 0, "woken before the driver ran");
+        // This task gives way too: the scheduler polls its driver, then wakes both.
+        tokio::task::yield_now().await;
+        assert_eq!(woken(), 1);
+    });
+    Ok(())
+}

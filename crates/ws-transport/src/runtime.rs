@@ -16,6 +16,16 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>>;
     /// The time now, on this runtime's clock.
     fn now(&self) -> Instant;
+    /// Has the task polled with `cx` polled again once the other tasks ready to run, and
+    /// the runtime's look for I/O, have had their turn: a WebSocket calls it before it
+    /// returns `Pending` to give way in the middle of a long read. By default the task is
+    /// woken at once (it goes to the back of the run queue); tokio's wake-up waits until
+    /// its I/O driver has run (as `tokio::task::yield_now` does), or a task that keeps
+    /// giving way could hold back the I/O of every other task on its thread for a whole
+    /// round of the scheduler's event interval.
+    fn yield_turn(&self, cx: &mut Context<'_>) {
+        cx.waker().wake_by_ref();
+    }
 }
 
 /// A timer made by a [`Runtime`].
@@ -68,6 +78,13 @@ impl Runtime for Tokio {
 
     fn now(&self) -> Instant {
         tokio::time::Instant::now().into_std()
+    }
+
+    fn yield_turn(&self, cx: &mut Context<'_>) {
+        // Its first poll hands the waker to the scheduler, to wake once the driver has run,
+        // and returns `Pending`; the future is not needed after that.
+        let yielded = std::pin::pin!(tokio::task::yield_now());
+        let _ = std::future::Future::poll(yielded, cx);
     }
 }
 

@@ -26,6 +26,14 @@ use crate::runtime::{AsyncTimer, Runtime};
 /// The smallest read requested: enough for small messages in one read.
 const MIN_READ: usize = 2 << 10;
 
+/// Bytes one poll of [`WebSocket::recv`] reads, and one poll that writes writes, before it
+/// gives way: it has its task woken again (see [`Runtime::yield_turn`]) and returns
+/// `Pending`, so that a message of many megabytes moving as fast as the peer sends or reads
+/// it delays the other tasks on the thread (small messages on other connections) by one turn
+/// of this size, not by the whole message (tokio's cooperative budget alone yields only
+/// after 128 reads, 8 MiB at 64 KiB each).
+pub(crate) const TURN_BYTES: usize = 1 << 20;
+
 /// Reads per poll while the close handshake finishes (what the peer sends then is dropped):
 /// a peer that keeps sending cannot hold the task.
 const FINISH_READS: usize = 16;
@@ -230,6 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The poll function under [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
+        let turn_ends = self.bytes_read + TURN_BYTES as u64;
         loop {
             // Output queued since the last wait (replies fed, pongs) is written when this is
             // about to wait for input (`poll_read_more` flushes first), not before each
@@ -262,6 +271,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Poll::Ready(end.result());
             }
             flushed?;
+            if self.bytes_read >= turn_ends {
+                // This poll's turn is spent with the message not yet whole: the rest is read
+                // in the next, after the tasks that became ready meanwhile.
+                self.runtime.yield_turn(cx);
+                return Poll::Pending;
+            }
             ready!(self.poll_read_more(cx))?;
         }
     }
@@ -523,6 +538,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// so that the check in `poll_flush` inlines into its callers.
     #[inline(never)]
     fn poll_flush_owed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let turn_ends = self.bytes_written + TURN_BYTES as u64;
         loop {
             if self.shutting_down {
                 // `poll_close` ends our side (TCP: FIN); errors are ignored, as the peer may be
@@ -558,6 +574,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             if self.session.is_closed() {
                 return Poll::Ready(Err(Error::Closed));
+            }
+            if self.bytes_written >= turn_ends {
+                // A peer that reads as fast as this writes a large message: give way with
+                // the rest still to write, as `poll_recv` does when reading.
+                self.runtime.yield_turn(cx);
+                return Poll::Pending;
             }
             match self.poll_write_some(cx) {
                 Poll::Ready(Ok(())) => {}

@@ -152,6 +152,8 @@ struct Script {
     flooded: usize,
     /// Reads that returned input.
     reads: usize,
+    /// The most one write takes (0: all it is given).
+    write_max: usize,
 }
 
 impl AsyncRead for Scripted {
@@ -185,8 +187,10 @@ impl AsyncWrite for Scripted {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.0.lock().unwrap().written.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        let mut script = self.0.lock().unwrap();
+        let n = if script.write_max == 0 { buf.len() } else { buf.len().min(script.write_max) };
+        script.written.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -229,6 +233,101 @@ fn what_came_together_is_read_in_one_read_next_time() {
     // The first grows the reads from 2 KiB; the others come in one read each.
     assert!(reads[0] > 1, "{reads:?}");
     assert_eq!(reads[1..], [1, 1, 1]);
+}
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A message that arrives as fast as it is read is read in turns: each poll of `recv` reads
+/// 1 MiB (and at most one read more), then has its task woken again and gives way, so that
+/// the other tasks on its thread (small messages on other connections) wait one turn, not
+/// the whole message.
+#[test]
+fn a_large_message_is_read_in_turns_that_wake_their_own_task() {
+    const TURN: u64 = 1 << 20;
+    let script = Scripted::default();
+    let conn = Connection::server(ws_proto::ProtocolConfig::default());
+    let config = Config::default();
+    let read_max = config.read_buffer_size as u64;
+    let mut ws = WebSocket::from_parts(script.clone(), conn, config, &[]);
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    // A masked binary frame (key 0) of 8 MiB, all of it readable at once.
+    let len = 8usize << 20;
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&(len as u64).to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&vec![7; len]);
+    script.0.lock().unwrap().input = frame;
+    let (mut turns, mut read_before) = (0, 0);
+    let data = loop {
+        match ws.poll_next_unpin(&mut cx) {
+            Poll::Ready(Some(Ok(Message::Binary(data)))) => break data,
+            Poll::Pending => {
+                turns += 1;
+                assert!(turns <= 32, "no progress");
+                // It gave way with input left, and woke itself to come back for it.
+                assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), turns);
+                let read = ws.byte_counts().0;
+                assert!(read - read_before >= TURN && read - read_before <= TURN + read_max);
+                read_before = read;
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(data.len(), len);
+    // 8 MiB and 14 bytes of header, in turns of 1 MiB to 1 MiB + 64 KiB: the last ends it.
+    assert!((7..=8).contains(&turns), "{turns} turns");
+}
+
+/// A large message written to a peer that reads as fast as it is written goes out in turns
+/// too: each poll that writes writes 1 MiB (and at most one write more), then has its task
+/// woken again and gives way.
+#[test]
+fn a_large_message_is_written_in_turns_that_wake_their_own_task() {
+    const TURN: u64 = 1 << 20;
+    const WRITE_MAX: usize = 64 << 10;
+    let script = Scripted::default();
+    script.0.lock().unwrap().write_max = WRITE_MAX;
+    let conn = Connection::server(ws_proto::ProtocolConfig::default());
+    let mut ws = WebSocket::from_parts(script.clone(), conn, Config::default(), &[]);
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let len = 4usize << 20;
+    ws.start_send(Message::Binary(vec![9; len])).unwrap();
+    let (mut turns, mut written_before) = (0, 0);
+    loop {
+        match ws.poll_flush(&mut cx) {
+            Poll::Ready(result) => break result.unwrap(),
+            Poll::Pending => {
+                turns += 1;
+                assert!(turns <= 32, "no progress");
+                assert_eq!(wakes.0.load(std::sync::atomic::Ordering::Relaxed), turns);
+                let written = ws.byte_counts().1;
+                let turn = written - written_before;
+                assert!(turn >= TURN && turn <= TURN + WRITE_MAX as u64, "{turn}");
+                written_before = written;
+            }
+        }
+    }
+    let written = std::mem::take(&mut script.0.lock().unwrap().written);
+    // The header (10 bytes: 127, then a 64-bit length) and the payload, in turns of 1 MiB.
+    assert_eq!(written.len(), 10 + len);
+    assert!(written[10..].iter().all(|&b| b == 9));
+    assert_eq!(turns, 3);
 }
 
 /// A runtime whose clock counts its readings.
