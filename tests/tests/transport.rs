@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use smol::{Async, Timer, future};
-use ws_proto::CloseCode;
+use ws_proto::{CloseCode, MessageKind};
 use ws_tests::{RawClient, client_frame};
 use ws_transport::{Config, Error, Message, Timeout, WebSocket, accept, connect_tcp};
 
@@ -353,8 +353,7 @@ fn an_echo_loop_reuses_the_buffer_it_fed_back() -> Result<()> {
             let mut seen = Vec::new();
             for _ in 0..3 {
                 let message = ws.recv().await?.context("the client closed")?;
-                let Message::Binary(data) = &message else { anyhow::bail!("{message:?}") };
-                seen.push(data.capacity());
+                seen.push((message.kind(), message.capacity()));
                 ws.feed(message).await?;
                 ws.flush().await?;
             }
@@ -372,9 +371,11 @@ fn an_echo_loop_reuses_the_buffer_it_fed_back() -> Result<()> {
         })
     })?;
     let mut client = RawClient::connect(addr)?;
-    // The first is the longest: the others fit in its buffer.
-    for payload in [&b"the first message"[..], b"second", b"third"] {
-        client.send(0x82, payload)?;
+    // The first is the longest: the others fit in its buffer, text as well as binary.
+    for (opcode, payload) in
+        [(0x82, &b"the first message"[..]), (0x82, b"second"), (0x81, b"third")]
+    {
+        client.send(opcode, payload)?;
         let echo = client.read_frame()?.context("no echo")?;
         ensure!(echo.payload == payload, "echo of {payload:?}: {echo:?}");
     }
@@ -386,7 +387,8 @@ fn an_echo_loop_reuses_the_buffer_it_fed_back() -> Result<()> {
     let (seen, idle, held_small, held_large) = server.join().expect("server thread")??;
     // The second and third messages were received into the buffer of the first (a buffer of
     // their own would hold their length).
-    ensure!(seen == [17, 17, 17], "buffers of {seen:?} bytes");
+    let (binary, text) = (MessageKind::Binary, MessageKind::Text);
+    ensure!(seen == [(binary, 17), (binary, 17), (text, 17)], "buffers of {seen:?} bytes");
     ensure!(idle, "a read after the echoes found input");
     ensure!(
         (1..=ws_proto::RECYCLED_IDLE_MAX).contains(&held_small),

@@ -40,17 +40,20 @@ pub enum Event<'a> {
     Disconnected,
 }
 
-/// An event from [`Connection::poll_event_owned`]: a binary message owned, or any other
-/// event as [`Connection::poll_event`] reports it.
+/// An event from [`Connection::poll_event_owned`]: a binary message owned, a small text
+/// message owned, or any other event as [`Connection::poll_event`] reports it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PolledEvent<'a> {
     /// A complete binary message ([`Delivery::Messages`]), owned: moved out of the
     /// connection when it was assembled there (it came in several frames or reads, or was
     /// inflated), copied out of the read buffer otherwise.
     Binary(Vec<u8>),
-    /// Any other event, text messages included: a `String` built from owned bytes is
-    /// validated again (safe code cannot skip that), which costs more than copying the
-    /// `&str`.
+    /// A complete text message ([`Delivery::Messages`]) that fits in the buffer last
+    /// [recycled](Connection::recycle), copied into it: receiving it allocates nothing.
+    Text(String),
+    /// Any other event, the other text messages included: a `String` built from owned
+    /// bytes is validated again (safe code cannot skip that), which costs more than
+    /// copying the `&str`.
     Event(Event<'a>),
 }
 
@@ -565,7 +568,9 @@ impl Connection {
     /// its length spare (an uncompressed message's buffer grows to fit it exactly); the
     /// connection assembles the next message in a new buffer. The others are copied: into the
     /// buffer last handed back with [`recycle`](Self::recycle) when they fit in it, else into
-    /// one of exactly their length; the assembly buffer is kept.
+    /// one of exactly their length; the assembly buffer is kept. A text message that fits in
+    /// the recycled buffer comes owned too ([`PolledEvent::Text`]); the others are reported
+    /// borrowed, as [`poll_event`](Self::poll_event) does.
     ///
     /// ```
     /// use ws_proto::{Connection, PolledEvent, ProtocolConfig};
@@ -591,6 +596,22 @@ impl Connection {
     fn next_event_owned(&mut self) -> Option<PolledEvent<'_>> {
         let ev = self.advance()?;
         self.count(&ev);
+        if let Ev::Message { kind: MessageKind::Text, ref range, .. } = ev {
+            if range.len() <= self.recycled.capacity() && self.recycled.capacity() != 0 {
+                let Event::Message(MessageRef::Text(text)) =
+                    make_event(ev, &self.input, &self.assembly, &self.inflated)
+                else {
+                    unreachable!("a text message is reported as one");
+                };
+                // Emptied first, the buffer is valid UTF-8 at no cost: the text, validated as
+                // it arrived, is then copied in without being checked again.
+                let mut buf = std::mem::take(&mut self.recycled);
+                buf.clear();
+                let mut owned = String::from_utf8(buf).unwrap_or_default();
+                owned.push_str(text);
+                return Some(PolledEvent::Text(owned));
+            }
+        }
         let Ev::Message { kind: MessageKind::Binary, range, assembled } = ev else {
             return Some(PolledEvent::Event(make_event(
                 ev,

@@ -634,6 +634,44 @@ fn recycled_buffers_are_reused_bounded_and_released_when_large() {
 }
 
 #[test]
+fn text_that_fits_the_recycled_buffer_is_copied_into_it() {
+    use ws_proto::{Event, MessageRef, PolledEvent};
+    let mut conn = server();
+    // Nothing recycled yet: text is reported borrowed.
+    conn.receive_data(&client_frame(0x81, "héllo".as_bytes()));
+    assert!(matches!(
+        conn.poll_event_owned(),
+        Some(PolledEvent::Event(Event::Message(MessageRef::Text("héllo"))))
+    ));
+    let buf = Vec::with_capacity(64);
+    let at = buf.as_ptr();
+    conn.recycle(buf);
+    // Whole, and assembled from two fragments: both land in the recycled buffer.
+    let mut input = client_frame(0x81, "héllo".as_bytes());
+    input.extend(client_frame(0x01, b"wor"));
+    input.extend(client_frame(0x80, b"ld"));
+    conn.receive_data(&input);
+    let Some(PolledEvent::Text(first)) = conn.poll_event_owned() else { panic!() };
+    assert_eq!((first.as_str(), first.as_ptr(), first.capacity()), ("héllo", at, 64));
+    conn.recycle(first.into_bytes());
+    let Some(PolledEvent::Text(second)) = conn.poll_event_owned() else { panic!() };
+    assert_eq!((second.as_str(), second.as_ptr()), ("world", at));
+    conn.recycle(second.into_bytes());
+    // Longer than the buffer: borrowed, and the buffer waits for the next.
+    conn.receive_data(&client_frame(0x81, &[b'a'; 65]));
+    assert!(matches!(
+        conn.poll_event_owned(),
+        Some(PolledEvent::Event(Event::Message(MessageRef::Text(t)))) if t.len() == 65
+    ));
+    // Invalid UTF-8 still fails the connection.
+    conn.receive_data(&client_frame(0x81, b"\xff"));
+    assert_eq!(
+        conn.poll_event_owned(),
+        Some(PolledEvent::Event(Event::Failed(ProtocolError::InvalidUtf8)))
+    );
+}
+
+#[test]
 fn input_buffers_move_between_connections_without_leaking_bytes() {
     let mut a = server();
     let frame = client_frame(0x82, b"first");

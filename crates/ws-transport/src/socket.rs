@@ -294,6 +294,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.received = Some(Message::Binary(data));
                     return Ok(());
                 }
+                PolledEvent::Text(text) => {
+                    self.received = Some(Message::Text(text));
+                    return Ok(());
+                }
                 PolledEvent::Event(event) => event,
             };
             match event {

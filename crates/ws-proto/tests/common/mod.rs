@@ -62,6 +62,10 @@ pub fn drain_owned(conn: &mut Connection) -> Vec<Owned> {
                 conn.recycle(data.clone());
                 events.push(Owned::Binary(data));
             }
+            Some(PolledEvent::Text(text)) => {
+                conn.recycle(text.clone().into_bytes());
+                events.push(Owned::Text(text));
+            }
             Some(PolledEvent::Event(event)) => events.push(owned(event)),
             None => return events,
         }
