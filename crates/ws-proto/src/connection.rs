@@ -43,6 +43,7 @@ pub enum Event<'a> {
 /// An event from [`Connection::poll_event_owned`]: a binary message owned, a small text
 /// message owned, or any other event as [`Connection::poll_event`] reports it.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PolledEvent<'a> {
     /// A complete binary message ([`Delivery::Messages`]), owned: moved out of the
     /// connection when it was assembled there (it came in several frames or reads, or was
@@ -179,7 +180,7 @@ pub struct Connection {
     assembly: Vec<u8>,
     /// The last event borrowed `assembly`; clear it on the next poll.
     assembly_delivered: bool,
-    /// A buffer handed back with [`Connection::recycle`], for the next binary message that
+    /// A buffer handed back with [`Connection::recycle`], for the next message that
     /// [`Connection::poll_event_owned`] copies out (empty: none).
     recycled: Vec<u8>,
     utf8: Utf8Validator,
@@ -603,8 +604,9 @@ impl Connection {
                 else {
                     unreachable!("a text message is reported as one");
                 };
-                // Emptied first, the buffer is valid UTF-8 at no cost: the text, validated as
-                // it arrived, is then copied in without being checked again.
+                // Emptied first, the buffer is valid UTF-8 at no cost, and the text (checked
+                // as it arrived, and once more to make the `&str`, as for a borrowed one) is
+                // copied in.
                 let mut buf = std::mem::take(&mut self.recycled);
                 buf.clear();
                 let mut owned = String::from_utf8(buf).unwrap_or_default();
@@ -645,8 +647,8 @@ impl Connection {
 
     /// Hands back the buffer of a message the caller is done with (one
     /// [`poll_event_owned`](Self::poll_event_owned) returned, say, once its reply is
-    /// queued), for the next binary message it copies out that fits in it: a loop that
-    /// receives and replies then allocates nothing per message. Kept when it is larger than
+    /// queued), for the next message it copies out that fits in it (binary, or text as a
+    /// `String`): a loop that receives and replies then allocates nothing per message. Kept when it is larger than
     /// the one the connection holds, which it replaces (so that the buffer follows the
     /// largest messages of late), and smaller than
     /// [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN) (assembled messages of that size are

@@ -460,6 +460,22 @@ fn rfc_10_4_whole_small_messages_meet_both_limits_exactly() {
                 (vec![Owned::Failed(ProtocolError::MessageTooLarge)], server_close(1009)),
                 "{len} bytes, {opcode:#x}"
             );
+            // A client reads the server's unmasked frames on the same path.
+            let unmasked = frame(opcode, &vec![b'a'; len], None);
+            let client_at = |frame: usize, message: usize| {
+                let mut config = ProtocolConfig::default();
+                config.max_frame_size = frame;
+                config.max_message_size = message;
+                feed(&mut client(config), &unmasked)
+            };
+            let message = if opcode == 0x81 {
+                Owned::Text("a".repeat(len))
+            } else {
+                Owned::Binary(vec![b'a'; len])
+            };
+            assert_eq!(client_at(len, len), [message]);
+            assert_eq!(client_at(len - 1, 1000), [Owned::Failed(ProtocolError::FrameTooLarge)]);
+            assert_eq!(client_at(1000, len - 1), [Owned::Failed(ProtocolError::MessageTooLarge)]);
         }
     }
 }
@@ -663,6 +679,10 @@ fn text_that_fits_the_recycled_buffer_is_copied_into_it() {
         conn.poll_event_owned(),
         Some(PolledEvent::Event(Event::Message(MessageRef::Text(t)))) if t.len() == 65
     ));
+    conn.receive_data(&client_frame(0x81, b"next"));
+    let Some(PolledEvent::Text(next)) = conn.poll_event_owned() else { panic!() };
+    assert_eq!((next.as_str(), next.as_ptr()), ("next", at));
+    conn.recycle(next.into_bytes());
     // Invalid UTF-8 still fails the connection.
     conn.receive_data(&client_frame(0x81, b"\xff"));
     assert_eq!(

@@ -57,6 +57,10 @@ pub enum Error {
     Proxy(String),
 }
 
+// Every result that can carry an error (each message received) is as large as it: kept to
+// four words by boxing the large payloads.
+const _: () = assert!(std::mem::size_of::<Error>() <= 32);
+
 impl Error {
     /// An I/O error as the error it carries: a TLS failure inside an I/O error from a
     /// [`TlsStream`](crate::TlsStream) becomes [`Error::Tls`].

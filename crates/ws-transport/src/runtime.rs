@@ -1,4 +1,5 @@
-//! The runtime seam: a timer and a clock ([`Runtime`]), so that a WebSocket waits on the
+//! The runtime seam: a timer, a clock and a way to give way ([`Runtime`]), so that a
+//! WebSocket waits on the
 //! runtime it runs on and starts no other. smol's (async-io) always; tokio's with the
 //! `tokio` feature. The clock is the runtime's too, so that a runtime that can stop or
 //! advance time (tokio's `time::pause`) drives every deadline of a WebSocket in tests.
@@ -9,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// A timer and a clock from an async runtime. `Smol` and (with the `tokio` feature) `Tokio`
+/// A timer, a clock and a way to give way, from an async runtime. `Smol` and (with the `tokio` feature) `Tokio`
 /// are provided; [`default_runtime`] picks one.
 pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// A timer that fires at `at`.
@@ -18,11 +19,14 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> Instant;
     /// Has the task polled with `cx` polled again once the other tasks ready to run, and
     /// the runtime's look for I/O, have had their turn: a WebSocket calls it before it
-    /// returns `Pending` to give way in the middle of a long read. By default the task is
-    /// woken at once (it goes to the back of the run queue); tokio's wake-up waits until
-    /// its I/O driver has run (as `tokio::task::yield_now` does), or a task that keeps
+    /// returns `Pending` to give way in the middle of a long read or write. By default the
+    /// task is woken at once (it goes to the back of the run queue); tokio's wake-up waits
+    /// until its I/O driver has run (as `tokio::task::yield_now` does), or a task that keeps
     /// giving way could hold back the I/O of every other task on its thread for a whole
-    /// round of the scheduler's event interval.
+    /// round of the scheduler's event interval. As with `yield_now`, a WebSocket on tokio
+    /// must then be polled by tokio: one polled by another executor blocking a tokio thread
+    /// (`futures::executor::block_on` inside a tokio task) is woken only when that thread's
+    /// scheduler next runs, which blocking it prevents.
     fn yield_turn(&self, cx: &mut Context<'_>) {
         cx.waker().wake_by_ref();
     }

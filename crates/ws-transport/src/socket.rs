@@ -299,6 +299,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Ok(());
                 }
                 PolledEvent::Event(event) => event,
+                // Nothing else is reported in message delivery.
+                _ => continue,
             };
             match event {
                 Event::Message(message) => {

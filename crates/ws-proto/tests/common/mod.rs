@@ -67,6 +67,7 @@ pub fn drain_owned(conn: &mut Connection) -> Vec<Owned> {
                 events.push(Owned::Text(text));
             }
             Some(PolledEvent::Event(event)) => events.push(owned(event)),
+            Some(other) => panic!("{other:?}"),
             None => return events,
         }
     }
