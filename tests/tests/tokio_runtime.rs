@@ -262,3 +262,91 @@ fn a_turn_given_way_on_tokio_is_woken_after_the_driver_has_run() -> Result<()> {
     });
     Ok(())
 }
+
+/// A stream that has all its input ready at once and takes every write: a peer that sends
+/// as fast as it is read.
+struct Ready {
+    input: Vec<u8>,
+    at: usize,
+}
+
+impl tokio::io::AsyncRead for Ready {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = buf.remaining().min(self.input.len() - self.at);
+        let at = self.at;
+        buf.put_slice(&self.input[at..at + n]);
+        self.at += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Ready {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A WebSocket on tokio receiving a large message whose bytes are all ready gives way to the
+/// other tasks on its thread between turns of 1 MiB: another task runs while it reads, not
+/// only once the message is whole (the stream here is no tokio resource, so tokio's own
+/// cooperative budget never makes it give way).
+#[test]
+fn a_large_message_on_tokio_lets_the_other_tasks_run_between_turns() -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (ticks, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let other = tokio::spawn({
+            let (ticks, done) = (Arc::clone(&ticks), Arc::clone(&done));
+            async move {
+                while !done.load(Ordering::Relaxed) {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        // A masked binary frame (key 0) of 8 MiB.
+        let len = 8usize << 20;
+        let mut input = vec![0x82, 0xff];
+        input.extend_from_slice(&(len as u64).to_be_bytes());
+        input.extend_from_slice(&[0; 4]);
+        input.extend_from_slice(&vec![7; len]);
+        let stream = ws_transport::tokio::TokioIo::new(Ready { input, at: 0 });
+        let conn = ws_transport::ws_proto::Connection::server(Default::default());
+        let mut ws = ws_transport::WebSocket::from_parts(stream, conn, Config::default(), &[]);
+        let before = ticks.load(Ordering::Relaxed);
+        let message = ws.next().await.context("no message")??;
+        let during = ticks.load(Ordering::Relaxed) - before;
+        done.store(true, Ordering::Relaxed);
+        other.await?;
+        assert_eq!(message.as_bytes().len(), len);
+        // Seven turns or more (see ws-transport's stream_sink tests), the other task once
+        // after each.
+        assert!(during >= 7, "the other task ran {during} times while 8 MiB were read");
+        anyhow::Ok(())
+    })
+}
