@@ -26,8 +26,8 @@ use crate::runtime::{AsyncTimer, Runtime};
 /// The smallest read requested: enough for small messages in one read.
 const MIN_READ: usize = 2 << 10;
 
-/// Bytes one poll of [`WebSocket::recv`] reads, and one poll that writes writes, before it
-/// gives way: it has its task woken again (see [`Runtime::yield_turn`]) and returns
+/// Bytes one poll of [`WebSocket::recv`] reads, and one call of the write loop writes, before
+/// it gives way: it has its task woken again (see [`Runtime::yield_turn`]) and returns
 /// `Pending`, so that a message of many megabytes moving as fast as the peer sends or reads
 /// it delays the other tasks on the thread (small messages on other connections) by one turn
 /// of this size, not by the whole message (tokio's cooperative budget alone yields only
