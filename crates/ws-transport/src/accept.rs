@@ -1,7 +1,7 @@
 //! The server side of the opening handshake over a stream.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use ws_proto::{Connection, Request, RequestParser, Response, Upgrade};
@@ -11,6 +11,10 @@ use crate::error::{Error, Timeout};
 use crate::runtime::Runtime;
 use crate::socket::WebSocket;
 use crate::util::{close_by, with_deadline};
+
+/// How long a connection whose request did not come in time is given to end cleanly (its
+/// close_notify over TLS, then its end of stream) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A request head read from a client, not yet answered.
 ///
@@ -57,7 +61,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerHandshake<S> {
         };
         let runtime = config.runtime_or_default();
         match with_deadline(&*runtime, deadline, read).await {
-            None => Err(Error::Timeout(Timeout::Handshake)),
+            None => {
+                // No request in time: the stream is still ended cleanly (over TLS, with
+                // close_notify once its handshake is done), within a moment more.
+                close_by(&mut stream, &*runtime, runtime.now() + CLOSE_GRACE).await;
+                Err(Error::Timeout(Timeout::Handshake))
+            }
             Some(Err(err)) => Err(Error::Io(err)),
             Some(Ok(Err(err))) => {
                 let bytes = err.response().to_bytes();
