@@ -286,7 +286,7 @@ fn bad_certificates_are_refused_with_a_clear_error() -> Result<()> {
         let server = TestServer::start(tls_options(issued)?)?;
         let url = format!("wss://localhost:{}/", server.addr.port());
         let err = tls_failure(&url, &connector);
-        let message = Error::Tls(Box::new(err.clone())).to_string();
+        let message = Error::from(err.clone()).to_string();
         match &err {
             rustls::Error::InvalidCertificate(cert) if expected(cert) => {}
             other => bail!("{}: {other:?}", issued.cert.display()),

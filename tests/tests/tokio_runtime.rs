@@ -78,7 +78,7 @@ fn connect_tcp_on_tokio_opens_ws_and_wss_through_a_proxy_without_smol() -> Resul
                 let stream = ws_transport::tokio::TokioIo::new(stream);
                 if tls {
                     let conn = rustls::ServerConnection::new(std::sync::Arc::clone(&server_tls))
-                        .map_err(|err| Error::Tls(Box::new(err)))?;
+                        .map_err(Error::from)?;
                     let mut ws =
                         ws_transport::accept(TlsStream::new(stream, conn), Config::default())
                             .await?;
@@ -263,51 +263,6 @@ fn a_turn_given_way_on_tokio_is_woken_after_the_driver_has_run() -> Result<()> {
     Ok(())
 }
 
-/// A stream that has all its input ready at once and takes every write: a peer that sends
-/// as fast as it is read.
-struct Ready {
-    input: Vec<u8>,
-    at: usize,
-}
-
-impl tokio::io::AsyncRead for Ready {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let n = buf.remaining().min(self.input.len() - self.at);
-        let at = self.at;
-        buf.put_slice(&self.input[at..at + n]);
-        self.at += n;
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl tokio::io::AsyncWrite for Ready {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
 /// A WebSocket on tokio receiving a large message whose bytes are all ready gives way to the
 /// other tasks on its thread between turns of 1 MiB: another task runs while it reads, not
 /// only once the message is whole (the stream here is no tokio resource, so tokio's own
@@ -335,7 +290,9 @@ fn a_large_message_on_tokio_lets_the_other_tasks_run_between_turns() -> Result<(
         input.extend_from_slice(&(len as u64).to_be_bytes());
         input.extend_from_slice(&[0; 4]);
         input.extend_from_slice(&vec![7; len]);
-        let stream = ws_transport::tokio::TokioIo::new(Ready { input, at: 0 });
+        // All of it readable at once, every write taken: a peer as fast as this reads.
+        let stream =
+            ws_transport::tokio::TokioIo::new(tokio::io::join(&input[..], tokio::io::sink()));
         let conn = ws_transport::ws_proto::Connection::server(Default::default());
         let mut ws = ws_transport::WebSocket::from_parts(stream, conn, Config::default(), &[]);
         let before = ticks.load(Ordering::Relaxed);

@@ -597,13 +597,9 @@ impl Connection {
     fn next_event_owned(&mut self) -> Option<PolledEvent<'_>> {
         let ev = self.advance()?;
         self.count(&ev);
-        if let Ev::Message { kind: MessageKind::Text, ref range, .. } = ev {
+        if let Ev::Message { kind: MessageKind::Text, ref range, assembled } = ev {
             if range.len() <= self.recycled.capacity() && self.recycled.capacity() != 0 {
-                let Event::Message(MessageRef::Text(text)) =
-                    make_event(ev, &self.input, &self.assembly, &self.inflated)
-                else {
-                    unreachable!("a text message is reported as one");
-                };
+                let text = message_text(range.clone(), assembled, &self.input, &self.assembly);
                 // Emptied first, the buffer is valid UTF-8 at no cost, and the text (checked
                 // as it arrived, and once more to make the `&str`, as for a borrowed one) is
                 // copied in.
@@ -648,9 +644,9 @@ impl Connection {
     /// Hands back the buffer of a message the caller is done with (one
     /// [`poll_event_owned`](Self::poll_event_owned) returned, say, once its reply is
     /// queued), for the next message it copies out that fits in it (binary, or text as a
-    /// `String`): a loop that receives and replies then allocates nothing per message. Kept when it is larger than
-    /// the one the connection holds, which it replaces (so that the buffer follows the
-    /// largest messages of late), and smaller than
+    /// `String`): a loop that receives and replies then allocates nothing per message. Kept
+    /// when it is larger than the one the connection holds, which it replaces (so that the
+    /// buffer follows the largest messages of late), and smaller than
     /// [`DIRECT_WRITE_MIN`](crate::DIRECT_WRITE_MIN) (assembled messages of that size are
     /// moved out, not copied); freed otherwise. Counted in [`memory`](Self::memory); an
     /// idle connection keeps it only up to [`RECYCLED_IDLE_MAX`] bytes (see
@@ -1399,18 +1395,25 @@ fn message_bytes<'a>(
     if assembled { &assembly[range] } else { &input[range] }
 }
 
+/// A text message's bytes as text: validated as they arrived, so this check cannot fail.
+#[inline]
+fn message_text<'a>(
+    range: Range<usize>,
+    assembled: bool,
+    input: &'a [u8],
+    assembly: &'a [u8],
+) -> &'a str {
+    simdutf8::basic::from_utf8(message_bytes(range, assembled, input, assembly)).unwrap_or_default()
+}
+
 fn make_event<'a>(ev: Ev, input: &'a [u8], assembly: &'a [u8], inflated: &'a [u8]) -> Event<'a> {
     match ev {
-        Ev::Message { kind, range, assembled } => {
-            let bytes = message_bytes(range, assembled, input, assembly);
-            Event::Message(match kind {
-                MessageKind::Binary => MessageRef::Binary(bytes),
-                // Validated as it arrived; this conversion cannot fail.
-                MessageKind::Text => {
-                    MessageRef::Text(simdutf8::basic::from_utf8(bytes).unwrap_or_default())
-                }
-            })
-        }
+        Ev::Message { kind, range, assembled } => Event::Message(match kind {
+            MessageKind::Binary => {
+                MessageRef::Binary(message_bytes(range, assembled, input, assembly))
+            }
+            MessageKind::Text => MessageRef::Text(message_text(range, assembled, input, assembly)),
+        }),
         Ev::Chunk { kind, range, first, last, frame, inflated: from_inflated } => {
             Event::Chunk(Chunk {
                 kind,

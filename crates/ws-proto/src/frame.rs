@@ -202,7 +202,7 @@ impl FrameHeader {
     /// If `payload_len` has its most significant bit set, which no frame may declare.
     pub fn encode(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
         assert!(self.payload_len >> 63 == 0, "payload length over 2^63 - 1");
-        out[0] = (u8::from(self.fin) << 7) | ((self.rsv & 0x7) << 4) | self.opcode.as_u8();
+        out[0] = first_byte(self.fin, self.rsv, self.opcode);
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         let mut used = match self.payload_len {
             len @ 0..=125 => {
@@ -237,6 +237,12 @@ impl FrameHeader {
         out.extend_from_slice(&buf);
         out.truncate(end);
     }
+}
+
+/// A header's first byte: FIN, RSV1–3 (`rsv`'s low three bits) and the opcode.
+#[inline]
+pub(crate) fn first_byte(fin: bool, rsv: u8, opcode: OpCode) -> u8 {
+    (u8::from(fin) << 7) | ((rsv & 0x7) << 4) | opcode.as_u8()
 }
 
 impl MessageKind {

@@ -8,7 +8,7 @@ use crate::error::SendError;
 use crate::extensions::Compressor;
 #[cfg(feature = "deflate")]
 use crate::frame::RSV1;
-use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, first_byte};
 use crate::inspect::FrameLog;
 use crate::mask::apply_mask;
 use crate::traffic::Counts;
@@ -179,9 +179,8 @@ impl Output {
             && payload.len() <= 125
             && opcode != OpCode::Close
         {
-            let b0 = (u8::from(fin) << 7) | (rsv << 4) | opcode.as_u8();
             self.buf.reserve(2 + payload.len());
-            self.buf.extend_from_slice(&[b0, payload.len() as u8]);
+            self.buf.extend_from_slice(&[first_byte(fin, rsv, opcode), payload.len() as u8]);
             self.buf.extend_from_slice(payload);
             self.count_frame(opcode, fin, payload.len() as u64);
             return;

@@ -263,8 +263,7 @@ pub(crate) async fn connect_tcp_on<N: Net>(
         };
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|err| Error::InvalidUrl(format!("{}: {err}", url.host)))?;
-        let tls =
-            rustls::ClientConnection::new(tls, name).map_err(|err| Error::Tls(Box::new(err)))?;
+        let tls = rustls::ClientConnection::new(tls, name)?;
         Ok(MaybeTls::Tls(Box::new(TlsStream::new(stream, tls))))
     };
     let stream = with_deadline(&*runtime, deadline, open)

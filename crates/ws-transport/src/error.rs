@@ -61,12 +61,18 @@ pub enum Error {
 // four words by boxing the large payloads.
 const _: () = assert!(std::mem::size_of::<Error>() <= 32);
 
+impl From<rustls::Error> for Error {
+    fn from(err: rustls::Error) -> Self {
+        Self::Tls(Box::new(err))
+    }
+}
+
 impl Error {
     /// An I/O error as the error it carries: a TLS failure inside an I/O error from a
     /// [`TlsStream`](crate::TlsStream) becomes [`Error::Tls`].
     pub(crate) fn from_io(err: io::Error) -> Self {
         if let Some(tls) = crate::tls::tls_error(&err) {
-            return Self::Tls(Box::new(tls.clone()));
+            return tls.clone().into();
         }
         Self::Io(err)
     }

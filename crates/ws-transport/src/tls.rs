@@ -401,8 +401,7 @@ pub fn default_client_config() -> Result<Arc<ClientConfig>, Error> {
     if let Some(config) = CONFIG.get() {
         return Ok(Arc::clone(config));
     }
-    let config =
-        load_client_config().map_err(|why| Error::Tls(Box::new(rustls::Error::General(why))))?;
+    let config = load_client_config().map_err(rustls::Error::General)?;
     Ok(Arc::clone(CONFIG.get_or_init(|| config)))
 }
 
