@@ -1,8 +1,8 @@
 //! The runtime seam: a timer, a clock and a way to give way ([`Runtime`]), so that a
-//! WebSocket waits on the
-//! runtime it runs on and starts no other. smol's (async-io) always; tokio's with the
-//! `tokio` feature. The clock is the runtime's too, so that a runtime that can stop or
-//! advance time (tokio's `time::pause`) drives every deadline of a WebSocket in tests.
+//! WebSocket waits on the runtime it runs on and starts no other. smol's (async-io) always;
+//! tokio's with the `tokio` feature. The clock is the runtime's too, so that a runtime that
+//! can stop or advance time (tokio's `time::pause`) drives every deadline of a WebSocket in
+//! tests.
 
 use std::fmt;
 use std::pin::Pin;
@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// A timer, a clock and a way to give way, from an async runtime. `Smol` and (with the `tokio` feature) `Tokio`
-/// are provided; [`default_runtime`] picks one.
+/// A timer, a clock and a way to give way, from an async runtime. `Smol` and (with the
+/// `tokio` feature) `Tokio` are provided; [`default_runtime`] picks one.
 pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// A timer that fires at `at`.
     fn new_timer(&self, at: Instant) -> Pin<Box<dyn AsyncTimer>>;
